@@ -1,0 +1,1 @@
+"""The local AWS: a moto server on loopback, reached over HTTP like the real thing."""

@@ -1,0 +1,45 @@
+"""Run the local AWS as a child process and learn its endpoint (tests, bench, `make run`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+
+# Credentials the local AWS accepts; real AWS never sees them.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@contextmanager
+def local_aws_process(
+    host: str = "127.0.0.1", port: int = 0, *, extra_args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Start `python -m localaws`, yield its endpoint URL, stop it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localaws", "--host", host, "--port", str(port), *extra_args],
+        stdout=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if not first:
+            raise RuntimeError(f"localaws exited with code {proc.wait()} before it was ready")
+        yield str(orjson.loads(first)["endpoint"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,1 @@
+"""The order API: aiohttp, POST /orders/async (-> SNS) and POST /orders/sync (inline payment)."""

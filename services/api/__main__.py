@@ -1,0 +1,38 @@
+"""`python -m services.api`: serve the order API until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aiohttp import web
+
+from services.common.logging import configure_logging, get_logger
+from services.common.settings import SettingsError
+
+from .app import create_app
+from .settings import ApiSettings
+
+
+def main() -> int:
+    try:
+        settings = ApiSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"api: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, service="api")
+    get_logger().info("api_starting", host=settings.host, port=settings.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log=None,  # the middleware writes one canonical line per request instead
+        print=None,
+    )
+    get_logger().info("api_stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

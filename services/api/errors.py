@@ -1,0 +1,89 @@
+"""JSON errors for every failure and the canonical one-line log per request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from services.common.logging import get_logger
+
+log = get_logger()
+
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """An answer other than success, carried up to the middleware that renders it."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def json_response(
+    data: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    body = {"error": {"code": error.code, "message": error.message}}
+    return json_response(body, error.status, error.headers)
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    status = exc.status
+    code = _CODES.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
+    headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+    return ApiError(status, code, exc.reason or HTTPStatus(status).phrase, headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as JSON and write the request's canonical log line."""
+    structlog.contextvars.clear_contextvars()
+    started = time.perf_counter()
+    response: web.StreamResponse
+    error: ApiError | None = None
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        error = exc
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = _from_http_exception(exc)
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        error = ApiError(500, "internal_error", "internal error")
+    if error is not None:
+        response = error_response(error)
+        if 400 <= error.status < 500 and request.path.startswith("/orders"):
+            log.info("order_rejected", code=error.code, reason=error.message, status=error.status)
+    log.info(
+        "http_request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return response

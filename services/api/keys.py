@@ -1,0 +1,18 @@
+"""Typed application state: every AppKey the API uses, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from services.common.payment import PaymentProcessor
+
+from .settings import ApiSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+
+SETTINGS = web.AppKey("settings", ApiSettings)
+SNS: web.AppKey[SNSClient] = web.AppKey("sns")
+PAYMENTS = web.AppKey("payments", PaymentProcessor)

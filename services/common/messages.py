@@ -1,0 +1,178 @@
+"""The order as the API accepts it and as it travels on SNS/SQS: validated and encoded in one place.
+
+Pydantic (strict, no extra fields, no NaN) validates both directions of the wire format, so a
+client's body and a queued message go through the same rules.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
+
+MESSAGE_VERSION = 1
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+def _customer_id(value: object) -> int | str:
+    # bool is an int subclass in Python but never a customer id on the wire.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and 1 <= len(value) <= 64:
+        return value
+    raise ValueError("must be an integer >= 1 or a string of 1 to 64 characters")
+
+
+def _order_id(value: object) -> str:
+    if isinstance(value, str) and _UUID.match(value):
+        return str(uuid.UUID(value))
+    raise ValueError("must be a UUID string")
+
+
+CustomerId = Annotated[
+    int | str,
+    PlainValidator(_customer_id),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "minLength": 1, "maxLength": 64},
+            ]
+        }
+    ),
+]
+# Lax only in the container: a JSON array becomes an immutable tuple; the items stay strict.
+Items = Annotated[tuple["OrderItem", ...], Field(min_length=1, max_length=100, strict=False)]
+OrderId = Annotated[
+    str, PlainValidator(_order_id), WithJsonSchema({"type": "string", "format": "uuid"})
+]
+
+
+class OrderItem(BaseModel):
+    model_config = _STRICT
+
+    product_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    quantity: Annotated[int, Field(ge=1, le=1000)]
+    price: Annotated[float, Field(ge=0, le=1_000_000)]
+    """Unit price."""
+
+
+class OrderRequest(BaseModel):
+    """The body of POST /orders/async and /orders/sync."""
+
+    model_config = _STRICT
+
+    order_id: OrderId | None = None
+    customer_id: CustomerId
+    items: Items
+
+
+class OrderMessage(BaseModel):
+    """An accepted order, as published to SNS and received from SQS (version 1)."""
+
+    model_config = _STRICT
+
+    v: Literal[1] = 1
+    order_id: OrderId
+    customer_id: CustomerId
+    items: Items
+    total: Annotated[float, Field(ge=0)]
+    accepted_at: float
+    """Unix time (seconds) at which the API accepted the order."""
+
+    @classmethod
+    def accept(cls, request: OrderRequest, *, now: float | None = None) -> OrderMessage:
+        return cls(
+            order_id=request.order_id or str(uuid.uuid4()),
+            customer_id=request.customer_id,
+            items=request.items,
+            total=order_total(request.items),
+            accepted_at=time.time() if now is None else now,
+        )
+
+
+class InvalidInput(ValueError):
+    """Bytes that are not a valid order; `field` names where, when one field is to blame."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def order_total(items: tuple[OrderItem, ...]) -> float:
+    # Decimal of the shortest repr keeps 0.1 + 0.2 at 0.3; the answer goes back out as a number.
+    total = sum((Decimal(repr(item.price)) * item.quantity for item in items), Decimal(0))
+    return float(total)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path or "body"
+
+
+def _from_validation_error(exc: ValidationError) -> InvalidInput:
+    first = exc.errors(include_url=False)[0]
+    field = _field_path(first["loc"])
+    # Items are a JSON array on the wire; pydantic speaks of the tuple we keep them in.
+    message = str(first["msg"]).removeprefix("Value error, ").replace("uple", "rray")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif first["type"] == "missing":
+        message = "is required"
+    return InvalidInput("invalid_order", f"{field}: {message}", field)
+
+
+def _loads(raw: bytes | str) -> Any:
+    try:
+        # orjson rejects NaN/Infinity literals, integers past 64 bits, invalid UTF-8 and
+        # nesting past 1024 levels, so none of those reach validation.
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def parse_order_request(raw: bytes) -> OrderRequest:
+    data = _loads(raw)
+    if not isinstance(data, dict):
+        raise InvalidInput("invalid_order", "body must be a JSON object", "body")
+    try:
+        return OrderRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+
+
+def encode_message(message: OrderMessage) -> str:
+    return orjson.dumps(message.model_dump(mode="json")).decode()
+
+
+def decode_message(body: bytes | str) -> OrderMessage:
+    """Decode a queued message; any junk raises InvalidInput, never anything else."""
+    data = _loads(body)
+    if not isinstance(data, dict):
+        raise InvalidInput("invalid_message", "message must be a JSON object")
+    if data.get("v") != MESSAGE_VERSION:
+        raise InvalidInput("unsupported_version", f"unsupported message version {data.get('v')!r}")
+    try:
+        return OrderMessage.model_validate(data)
+    except ValidationError as exc:
+        error = _from_validation_error(exc)
+        raise InvalidInput("invalid_message", error.message, error.field) from None

@@ -1,0 +1,181 @@
+"""The messaging topology, created idempotently: SNS topic -> SQS queue (+ DLQ).
+
+The same code path serves the local AWS (tests, `make run`, the bench) and a real account;
+Terraform owns the topology on AWS, so this is for local use and quick experiments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from aiobotocore.session import get_session
+
+from .aws import client_config
+from .settings import AwsSettings, SettingsError, env_int, env_str
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
+
+MAX_RECEIVE_COUNT = 5
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class TopologyNames:
+    topic: str = "order-processing-events"
+    queue: str = "order-processing-queue"
+    dlq: str = "order-processing-dlq"
+    visibility_timeout: int = 30
+    """Seconds; must stay comfortably above the payment time, so a paying order stays hidden."""
+    max_receive_count: int = MAX_RECEIVE_COUNT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TopologyNames:
+        return cls(
+            topic=env_str(environ, "ORDER_TOPIC_NAME", cls.topic),
+            queue=env_str(environ, "ORDER_QUEUE_NAME", cls.queue),
+            dlq=env_str(environ, "ORDER_DLQ_NAME", cls.dlq),
+            visibility_timeout=env_int(
+                environ,
+                "QUEUE_VISIBILITY_TIMEOUT",
+                cls.visibility_timeout,
+                minimum=0,
+                maximum=43_200,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    topic_arn: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+    subscription_arn: str
+
+    def env(self) -> dict[str, str]:
+        """The settings the services read to find this topology."""
+        return {
+            "ORDER_TOPIC_ARN": self.topic_arn,
+            "ORDER_QUEUE_URL": self.queue_url,
+            "ORDER_DLQ_URL": self.dlq_url,
+        }
+
+
+async def _queue(
+    sqs: SQSClient, name: str, attributes: Mapping[QueueAttributeNameType, str]
+) -> tuple[str, str]:
+    # CreateQueue with attributes that differ from an existing queue's fails, so create bare
+    # and then set: running this twice converges instead of erroring.
+    url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
+    await sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    got = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return url, got["Attributes"]["QueueArn"]
+
+
+async def ensure_topology(sns: SNSClient, sqs: SQSClient, names: TopologyNames) -> Topology:
+    """Create (or converge) the topic, queue, DLQ, redrive, queue policy and subscription."""
+    topic_arn = (await sns.create_topic(Name=names.topic))["TopicArn"]
+    dlq_url, dlq_arn = await _queue(
+        sqs, names.dlq, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
+    )
+    queue_url, queue_arn = await _queue(
+        sqs,
+        names.queue,
+        {
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "VisibilityTimeout": str(names.visibility_timeout),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": names.max_receive_count}
+            ),
+        },
+    )
+    await sqs.set_queue_attributes(
+        QueueUrl=dlq_url,
+        Attributes={
+            "RedriveAllowPolicy": json.dumps(
+                {"redrivePermission": "byQueue", "sourceQueueArns": [queue_arn]}
+            )
+        },
+    )
+    # Only this topic may send to the queue.
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowOrderTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }
+    await sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+    subscription_arn = await _subscription(sns, topic_arn, queue_arn)
+    return Topology(topic_arn, queue_url, queue_arn, dlq_url, dlq_arn, subscription_arn)
+
+
+async def _subscription(sns: SNSClient, topic_arn: str, queue_arn: str) -> str:
+    paginator = sns.get_paginator("list_subscriptions_by_topic")
+    async for page in paginator.paginate(TopicArn=topic_arn):
+        for sub in page.get("Subscriptions", []):
+            if sub.get("Endpoint") == queue_arn and sub.get("Protocol") == "sqs":
+                arn = sub["SubscriptionArn"]
+                break
+        else:
+            continue
+        break
+    else:
+        arn = (
+            await sns.subscribe(
+                TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, ReturnSubscriptionArn=True
+            )
+        )["SubscriptionArn"]
+    # Raw delivery: the queue holds the order JSON itself, not an SNS envelope around it.
+    await sns.set_subscription_attributes(
+        SubscriptionArn=arn, AttributeName="RawMessageDelivery", AttributeValue="true"
+    )
+    return arn
+
+
+async def create_topology(aws: AwsSettings, names: TopologyNames) -> Topology:
+    """Open short-lived clients and ensure the topology (for launchers and tests)."""
+    session = get_session()
+    config = client_config(pool_size=2, read_timeout=30)
+    async with (
+        session.create_client(
+            "sns", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
+        ) as sns,
+        session.create_client(
+            "sqs", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
+        ) as sqs,
+    ):
+        return await ensure_topology(sns, sqs, names)
+
+
+def main() -> int:
+    """`python -m services.common.topology`: ensure the topology, print it as JSON."""
+    try:
+        aws = AwsSettings.from_env(os.environ)
+        names = TopologyNames.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"topology: {exc}", file=sys.stderr)
+        return 2
+    topology = asyncio.run(create_topology(aws, names))
+    print(json.dumps(asdict(topology)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Worker settings, parsed once in __main__ from the environment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from services.common.settings import (
+    AwsSettings,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_str,
+    log_level,
+)
+
+ReceiveStrategy = Literal["per-task", "batched"]
+_STRATEGIES: dict[str, ReceiveStrategy] = {"per-task": "per-task", "batched": "batched"}
+
+# SQS returns at most 10 messages per ReceiveMessage and deletes at most 10 per batch.
+SQS_BATCH = 10
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    queue_url: str
+    """ORDER_QUEUE_URL: the queue SNS fans orders out to."""
+    aws: AwsSettings
+    num_workers: int = 100
+    """NUM_WORKERS: concurrent payment slots, each an asyncio task."""
+    payment_seconds: float = 3.0
+    receive_strategy: ReceiveStrategy = "batched"
+    """RECEIVE_STRATEGY: `per-task` (every slot polls for one message) or `batched`."""
+    wait_time_seconds: int = 20
+    """WAIT_TIME_SECONDS: the long-poll wait of each ReceiveMessage."""
+    pollers: int = 0
+    """RECEIVE_POLLERS: concurrent batched receives; 0 means one per 10 slots, at most 4."""
+    shutdown_grace_seconds: float = 25.0
+    """SHUTDOWN_GRACE_SECONDS: time in-flight payments get after SIGTERM (< ECS stopTimeout)."""
+    burst: bool = False
+    """BURST: stop by itself once a receive finds the queue empty (tests, batch jobs)."""
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        return cls(
+            queue_url=env_str(environ, "ORDER_QUEUE_URL"),
+            aws=AwsSettings.from_env(environ),
+            num_workers=env_int(environ, "NUM_WORKERS", cls.num_workers, minimum=1, maximum=10_000),
+            payment_seconds=env_float(
+                environ, "PAYMENT_SECONDS", cls.payment_seconds, minimum=0, maximum=600
+            ),
+            receive_strategy=env_choice(
+                environ, "RECEIVE_STRATEGY", cls.receive_strategy, _STRATEGIES
+            ),
+            wait_time_seconds=env_int(
+                environ, "WAIT_TIME_SECONDS", cls.wait_time_seconds, minimum=0, maximum=20
+            ),
+            pollers=env_int(environ, "RECEIVE_POLLERS", cls.pollers, minimum=0, maximum=100),
+            shutdown_grace_seconds=env_float(
+                environ,
+                "SHUTDOWN_GRACE_SECONDS",
+                cls.shutdown_grace_seconds,
+                minimum=0,
+                maximum=600,
+            ),
+            burst=env_bool(environ, "BURST", cls.burst),
+            log_level=log_level(environ),
+        )
+
+    @property
+    def receive_concurrency(self) -> int:
+        """How many ReceiveMessage calls may be in flight at once."""
+        if self.receive_strategy == "per-task":
+            return self.num_workers
+        return self.pollers or min(4, math.ceil(self.num_workers / SQS_BATCH))
+
+    @property
+    def pool_size(self) -> int:
+        # Every pending long poll holds a connection; deletes and hand-backs need a few more.
+        return self.receive_concurrency + 2 * SQS_BATCH
+
+    @property
+    def read_timeout(self) -> float:
+        # Above the long-poll wait, or every empty poll would end in a timeout error.
+        return self.wait_time_seconds + 10.0

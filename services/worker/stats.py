@@ -1,0 +1,28 @@
+"""Counters the worker keeps about itself, logged at shutdown and read by tests and the bench."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    received: int = 0
+    paid: int = 0
+    undecodable: int = 0
+    delete_failures: int = 0
+    handed_back: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    """The most payments ever running at once (counted, not timed)."""
+    receive_calls: int = 0
+    empty_receives: int = 0
+    receive_errors: int = 0
+    delete_calls: int = 0
+
+    @property
+    def sqs_requests(self) -> int:
+        return self.receive_calls + self.delete_calls
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
