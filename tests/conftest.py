@@ -15,6 +15,7 @@ from localaws.process import FAKE_CREDENTIALS, local_aws_process
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.common.aws import client_config
+from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.common.topology import Topology, TopologyNames, create_topology
 from services.worker.settings import WorkerSettings
@@ -93,6 +94,7 @@ def unique_names(visibility_timeout: int = 30) -> TopologyNames:
         topic=f"orders-{suffix}",
         queue=f"orders-{suffix}",
         dlq=f"orders-dlq-{suffix}",
+        table=f"orders-{suffix}",
         visibility_timeout=visibility_timeout,
     )
 
@@ -104,7 +106,12 @@ async def topology(aws: AwsSettings) -> Topology:
 
 
 def api_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> ApiSettings:
-    fields: dict[str, Any] = {"topic_arn": topology.topic_arn, "aws": aws, "payment_seconds": 0.2}
+    fields: dict[str, Any] = {
+        "topic_arn": topology.topic_arn,
+        "aws": aws,
+        "orders_table": topology.table,
+        "payment": PaymentSettings(seconds=0.2, timeout=5),
+    }
     return ApiSettings(**(fields | overrides))
 
 
@@ -113,7 +120,9 @@ def worker_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> W
         "queue_url": topology.queue_url,
         "aws": aws,
         "num_workers": 10,
-        "payment_seconds": 0.2,
+        "orders_table": topology.table,
+        "payment": PaymentSettings(seconds=0.2, timeout=5),
+        "retry_backoff_seconds": 0,
         "wait_time_seconds": 1,
         "shutdown_grace_seconds": 5,
     }

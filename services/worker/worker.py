@@ -5,6 +5,14 @@ Two receive strategies share everything but the loop that feeds the slots:
 - `batched`: a few pollers receive up to min(10, free slots) at once, payments run as tasks,
   and deletes go out in batches of 10, so SQS requests per order fall toward 0.2.
 
+With ORDERS_TABLE set, each payment is claimed in DynamoDB first (see services/common/orders),
+so a redelivered message for a paid order is deleted without paying again.
+
+Failures: a declined payment marks the order failed and its message goes to the DLQ (made
+visible at once until SQS's maxReceiveCount redrives it); a transient one is retried through
+the message's visibility with a doubling, jittered delay; a message that cannot be decoded goes
+to the DLQ the same way. SQS and DynamoDB errors never stop the worker.
+
 Shutdown (stop(), or SIGTERM in __main__): pending long polls are abandoned at once, payments
 in flight get `shutdown_grace_seconds` to finish and be deleted, and any message still held
 after that is handed back to the queue (visibility 0) so another worker takes it immediately.
@@ -14,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiobotocore.session import get_session
@@ -25,8 +35,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.aws import client_config
 from services.common.logging import get_logger
-from services.common.messages import InvalidInput, decode_message
-from services.common.payment import PaymentProcessor
+from services.common.messages import InvalidInput, OrderMessage, decode_message
+from services.common.orders import OrderStore, StateUnavailable, Status
+from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
 from .batcher import DeleteBatcher, DeleteFailed
 from .settings import SQS_BATCH, WorkerSettings
@@ -41,6 +52,31 @@ log = get_logger()
 # Backoff after a failed ReceiveMessage: jittered, doubling, capped so an outage costs little.
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 10.0
+# SQS's ceiling for a message's visibility timeout, and a sane cap for retry delays.
+MAX_VISIBILITY = 43_200
+RETRY_DELAY_CAP = 900
+
+
+class QueueNotFound(Exception):
+    """ORDER_QUEUE_URL names no queue this worker can read."""
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """What the worker needs to know of its queue, read once at start."""
+
+    visibility_timeout: int
+    max_receive_count: int | None
+
+
+@dataclass
+class Held:
+    """A message this worker holds while paying it."""
+
+    receipt_handle: str
+    visible_until: float
+    order_id: str | None = None
+    claim_token: str | None = None
 
 
 class Slots:
@@ -69,19 +105,42 @@ class Slots:
         return taken
 
 
+async def read_queue_config(sqs: SQSClient, queue_url: str) -> QueueConfig:
+    try:
+        got = await sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+        )
+    except ClientError as exc:
+        raise QueueNotFound(f"ORDER_QUEUE_URL {queue_url!r}: {exc}") from None
+    attributes = got.get("Attributes", {})
+    redrive = attributes.get("RedrivePolicy")
+    return QueueConfig(
+        visibility_timeout=int(attributes.get("VisibilityTimeout", "30")),
+        max_receive_count=int(json.loads(redrive)["maxReceiveCount"]) if redrive else None,
+    )
+
+
 class Worker:
     def __init__(
-        self, settings: WorkerSettings, sqs: SQSClient, payments: PaymentProcessor
+        self,
+        settings: WorkerSettings,
+        sqs: SQSClient,
+        payments: PaymentProcessor,
+        queue: QueueConfig,
+        store: OrderStore | None = None,
     ) -> None:
         self.settings = settings
         self.stats = WorkerStats()
         self._sqs = sqs
         self._payments = payments
+        self._queue = queue
+        self._store = store
         self._stopping = asyncio.Event()
         self._slots = Slots(settings.num_workers)
         self._batcher = DeleteBatcher(sqs, settings.queue_url, self.stats)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._to_hand_back: list[str] = []
+        self._held: dict[str, Held] = {}
+        self._to_hand_back: list[Held] = []
 
     def stop(self) -> None:
         """Ask the worker to stop; idempotent and safe to call from a signal handler."""
@@ -97,28 +156,35 @@ class Worker:
         else:
             loops = [self._batched_poller(stop_waiter) for _ in range(settings.receive_concurrency)]
         receivers = [asyncio.create_task(loop) for loop in loops]
+        heartbeat = asyncio.create_task(self._heartbeat())
         log.info(
             "worker_started",
             num_workers=settings.num_workers,
             strategy=settings.receive_strategy,
             receivers=len(receivers),
-            payment_seconds=settings.payment_seconds,
+            payment_seconds=settings.payment.seconds,
+            visibility_timeout=self._queue.visibility_timeout,
+            max_receive_count=self._queue.max_receive_count,
+            order_state=self._store is not None,
         )
         try:
             await stop_waiter
         finally:
             await self._shutdown(receivers)
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         log.info("worker_stopped", **self.stats.as_dict())
         return self.stats
 
     async def _shutdown(self, receivers: Sequence[asyncio.Task[None]]) -> None:
         self.stop()
-        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_grace_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_seconds
         # Receivers return as soon as their long poll is abandoned (per-task slots after the
         # payment they hold); then payments in flight get what is left of the grace period.
         pending = set(receivers) | self._tasks
         while pending:
-            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            timeout = max(0.0, deadline - loop.time())
             _, pending = await asyncio.wait(pending | self._tasks, timeout=timeout)
             if timeout == 0.0:
                 break
@@ -152,9 +218,10 @@ class Worker:
         if call.cancelled():
             return []
         messages = call.result().get("Messages", [])
+        received_at = time.monotonic()
         if self._stopping.is_set():
             # The poll completed in the same instant as stop(): give its messages back.
-            self._to_hand_back.extend(m["ReceiptHandle"] for m in messages)
+            self._to_hand_back.extend(Held(m["ReceiptHandle"], received_at) for m in messages)
             return []
         self.stats.received += len(messages)
         if not messages:
@@ -188,7 +255,7 @@ class Worker:
         failures = [0]
         while not self._stopping.is_set():
             for message in await self._receive_with_backoff(1, stop_waiter, failures):
-                if await self._pay(message):
+                if await self._process(message):
                     await self._delete_one(message)
 
     async def _batched_poller(self, stop_waiter: asyncio.Task[bool]) -> None:
@@ -200,15 +267,16 @@ class Worker:
             messages = await self._receive_with_backoff(reserved, stop_waiter, failures)
             self._slots.release(reserved - len(messages))
             for message in messages:
-                task = asyncio.create_task(self._pay_then_batch_delete(message))
+                task = asyncio.create_task(self._process_then_batch_delete(message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
     # -- processing --------------------------------------------------------------------------
 
-    async def _pay(self, message: MessageTypeDef) -> bool:
-        """Decode and pay one message; True when it is paid and may be deleted."""
+    async def _process(self, message: MessageTypeDef) -> bool:
+        """Decode, claim and pay one message; True when it is done with and may be deleted."""
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        held = Held(message["ReceiptHandle"], time.monotonic() + self._queue.visibility_timeout)
         try:
             order = decode_message(message["Body"])
         except InvalidInput as exc:
@@ -222,20 +290,81 @@ class Worker:
             )
             # Visible again at once: after maxReceiveCount receives SQS moves it to the DLQ,
             # instead of it sitting out a visibility timeout on every attempt.
-            await self._hand_back([message["ReceiptHandle"]])
+            await self._hand_back([held])
             return False
+        held.order_id = order.order_id
+        if self._store is not None:
+            try:
+                ready = await self._claim(order, held, receive_count)
+            except StateUnavailable as exc:
+                log.warning("state_unavailable", order_id=order.order_id, detail=str(exc))
+                await self._retry_later(held, receive_count)
+                return False
+            if ready is not None:
+                return ready
+        return await self._pay(order, held, receive_count)
+
+    async def _claim(self, order: OrderMessage, held: Held, receive_count: int) -> bool | None:
+        """Claim the order's payment; None when won, else whether to delete the message."""
+        assert self._store is not None
+        claim = await self._store.claim(order, self.settings.lease_seconds)
+        if claim.won:
+            held.claim_token = claim.token
+            return None
+        record = claim.record
+        if record is not None and record.status == Status.PAID:
+            # A redelivery of an order already paid: done, and nothing is charged again.
+            self.stats.duplicates += 1
+            log.info("order_duplicate", order_id=order.order_id, receive_count=receive_count)
+            return True
+        if record is not None and record.status == Status.FAILED:
+            await self._hand_back([held])  # on its way to the DLQ
+            return False
+        # Another worker holds a live claim: look again once its lease has run out.
+        lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
+        await self._set_visibility(held, max(1, min(MAX_VISIBILITY, int(lease_left) + 1)))
+        self.stats.claims_lost += 1
+        return False
+
+    async def _pay(self, order: OrderMessage, held: Held, receive_count: int) -> bool:
         started = time.time()
         stats = self.stats
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        self._held[held.receipt_handle] = held
         try:
-            payment_ms = await self._payments.charge(order)
+            payment_ms = await self._payments.charge(order, attempt=receive_count)
         except asyncio.CancelledError:
             # Cut short by shutdown: give the message back so the order is paid elsewhere.
-            self._to_hand_back.append(message["ReceiptHandle"])
+            self._to_hand_back.append(held)
             raise
+        except PaymentDeclined as exc:
+            await self._fail(order, held, receive_count, str(exc))
+            return False
+        except PaymentUnavailable as exc:
+            limit = self._queue.max_receive_count
+            if limit is not None and receive_count >= limit:
+                await self._fail(
+                    order, held, receive_count, f"gave up after {receive_count} attempts: {exc}"
+                )
+                return False
+            stats.payment_retries += 1
+            log.warning(
+                "payment_retry",
+                order_id=order.order_id,
+                receive_count=receive_count,
+                reason=str(exc),
+            )
+            if self._store is not None and held.claim_token is not None:
+                with contextlib.suppress(StateUnavailable):
+                    await self._store.release(order.order_id, held.claim_token, str(exc))
+            await self._retry_later(held, receive_count)
+            return False
         finally:
             stats.in_flight -= 1
+            self._held.pop(held.receipt_handle, None)
+        if not await self._record_paid(order, held, payment_ms):
+            return False
         stats.paid += 1
         log.info(
             "order_paid",
@@ -247,12 +376,46 @@ class Worker:
         )
         return True
 
-    async def _pay_then_batch_delete(self, message: MessageTypeDef) -> None:
+    async def _record_paid(self, order: OrderMessage, held: Held, payment_ms: float) -> bool:
+        if self._store is None or held.claim_token is None:
+            return True
+        for attempt in range(3):
+            try:
+                if await self._store.mark_paid(order.order_id, held.claim_token, payment_ms):
+                    return True
+                # The claim was taken over (our lease ran out): the other worker records it.
+                log.error("claim_lost_after_payment", order_id=order.order_id)
+                return True
+            except StateUnavailable as exc:
+                log.warning("state_unavailable", order_id=order.order_id, detail=str(exc))
+                await asyncio.sleep(0.2 * 2**attempt)
+        # Keep the message: it comes back, and the processor's idempotency key (the order_id)
+        # makes the next charge a no-op at a real processor.
+        log.error("payment_unrecorded", order_id=order.order_id)
+        return False
+
+    async def _fail(self, order: OrderMessage, held: Held, receive_count: int, reason: str) -> None:
+        self.stats.failed += 1
+        log.warning(
+            "order_failed", order_id=order.order_id, receive_count=receive_count, reason=reason
+        )
+        if self._store is not None and held.claim_token is not None:
+            with contextlib.suppress(StateUnavailable):
+                await self._store.mark_failed(order.order_id, held.claim_token, reason)
+        await self._hand_back([held])  # maxReceiveCount then moves it to the DLQ
+
+    async def _retry_later(self, held: Held, receive_count: int) -> None:
+        """Leave the message invisible for a doubling, jittered delay (SQS is the retry timer)."""
+        ceiling = self.settings.retry_backoff_seconds * 2 ** (receive_count - 1)
+        delay = int(random.uniform(ceiling / 2, ceiling))
+        await self._set_visibility(held, min(RETRY_DELAY_CAP, delay))
+
+    async def _process_then_batch_delete(self, message: MessageTypeDef) -> None:
         try:
-            paid = await self._pay(message)
+            done = await self._process(message)
         finally:
             self._slots.release()
-        if paid:
+        if done:
             try:
                 await self._batcher.delete(message["ReceiptHandle"])
             except DeleteFailed as exc:
@@ -271,34 +434,90 @@ class Worker:
         self.stats.delete_failures += 1
         log.error("delete_failed", message_id=message["MessageId"], detail=str(exc))
 
-    async def _hand_back(self, receipt_handles: list[str]) -> None:
-        """Make messages visible again at once (VisibilityTimeout 0), 10 per call."""
-        for start in range(0, len(receipt_handles), SQS_BATCH):
-            chunk = receipt_handles[start : start + SQS_BATCH]
+    # -- visibility --------------------------------------------------------------------------
+
+    async def _set_visibility(self, held: Held, seconds: int) -> None:
+        try:
+            await self._sqs.change_message_visibility(
+                QueueUrl=self.settings.queue_url,
+                ReceiptHandle=held.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            # Not fatal: the message reappears when its current visibility timeout runs out.
+            log.warning("visibility_change_failed", detail=str(exc))
+
+    async def _change_visibility(self, held: Sequence[Held], seconds: int) -> int:
+        """ChangeMessageVisibilityBatch, 10 per call; returns how many SQS accepted."""
+        changed = 0
+        for start in range(0, len(held), SQS_BATCH):
+            chunk = held[start : start + SQS_BATCH]
             entries = [
-                {"Id": str(i), "ReceiptHandle": rh, "VisibilityTimeout": 0}
-                for i, rh in enumerate(chunk)
+                {"Id": str(i), "ReceiptHandle": h.receipt_handle, "VisibilityTimeout": seconds}
+                for i, h in enumerate(chunk)
             ]
             try:
-                await self._sqs.change_message_visibility_batch(
+                got = await self._sqs.change_message_visibility_batch(
                     QueueUrl=self.settings.queue_url,
                     Entries=entries,  # type: ignore[arg-type]
                 )
             except (BotoCoreError, ClientError) as exc:
-                # Not fatal: the messages reappear when their visibility timeout runs out.
-                log.warning("hand_back_failed", count=len(chunk), detail=str(exc))
+                log.warning("visibility_change_failed", count=len(chunk), detail=str(exc))
                 continue
-            self.stats.handed_back += len(chunk)
+            changed += len(got.get("Successful", []))
+        return changed
+
+    async def _hand_back(self, held: Sequence[Held]) -> None:
+        """Make messages visible again at once and give back any claims on their orders."""
+        if self._store is not None:
+            for h in held:
+                if h.order_id and h.claim_token:
+                    with contextlib.suppress(StateUnavailable):
+                        await self._store.release(h.order_id, h.claim_token, "handed back")
+        self.stats.handed_back += await self._change_visibility(held, 0)
+
+    async def _heartbeat(self) -> None:
+        """Extend the visibility of payments that outlive half their visibility timeout."""
+        timeout = self._queue.visibility_timeout
+        interval = max(0.5, timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = [h for h in self._held.values() if h.visible_until - now < timeout / 2]
+            if not due:
+                continue
+            extended = await self._change_visibility(due, timeout)
+            for h in due:
+                h.visible_until = now + timeout
+            self.stats.heartbeats += extended
 
 
 @asynccontextmanager
 async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
-    """A worker with its own SQS client (one per process), closed when the block ends."""
-    config = client_config(pool_size=settings.pool_size, read_timeout=settings.read_timeout)
-    async with get_session().create_client(
-        "sqs",
-        region_name=settings.aws.region,
-        endpoint_url=settings.aws.endpoint_url,
-        config=config,
-    ) as sqs:
-        yield Worker(settings, sqs, PaymentProcessor(settings.payment_seconds))
+    """A worker with its clients (one per service per process), closed when the block ends."""
+    session = get_session()
+    aws = settings.aws
+    async with AsyncExitStack() as stack:
+        sqs = await stack.enter_async_context(
+            session.create_client(
+                "sqs",
+                region_name=aws.region,
+                endpoint_url=aws.endpoint_url,
+                config=client_config(
+                    pool_size=settings.pool_size, read_timeout=settings.read_timeout
+                ),
+            )
+        )
+        store = None
+        if settings.orders_table is not None:
+            dynamodb = await stack.enter_async_context(
+                session.create_client(
+                    "dynamodb",
+                    region_name=aws.region,
+                    endpoint_url=aws.endpoint_url,
+                    config=client_config(pool_size=settings.state_pool_size, read_timeout=10),
+                )
+            )
+            store = OrderStore(dynamodb, settings.orders_table)
+        queue = await read_queue_config(sqs, settings.queue_url)
+        yield Worker(settings, sqs, PaymentProcessor(settings.payment), queue, store)
