@@ -15,12 +15,14 @@ from localaws.process import FAKE_CREDENTIALS, local_aws_process
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.common.aws import client_config
+from services.common.orders import OrderStore
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.common.topology import Topology, TopologyNames, create_topology
 from services.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -86,6 +88,25 @@ async def sns(aws: AwsSettings) -> AsyncIterator[SNSClient]:
         config=client_config(pool_size=20, read_timeout=30),
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+async def dynamodb(aws: AwsSettings) -> AsyncIterator[DynamoDBClient]:
+    async with get_session().create_client(
+        "dynamodb",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=client_config(pool_size=20, read_timeout=30),
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def store(dynamodb: DynamoDBClient, topology: Topology) -> OrderStore:
+    """This test's order state, read directly from DynamoDB."""
+    return OrderStore(dynamodb, topology.table)
 
 
 def unique_names(visibility_timeout: int = 30) -> TopologyNames:

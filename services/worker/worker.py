@@ -52,6 +52,8 @@ log = get_logger()
 # Backoff after a failed ReceiveMessage: jittered, doubling, capped so an outage costs little.
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 10.0
+# How long a stopping worker lets receives already under way come back before cutting them off.
+RECEIVE_DRAIN_SECONDS = 1.0
 # SQS's ceiling for a message's visibility timeout, and a sane cap for retry delays.
 MAX_VISIBILITY = 43_200
 RETRY_DELAY_CAP = 900
@@ -210,6 +212,11 @@ class Worker:
         )
         try:
             await asyncio.wait({call, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not call.done():
+                # Stopping. A poll the queue is answering right now would, if cut off, leave
+                # its messages invisible for a whole visibility timeout: let it land (they are
+                # handed back below). A poll still waiting on an empty queue is abandoned.
+                await asyncio.wait({call}, timeout=RECEIVE_DRAIN_SECONDS)
         finally:
             if not call.done():
                 call.cancel()
@@ -219,11 +226,11 @@ class Worker:
             return []
         messages = call.result().get("Messages", [])
         received_at = time.monotonic()
+        self.stats.received += len(messages)
         if self._stopping.is_set():
             # The poll completed in the same instant as stop(): give its messages back.
             self._to_hand_back.extend(Held(m["ReceiptHandle"], received_at) for m in messages)
             return []
-        self.stats.received += len(messages)
         if not messages:
             self.stats.empty_receives += 1
             if self.settings.burst:
