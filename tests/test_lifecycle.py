@@ -145,3 +145,38 @@ async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int):
     assert stack.events[-1]["event"] == "stack_stopped"
     services = {e.get("service") for e in stack.events}
     assert {"stack", "api", "worker"} <= services
+
+
+async def test_api_drains_in_flight_requests_on_sigterm(
+    aws: AwsSettings, topology: Topology, unused_tcp_port: int
+):
+    env = service_env(
+        aws,
+        ORDER_TOPIC_ARN=topology.topic_arn,
+        ORDERS_TABLE=topology.table,
+        PORT=str(unused_tcp_port),
+        HOST="127.0.0.1",
+        PAYMENT_SECONDS="2",
+        SHUTDOWN_TIMEOUT_SECONDS="10",
+    )
+    api = await ServiceProcess("services.api", env).start()
+    url = f"http://127.0.0.1:{unused_tcp_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"{url}/health"):
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            # A sync payment is under way when ECS sends SIGTERM ...
+            slow = asyncio.create_task(http.post(f"{url}/orders/sync", json=order_body()))
+            await asyncio.sleep(0.5)
+            api.signal(signal.SIGTERM)
+            # ... it still gets its answer, and the process then exits cleanly.
+            resp = await slow
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "paid"
+        assert await api.wait(timeout=15) == 0
+    finally:
+        await api.stop()
