@@ -106,11 +106,11 @@ async def test_sigterm_under_load_finishes_payments_and_loses_nothing(
     assert stopped["paid"] >= 20
     # Payments in flight finished within the grace; what was received but not started
     # (polls that landed as the signal came) went straight back to the queue.
-    assert stopped["received"] == stopped["paid"] + stopped["handed_back"]
+    assert stopped["received"] == stopped["paid"] + stopped["handed_back"], str(stopped)
     # Nothing is left invisible: what was paid is deleted, the rest was never taken.
     visible, in_flight = await queue_counts(sqs, topology.queue_url)
     assert in_flight == 0
-    assert visible == 60 - stopped["paid"]
+    assert visible == 60 - stopped["paid"], str(stopped)
 
     rest = await ServiceProcess(
         "services.worker", env | {"BURST": "1", "WAIT_TIME_SECONDS": "1"}

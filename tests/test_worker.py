@@ -12,7 +12,7 @@ from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.common.topology import Topology
-from services.worker.batcher import DeleteBatcher
+from services.worker.batcher import delete_batcher
 from services.worker.stats import WorkerStats
 from services.worker.worker import open_worker
 
@@ -103,9 +103,10 @@ async def test_delete_batcher_sends_ten_per_call(sqs: SQSClient, topology: Topol
         got = await sqs.receive_message(QueueUrl=topology.queue_url, MaxNumberOfMessages=10)
         handles += [m["ReceiptHandle"] for m in got.get("Messages", [])]
     stats = WorkerStats()
-    batcher = DeleteBatcher(sqs, topology.queue_url, stats)
-    await asyncio.gather(*(batcher.delete(h) for h in handles))
+    batcher = delete_batcher(sqs, topology.queue_url, stats)
+    results = await asyncio.gather(*(batcher.submit(h) for h in handles))
     await batcher.close()
+    assert results == [None] * 25
     assert stats.delete_calls == 3  # 10 + 10 at once, the last 5 after the linger
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
@@ -162,3 +163,16 @@ async def test_stop_abandons_long_polls_at_once(aws: AwsSettings, topology: Topo
         stats = await asyncio.wait_for(running, timeout=5)
     assert stats.receive_calls >= 1
     assert stats.paid == 0
+
+
+async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
+    aws: AwsSettings, sns: SNSClient, topology: Topology, store: Any
+):
+    ids = await publish_orders(sns, topology, 40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    assert stats.paid == 40
+    # One claim call per receive and one transaction per batch of paid-marks, not two per order.
+    assert stats.state_batches <= 40 / 2
+    for order_id in ids:
+        record = await store.get(order_id)
+        assert record.status == "paid" and record.payments == 1

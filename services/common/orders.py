@@ -138,6 +138,16 @@ def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+Update = dict[str, Any]
+"""One UpdateItem request (TableName, Key, expressions), usable alone or in a transaction."""
+
+
+class _Cancelled(Exception):
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
+
+
 @dataclass(frozen=True)
 class Claim:
     """The outcome of asking to pay an order."""
@@ -264,61 +274,144 @@ class OrderStore:
                 ExpressionAttributeValues={":pending": _s(Status.PENDING)},
             )
 
-    async def claim(self, order: OrderMessage, lease_seconds: float) -> Claim:
-        """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
-        token = uuid.uuid4().hex
+    def _claim_update(self, order: OrderMessage, token: str, lease_seconds: float) -> Update:
         now = time.time()
+        return {
+            "TableName": self._table,
+            "Key": _order_key(order.order_id),
+            "UpdateExpression": (
+                "SET #s = :paying, claim_token = :token, lease_until = :lease, "
+                "updated_at = :now_iso, order_id = :order_id, "
+                "#t = if_not_exists(#t, :total), "
+                "accepted_at = if_not_exists(accepted_at, :now_iso), "
+                "expires_at = if_not_exists(expires_at, :expires) "
+                "ADD attempts :one"
+            ),
+            # Unknown (the API's write was lost), not yet claimed, or its claimant's lease ran out.
+            "ConditionExpression": (
+                "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
+                "OR (#s = :paying AND lease_until < :now)"
+            ),
+            "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
+            "ExpressionAttributeValues": {
+                ":paying": _s(Status.PAYING),
+                ":pending": _s(Status.PENDING),
+                ":accepted": _s(Status.ACCEPTED),
+                ":token": _s(token),
+                ":lease": _n(now + lease_seconds),
+                ":now": _n(now),
+                ":now_iso": _s(_now_iso()),
+                ":order_id": _s(order.order_id),
+                ":total": _n(order.total),
+                ":expires": _n(int(now) + RETENTION_SECONDS),
+                ":one": _n(1),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _paid_update(self, order_id: str, token: str, payment_ms: float) -> Update:
+        now = _now_iso()
+        return {
+            "TableName": self._table,
+            "Key": _order_key(order_id),
+            "UpdateExpression": (
+                "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
+                "REMOVE claim_token, lease_until ADD payments :one"
+            ),
+            "ConditionExpression": "#s = :paying AND claim_token = :token",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":paid": _s(Status.PAID),
+                ":now": _s(now),
+                ":ms": _n(round(payment_ms, 3)),
+                ":one": _n(1),
+                ":paying": _s(Status.PAYING),
+                ":token": _s(token),
+            },
+        }
+
+    async def _apply(self, update: Update) -> dict[str, Any] | None:
+        """One conditional update; None when applied, else the item the condition saw ({})."""
+        spec = {k: v for k, v in update.items() if k != "TableName"}
         try:
-            await self._call(
-                "update_item",
-                Key=_order_key(order.order_id),
-                UpdateExpression=(
-                    "SET #s = :paying, claim_token = :token, lease_until = :lease, "
-                    "updated_at = :now_iso, order_id = :order_id, "
-                    "#t = if_not_exists(#t, :total), "
-                    "accepted_at = if_not_exists(accepted_at, :now_iso), "
-                    "expires_at = if_not_exists(expires_at, :expires) "
-                    "ADD attempts :one"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
-                    "OR (#s = :paying AND lease_until < :now)"
-                ),
-                ExpressionAttributeNames={"#s": "status", "#t": "total"},
-                ExpressionAttributeValues={
-                    ":paying": _s(Status.PAYING),
-                    ":pending": _s(Status.PENDING),
-                    ":accepted": _s(Status.ACCEPTED),
-                    ":token": _s(token),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                    ":now_iso": _s(_now_iso()),
-                    ":order_id": _s(order.order_id),
-                    ":total": _n(order.total),
-                    ":expires": _n(int(now) + RETENTION_SECONDS),
-                    ":one": _n(1),
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            await self._call("update_item", **spec)
+        except ClientError as exc:
+            return _old_item(exc) or {}
+        return None
+
+    async def _apply_many(self, updates: list[Update]) -> list[dict[str, Any] | None]:
+        """Conditional updates in one TransactWriteItems call (one per item, each judged alone).
+
+        A transaction is all or nothing, so when some conditions fail the others are sent
+        again without them; every round settles at least one item.
+        """
+        if len(updates) == 1:
+            return [await self._apply(updates[0])]
+        results: list[dict[str, Any] | None] = [None] * len(updates)
+        todo = list(range(len(updates)))
+        for _ in range(len(updates) + 3):
+            if not todo:
+                break
+            try:
+                await self._call_transact([updates[i] for i in todo])
+                return results
+            except _Cancelled as cancelled:
+                retry = []
+                for i, reason in zip(todo, cancelled.reasons, strict=True):
+                    if reason.get("Code") == "ConditionalCheckFailed":
+                        results[i] = reason.get("Item") or {}
+                    else:
+                        retry.append(i)  # applied nothing; conflicts and throttles go again
+                todo = retry
+        if todo:
+            raise StateUnavailable("transaction kept being cancelled")
+        return results
+
+    async def _call_transact(self, updates: list[Update]) -> None:
+        try:
+            await self._db.transact_write_items(
+                TransactItems=[{"Update": u} for u in updates]  # type: ignore[typeddict-item]
             )
         except ClientError as exc:
-            old = _old_item(exc)
-            return Claim(False, token, _record(old) if old else await self.get(order.order_id))
-        return Claim(True, token, None)
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                reasons: Any = exc.response.get("CancellationReasons", [])
+                raise _Cancelled(list(reasons)) from None
+            raise StateUnavailable(f"transact_write_items: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"transact_write_items: {exc}") from exc
+
+    async def claim(self, order: OrderMessage, lease_seconds: float) -> Claim:
+        """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
+        return (await self.claim_many([order], lease_seconds))[0]
+
+    async def claim_many(self, orders: list[OrderMessage], lease_seconds: float) -> list[Claim]:
+        """Claim several orders in one call.
+
+        A transaction may touch an item once, so an order_id repeated in the batch (a duplicate
+        delivery) is claimed once; its twins are refused with what its own claim saw.
+        """
+        first: dict[str, int] = {}
+        for i, order in enumerate(orders):
+            first.setdefault(order.order_id, i)
+        unique = sorted(first.values())
+        tokens = {i: uuid.uuid4().hex for i in unique}
+        updates = [self._claim_update(orders[i], tokens[i], lease_seconds) for i in unique]
+        won: dict[int, Claim] = {}
+        for i, old in zip(unique, await self._apply_many(updates), strict=True):
+            won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
+        claims = []
+        for i, order in enumerate(orders):
+            j = first[order.order_id]
+            claims.append(won[j] if i == j else Claim(False, "", won[j].record))
+        return claims
 
     async def mark_paid(self, order_id: str, token: str, payment_ms: float) -> bool:
-        now = _now_iso()
-        return await self._update(
-            order_id,
-            "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
-            "REMOVE claim_token, lease_until ADD payments :one",
-            "#s = :paying AND claim_token = :token",
-            paid=_s(Status.PAID),
-            now=_s(now),
-            ms=_n(round(payment_ms, 3)),
-            one=_n(1),
-            paying=_s(Status.PAYING),
-            token=_s(token),
-        )
+        return (await self.mark_paid_many([(order_id, token, payment_ms)]))[0]
+
+    async def mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
+        """Record payments; False where the claim was no longer held (it was taken over)."""
+        updates = [self._paid_update(*p) for p in paid]
+        return [old is None for old in await self._apply_many(updates)]
 
     async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
         now = _now_iso()

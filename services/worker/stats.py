@@ -25,6 +25,8 @@ class WorkerStats:
     empty_receives: int = 0
     receive_errors: int = 0
     delete_calls: int = 0
+    state_batches: int = 0
+    """Claim and paid-mark calls to DynamoDB that carried a batch of orders."""
 
     @property
     def sqs_requests(self) -> int:

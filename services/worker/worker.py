@@ -36,10 +36,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.common.aws import client_config
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
-from services.common.orders import OrderStore, StateUnavailable, Status
+from services.common.orders import OrderRecord, OrderStore, StateUnavailable, Status
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
-from .batcher import DeleteBatcher, DeleteFailed
+from .batcher import delete_batcher, paid_batcher
 from .settings import SQS_BATCH, WorkerSettings
 from .stats import WorkerStats
 
@@ -79,6 +79,17 @@ class Held:
     visible_until: float
     order_id: str | None = None
     claim_token: str | None = None
+
+
+@dataclass
+class Job:
+    """A decoded (and, with order state, claimed) message on its way to being paid."""
+
+    message: MessageTypeDef
+    held: Held
+    order: OrderMessage
+    receive_count: int
+    started: float = 0.0
 
 
 class Slots:
@@ -139,7 +150,13 @@ class Worker:
         self._store = store
         self._stopping = asyncio.Event()
         self._slots = Slots(settings.num_workers)
-        self._batcher = DeleteBatcher(sqs, settings.queue_url, self.stats)
+        self._deletes = delete_batcher(sqs, settings.queue_url, self.stats)
+        # Batched strategy: paid-marks go 10 per DynamoDB transaction, like deletes per call.
+        self._paid = (
+            paid_batcher(store, self.stats)
+            if store is not None and settings.receive_strategy == "batched"
+            else None
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, Held] = {}
         self._to_hand_back: list[Held] = []
@@ -184,16 +201,19 @@ class Worker:
         deadline = loop.time() + self.settings.shutdown_grace_seconds
         # Receivers return as soon as their long poll is abandoned (per-task slots after the
         # payment they hold); then payments in flight get what is left of the grace period.
-        pending = set(receivers) | self._tasks
-        while pending:
-            timeout = max(0.0, deadline - loop.time())
-            _, pending = await asyncio.wait(pending | self._tasks, timeout=timeout)
-            if timeout == 0.0:
+        # A receiver may still start payments while it finishes, so look again until none is
+        # left or the grace period is over.
+        while pending := {t for t in (*receivers, *self._tasks) if not t.done()}:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
                 break
+            await asyncio.wait(pending, timeout=timeout)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        await self._batcher.close()
+        if self._paid is not None:
+            await self._paid.close()
+        await self._deletes.close()
         held, self._to_hand_back = self._to_hand_back, []
         await self._hand_back(held)
 
@@ -261,9 +281,11 @@ class Worker:
     async def _per_task_slot(self, stop_waiter: asyncio.Task[bool]) -> None:
         failures = [0]
         while not self._stopping.is_set():
-            for message in await self._receive_with_backoff(1, stop_waiter, failures):
-                if await self._process(message):
-                    await self._delete_one(message)
+            messages = await self._receive_with_backoff(1, stop_waiter, failures)
+            for job in await self._prepare(messages):
+                payment_ms = await self._pay(job)
+                if payment_ms is not None:
+                    await self._finish(job, payment_ms)
 
     async def _batched_poller(self, stop_waiter: asyncio.Task[bool]) -> None:
         failures = [0]
@@ -272,144 +294,178 @@ class Worker:
             if not reserved:
                 break
             messages = await self._receive_with_backoff(reserved, stop_waiter, failures)
-            self._slots.release(reserved - len(messages))
-            for message in messages:
-                task = asyncio.create_task(self._process_then_batch_delete(message))
+            jobs = await self._prepare(messages)
+            self._slots.release(reserved - len(jobs))
+            for job in jobs:
+                task = asyncio.create_task(self._pay_in_slot(job))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    async def _pay_in_slot(self, job: Job) -> None:
+        try:
+            payment_ms = await self._pay(job)
+        finally:
+            # The slot is for paying: recording and deleting go on without holding it.
+            self._slots.release()
+        if payment_ms is not None:
+            await self._finish(job, payment_ms)
+
     # -- processing --------------------------------------------------------------------------
 
-    async def _process(self, message: MessageTypeDef) -> bool:
-        """Decode, claim and pay one message; True when it is done with and may be deleted."""
-        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        held = Held(message["ReceiptHandle"], time.monotonic() + self._queue.visibility_timeout)
-        try:
-            order = decode_message(message["Body"])
-        except InvalidInput as exc:
-            self.stats.undecodable += 1
-            log.warning(
-                "message_undecodable",
-                message_id=message["MessageId"],
-                receive_count=receive_count,
-                code=exc.code,
-                reason=exc.message,
-            )
-            # Visible again at once: after maxReceiveCount receives SQS moves it to the DLQ,
-            # instead of it sitting out a visibility timeout on every attempt.
-            await self._hand_back([held])
-            return False
-        held.order_id = order.order_id
-        if self._store is not None:
+    async def _prepare(self, messages: list[MessageTypeDef]) -> list[Job]:
+        """Decode and claim received messages (one claim call for all); return those to pay."""
+        jobs: list[Job] = []
+        undecodable: list[Held] = []
+        for message in messages:
+            receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            held = Held(message["ReceiptHandle"], time.monotonic() + self._queue.visibility_timeout)
             try:
-                ready = await self._claim(order, held, receive_count)
-            except StateUnavailable as exc:
-                log.warning("state_unavailable", order_id=order.order_id, detail=str(exc))
-                await self._retry_later(held, receive_count)
-                return False
-            if ready is not None:
-                return ready
-        return await self._pay(order, held, receive_count)
+                order = decode_message(message["Body"])
+            except InvalidInput as exc:
+                self.stats.undecodable += 1
+                log.warning(
+                    "message_undecodable",
+                    message_id=message["MessageId"],
+                    receive_count=receive_count,
+                    code=exc.code,
+                    reason=exc.message,
+                )
+                undecodable.append(held)
+                continue
+            held.order_id = order.order_id
+            jobs.append(Job(message, held, order, receive_count))
+        if undecodable:
+            # Visible again at once: after maxReceiveCount receives SQS moves each to the DLQ,
+            # instead of it sitting out a visibility timeout on every attempt.
+            await self._hand_back(undecodable)
+        if self._store is None or not jobs:
+            return jobs
+        try:
+            claims = await self._store.claim_many(
+                [job.order for job in jobs], self.settings.lease_seconds
+            )
+        except StateUnavailable as exc:
+            log.warning("state_unavailable", detail=str(exc), orders=len(jobs))
+            for job in jobs:
+                await self._retry_later(job.held, job.receive_count)
+            return []
+        self.stats.state_batches += 1
+        ready = []
+        for job, claim in zip(jobs, claims, strict=True):
+            if claim.won:
+                job.held.claim_token = claim.token
+                ready.append(job)
+            else:
+                await self._claim_refused(job, claim.record)
+        return ready
 
-    async def _claim(self, order: OrderMessage, held: Held, receive_count: int) -> bool | None:
-        """Claim the order's payment; None when won, else whether to delete the message."""
-        assert self._store is not None
-        claim = await self._store.claim(order, self.settings.lease_seconds)
-        if claim.won:
-            held.claim_token = claim.token
-            return None
-        record = claim.record
+    async def _claim_refused(self, job: Job, record: OrderRecord | None) -> None:
         if record is not None and record.status == Status.PAID:
             # A redelivery of an order already paid: done, and nothing is charged again.
             self.stats.duplicates += 1
-            log.info("order_duplicate", order_id=order.order_id, receive_count=receive_count)
-            return True
+            log.info(
+                "order_duplicate", order_id=job.order.order_id, receive_count=job.receive_count
+            )
+            await self._delete(job.message)
+            return
         if record is not None and record.status == Status.FAILED:
-            await self._hand_back([held])  # on its way to the DLQ
-            return False
+            await self._hand_back([job.held])  # on its way to the DLQ
+            return
         # Another worker holds a live claim: look again once its lease has run out.
         lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
-        await self._set_visibility(held, max(1, min(MAX_VISIBILITY, int(lease_left) + 1)))
+        await self._set_visibility(job.held, max(1, min(MAX_VISIBILITY, int(lease_left) + 1)))
         self.stats.claims_lost += 1
-        return False
 
-    async def _pay(self, order: OrderMessage, held: Held, receive_count: int) -> bool:
-        started = time.time()
+    async def _pay(self, job: Job) -> float | None:
+        """Charge the order; the payment's ms, or None when it failed (and was dealt with)."""
+        order, held = job.order, job.held
         stats = self.stats
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        job.started = time.time()
         self._held[held.receipt_handle] = held
         try:
-            payment_ms = await self._payments.charge(order, attempt=receive_count)
+            return await self._payments.charge(order, attempt=job.receive_count)
         except asyncio.CancelledError:
             # Cut short by shutdown: give the message back so the order is paid elsewhere.
             self._to_hand_back.append(held)
             raise
         except PaymentDeclined as exc:
-            await self._fail(order, held, receive_count, str(exc))
-            return False
+            await self._fail(job, str(exc))
         except PaymentUnavailable as exc:
             limit = self._queue.max_receive_count
-            if limit is not None and receive_count >= limit:
-                await self._fail(
-                    order, held, receive_count, f"gave up after {receive_count} attempts: {exc}"
-                )
-                return False
-            stats.payment_retries += 1
-            log.warning(
-                "payment_retry",
-                order_id=order.order_id,
-                receive_count=receive_count,
-                reason=str(exc),
-            )
-            if self._store is not None and held.claim_token is not None:
-                with contextlib.suppress(StateUnavailable):
-                    await self._store.release(order.order_id, held.claim_token, str(exc))
-            await self._retry_later(held, receive_count)
-            return False
+            if limit is not None and job.receive_count >= limit:
+                await self._fail(job, f"gave up after {job.receive_count} attempts: {exc}")
+            else:
+                await self._retry_payment(job, str(exc))
         finally:
             stats.in_flight -= 1
             self._held.pop(held.receipt_handle, None)
-        if not await self._record_paid(order, held, payment_ms):
-            return False
-        stats.paid += 1
+        return None
+
+    async def _finish(self, job: Job, payment_ms: float) -> None:
+        """Record the payment, log it, and delete the message."""
+        if not await self._record_paid(job, payment_ms):
+            return
+        self.stats.paid += 1
         log.info(
             "order_paid",
-            order_id=order.order_id,
+            order_id=job.order.order_id,
             payment_ms=round(payment_ms, 3),
-            queue_ms=round(max(0.0, started - order.accepted_at) * 1000, 3),
-            receive_count=receive_count,
+            queue_ms=round(max(0.0, job.started - job.order.accepted_at) * 1000, 3),
+            receive_count=job.receive_count,
             mode="async",
         )
-        return True
+        await self._delete(job.message)
 
-    async def _record_paid(self, order: OrderMessage, held: Held, payment_ms: float) -> bool:
-        if self._store is None or held.claim_token is None:
+    async def _record_paid(self, job: Job, payment_ms: float) -> bool:
+        token = job.held.claim_token
+        if self._store is None or token is None:
             return True
+        order_id = job.order.order_id
         for attempt in range(3):
             try:
-                if await self._store.mark_paid(order.order_id, held.claim_token, payment_ms):
-                    return True
-                # The claim was taken over (our lease ran out): the other worker records it.
-                log.error("claim_lost_after_payment", order_id=order.order_id)
-                return True
+                if self._paid is not None and attempt == 0:
+                    held = await self._paid.submit((order_id, token, payment_ms))
+                else:
+                    held = await self._store.mark_paid(order_id, token, payment_ms)
             except StateUnavailable as exc:
-                log.warning("state_unavailable", order_id=order.order_id, detail=str(exc))
+                log.warning("state_unavailable", order_id=order_id, detail=str(exc))
                 await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            if not held:
+                # Our lease ran out and another worker took the order over: it records it.
+                log.error("claim_lost_after_payment", order_id=order_id)
+            return True
         # Keep the message: it comes back, and the processor's idempotency key (the order_id)
         # makes the next charge a no-op at a real processor.
-        log.error("payment_unrecorded", order_id=order.order_id)
+        log.error("payment_unrecorded", order_id=order_id)
         return False
 
-    async def _fail(self, order: OrderMessage, held: Held, receive_count: int, reason: str) -> None:
+    async def _fail(self, job: Job, reason: str) -> None:
         self.stats.failed += 1
+        order_id = job.order.order_id
         log.warning(
-            "order_failed", order_id=order.order_id, receive_count=receive_count, reason=reason
+            "order_failed", order_id=order_id, receive_count=job.receive_count, reason=reason
         )
-        if self._store is not None and held.claim_token is not None:
+        token = job.held.claim_token
+        if self._store is not None and token is not None:
             with contextlib.suppress(StateUnavailable):
-                await self._store.mark_failed(order.order_id, held.claim_token, reason)
-        await self._hand_back([held])  # maxReceiveCount then moves it to the DLQ
+                await self._store.mark_failed(order_id, token, reason)
+            job.held.claim_token = None
+        await self._hand_back([job.held])  # maxReceiveCount then moves it to the DLQ
+
+    async def _retry_payment(self, job: Job, reason: str) -> None:
+        self.stats.payment_retries += 1
+        order_id = job.order.order_id
+        log.warning(
+            "payment_retry", order_id=order_id, receive_count=job.receive_count, reason=reason
+        )
+        token = job.held.claim_token
+        if self._store is not None and token is not None:
+            with contextlib.suppress(StateUnavailable):
+                await self._store.release(order_id, token, reason)
+        await self._retry_later(job.held, job.receive_count)
 
     async def _retry_later(self, held: Held, receive_count: int) -> None:
         """Leave the message invisible for a doubling, jittered delay (SQS is the retry timer)."""
@@ -417,29 +473,22 @@ class Worker:
         delay = int(random.uniform(ceiling / 2, ceiling))
         await self._set_visibility(held, min(RETRY_DELAY_CAP, delay))
 
-    async def _process_then_batch_delete(self, message: MessageTypeDef) -> None:
-        try:
-            done = await self._process(message)
-        finally:
-            self._slots.release()
-        if done:
+    async def _delete(self, message: MessageTypeDef) -> None:
+        receipt = message["ReceiptHandle"]
+        if self.settings.receive_strategy == "batched":
+            failure = await self._deletes.submit(receipt)
+        else:
+            self.stats.delete_calls += 1
             try:
-                await self._batcher.delete(message["ReceiptHandle"])
-            except DeleteFailed as exc:
-                self._delete_failed(message, exc)
-
-    async def _delete_one(self, message: MessageTypeDef) -> None:
-        self.stats.delete_calls += 1
-        try:
-            await self._sqs.delete_message(
-                QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
-        except (BotoCoreError, ClientError) as exc:
-            self._delete_failed(message, exc)
-
-    def _delete_failed(self, message: MessageTypeDef, exc: Exception) -> None:
-        self.stats.delete_failures += 1
-        log.error("delete_failed", message_id=message["MessageId"], detail=str(exc))
+                await self._sqs.delete_message(
+                    QueueUrl=self.settings.queue_url, ReceiptHandle=receipt
+                )
+                failure = None
+            except (BotoCoreError, ClientError) as exc:
+                failure = str(exc)
+        if failure is not None:
+            self.stats.delete_failures += 1
+            log.error("delete_failed", message_id=message["MessageId"], detail=failure)
 
     # -- visibility --------------------------------------------------------------------------
 
