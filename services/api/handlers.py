@@ -21,7 +21,13 @@ from services.common.messages import (
     encode_message,
     parse_order_request,
 )
-from services.common.orders import OrderRecord, OrderStore, Status, request_hash
+from services.common.orders import (
+    OrderRecord,
+    OrderStore,
+    StateUnavailable,
+    Status,
+    request_hash,
+)
 from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
@@ -129,7 +135,12 @@ async def create_order_async(request: web.Request) -> web.Response:
     order = OrderMessage.accept(wanted)
     store = request.app[ORDERS]
     settings = request.app[SETTINGS]
-    if store is not None:
+    # Only a request that names itself (a key, or its own order_id) can be a retry: only those
+    # pay for the pending write that lets a retry find it. Others cost one write, after SNS.
+    keyed = store is not None and (
+        wanted.order_id is not None or "Idempotency-Key" in request.headers
+    )
+    if store is not None and keyed:
         order, existing = await _register(request, store, order, wanted)
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         if existing is not None and existing.status != Status.PENDING:
@@ -140,7 +151,7 @@ async def create_order_async(request: web.Request) -> web.Response:
             and _age_seconds(existing.updated_at) < 2 * settings.publish_timeout
         ):
             raise _in_progress()
-        # A pending order older than that lost its publish (an outage answered 503): retry it.
+        # A pending order older than that lost its publish (the API died mid-way): retry it.
     structlog.contextvars.bind_contextvars(order_id=order.order_id)
     try:
         async with asyncio.timeout(settings.publish_timeout):
@@ -150,12 +161,20 @@ async def create_order_async(request: web.Request) -> web.Response:
     except (BotoCoreError, ClientError, TimeoutError) as exc:
         # No 202 unless SNS acknowledged: the client must know the order was not queued.
         log.error("publish_failed", error=type(exc).__name__, detail=str(exc))
-        if store is not None:
+        if store is not None and keyed:
             # Not accepted after all: a retry (same key or order_id) starts afresh.
             await store.forget_pending(order.order_id)
         raise _outage("queue_unavailable", "the order could not be queued; retry later") from None
     if store is not None:
-        await store.mark_accepted(order.order_id)
+        try:
+            if keyed:
+                await store.mark_accepted(order.order_id)
+            else:
+                await store.record_accepted(order)
+        except StateUnavailable as exc:
+            # The order is queued all the same, so it is accepted: the worker's claim writes
+            # its state when it takes it, and GET finds it from then on.
+            log.warning("state_unavailable", detail=str(exc))
     log.info("order_accepted", total=order.total, items=len(order.items))
     return _accepted_response(order.order_id, order.total)
 
