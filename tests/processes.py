@@ -26,6 +26,11 @@ class ServiceProcess:
         self._stderr_reader: asyncio.Task[None] | None = None
         self._new_line = asyncio.Event()
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     async def start(self) -> ServiceProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
