@@ -15,20 +15,32 @@ import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from localaws.process import FAKE_CREDENTIALS
 from services.api.app import create_app
+from services.common.messages import (
+    InvalidInput,
+    OrderMessage,
+    decode_message,
+    encode_message,
+    parse_order_request,
+)
 from services.common.settings import AwsSettings
 from services.common.topology import Topology, create_topology
 
 from .api_server import api_process
 from .conftest import api_settings, order_body, unique_names
 from .processes import ServiceProcess
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 LIMIT = 64 * 1024  # MAX_BODY_BYTES's default, which the API below runs with
 BODY_TIMEOUT = 1.0
@@ -40,6 +52,7 @@ JSON = b"Content-Type: application/json"
 class Server:
     process: ServiceProcess
     port: int
+    topology: Topology | None = None
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +65,7 @@ async def server(aws: AwsSettings, unused_tcp_port_factory: Any) -> AsyncIterato
     env = {"BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT), "IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT)}
     port = unused_tcp_port_factory()
     async with api_process(aws, topology, port, **env) as (process, _):
-        yield Server(process, port)
+        yield Server(process, port, topology)
     # Whatever the tests threw at it, nothing was a server error.
     requests = [e for e in process.events if e["event"] == "http_request"]
     assert requests
@@ -296,6 +309,48 @@ async def test_largest_customer_id_and_smallest_price_are_accepted(server: Serve
     answer = await post(server, _order_with(customer_id=b"18446744073709551615", price=b"1e-130"))
     assert answer.status == 202, answer
     assert orjson.loads(answer.body)["total"] == 1e-130
+
+
+# What SQS accepts in a message body; anything else it refuses (SendMessage's documentation).
+SQS_TEXT = re.compile("^[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$")
+
+
+@settings(max_examples=300, deadline=None)
+# Edge characters drawn often: any character at all would rarely hit the two that matter.
+@given(
+    st.text(
+        st.characters(codec="utf-8") | st.sampled_from("\ufffe\uffff\ufffd\x00\x1f\x7f\U0010ffff")
+    )
+)
+def test_any_accepted_string_makes_a_message_sqs_takes(text: str):
+    order = order_body(
+        customer_id=text or "c",
+        items=[{"product_id": "p" + text[:63], "quantity": 1, "price": 1.0}],
+    )
+    try:
+        request = parse_order_request(orjson.dumps(order))
+    except InvalidInput:
+        return  # too long: refused, never published
+    message = OrderMessage.accept(request)
+    encoded = encode_message(message)
+    assert SQS_TEXT.match(encoded), ascii(encoded)
+    assert decode_message(encoded) == message
+
+
+async def test_noncharacters_reach_the_queue_intact(server: Server, sqs: SQSClient):
+    # U+FFFF and U+FFFE are valid in JSON strings but not in an SQS message body.
+    customer = "c\uffff\ufffe"
+    answer = await post(server, orjson.dumps(order_body(customer_id=customer)))
+    assert answer.status == 202, answer
+    order_id = orjson.loads(answer.body)["order_id"]
+    assert server.topology is not None
+    got = await sqs.receive_message(
+        QueueUrl=server.topology.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )
+    bodies = [m["Body"] for m in got.get("Messages", [])]
+    [body] = [b for b in bodies if order_id in b]
+    assert SQS_TEXT.match(body), ascii(body)
+    assert decode_message(body).customer_id == customer
 
 
 @pytest.mark.parametrize(

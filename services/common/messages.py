@@ -190,8 +190,16 @@ def parse_order_request(raw: bytes) -> OrderRequest:
         raise _from_validation_error(exc) from None
 
 
+# SQS accepts only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF in a message
+# body. orjson escapes the control characters but writes U+FFFE and U+FFFF (valid in a client's
+# JSON string) raw, and SNS could not deliver such an order to the queue after its 202.
+_NOT_FOR_SQS = re.compile("[\ufffe\uffff]")
+
+
 def encode_message(message: OrderMessage) -> str:
-    return orjson.dumps(message.model_dump(mode="json")).decode()
+    encoded = orjson.dumps(message.model_dump(mode="json")).decode()
+    # The JSON escape decodes to the same character, so the message means the same.
+    return _NOT_FOR_SQS.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
 
 
 def decode_message(body: bytes | str) -> OrderMessage:
