@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.logging import get_logger
@@ -41,6 +42,12 @@ RETRY_AFTER = "1"
 # Printable ASCII, as the IETF Idempotency-Key draft suggests; long enough for any UUID scheme.
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 OPENAPI = Path(__file__).with_name("openapi.json")
+# Content codings aiohttp decodes without optional packages; it passes any other through
+# undecoded, which would then be parsed as if it were plain JSON.
+CONTENT_CODINGS = frozenset({"identity", "gzip", "deflate"})
+# Not an answer anyone receives: the canonical log line's status when the client went away
+# mid-body (nginx's convention), so a hang-up is not counted as a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _outage(code: str, message: str) -> ApiError:
@@ -50,6 +57,11 @@ def _outage(code: str, message: str) -> ApiError:
 async def _read_order(request: web.Request) -> OrderRequest:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in CONTENT_CODINGS:
+        raise ApiError(
+            415, "unsupported_media_type", "Content-Encoding must be gzip, deflate or identity"
+        )
     settings = request.app[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -59,7 +71,16 @@ async def _read_order(request: web.Request) -> OrderRequest:
         async with asyncio.timeout(settings.body_timeout):
             body = await request.read()
     except web.HTTPRequestEntityTooLarge:
+        # Also a compressed body whose decoded size passes the limit (a zip bomb): aiohttp
+        # decodes as it reads, so no more than about the limit is ever held.
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes") from None
+    except RequestPayloadError:
+        # The body's framing or coding is corrupt (bad gzip data, a broken chunk).
+        raise ApiError(400, "invalid_json", "body could not be decoded") from None
+    except ConnectionResetError:
+        raise ApiError(
+            CLIENT_CLOSED_REQUEST, "client_closed_request", "the client left before its body"
+        ) from None
     except TimeoutError:
         raise ApiError(
             408, "request_timeout", f"body not received within {settings.body_timeout:g} s"
