@@ -99,11 +99,18 @@ def bench_order(order_id: str | None = None) -> OrderMessage:
     )
 
 
-async def preload(sqs: SQSClient, queue_url: str, count: int, concurrency: int = 8) -> set[str]:
-    """Put `count` orders straight on the queue (a backlog, not API traffic); return their ids."""
+async def preload(
+    sqs: SQSClient, queue_url: str, count: int, limit_s: float, concurrency: int = 8
+) -> set[str]:
+    """Put up to `count` orders straight on the queue (a backlog, not API traffic).
+
+    Stops sending after `limit_s` seconds, so a slow local AWS cannot stall the bench;
+    returns the ids that were queued.
+    """
+    deadline = time.monotonic() + limit_s
     ids: set[str] = set()
     chunks = [min(SQS_BATCH, count - start) for start in range(0, count, SQS_BATCH)]
-    limit = asyncio.Semaphore(concurrency)
+    slots = asyncio.Semaphore(concurrency)
     with tqdm(total=count, desc="preload queue", unit="msg", leave=False) as bar:
 
         async def send(size: int) -> None:
@@ -112,7 +119,9 @@ async def preload(sqs: SQSClient, queue_url: str, count: int, concurrency: int =
                 {"Id": str(i), "MessageBody": encode_message(order)}
                 for i, order in enumerate(orders)
             ]
-            async with limit:
+            async with slots:
+                if time.monotonic() > deadline:
+                    return
                 got = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
             if got.get("Failed"):
                 raise RuntimeError(f"preload: SQS refused {len(got['Failed'])} messages")

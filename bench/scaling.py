@@ -159,7 +159,11 @@ def report(result: dict[str, Any]) -> str:
 
 def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     series = {
-        f"{r['slots']} slots": (r["depth"]["t"], r["depth"]["visible"]) for r in result["runs"]
+        f"{r['slots']} slot{'' if r['slots'] == 1 else 's'}": (
+            r["depth"]["t"],
+            r["depth"]["visible"],
+        )
+        for r in result["runs"]
     }
     arrivals = max((r["arrivals_s"] for r in result["runs"]), default=None)
     return [
