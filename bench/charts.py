@@ -47,8 +47,12 @@ def queue_depth(
     path: Path,
     title: str,
     arrivals_end: float | None = None,
+    in_flight: tuple[Sequence[float], Sequence[int]] | None = None,
 ) -> str:
-    """Messages waiting in the queue over time, one line per run (CloudWatch's chart)."""
+    """Messages waiting in the queue over time, one line per run (CloudWatch's chart).
+
+    `in_flight` (received, not yet deleted: the payments running) goes on a second axis.
+    """
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, (t, depth) in series.items():
         ax.plot(t, depth, label=label, drawstyle="steps-post")
@@ -58,7 +62,13 @@ def queue_depth(
     ax.set_ylabel("messages visible (waiting)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if in_flight is not None:
+        right = ax.twinx()
+        (line,) = right.plot(*in_flight, color="#aaaaaa", drawstyle="steps-post")
+        right.set_ylabel("messages in flight (being paid)")
+        handles, labels = [*handles, line], [*labels, "in flight (right axis)"]
+    ax.legend(handles, labels, loc="upper left")
     return _save(fig, path)
 
 

@@ -224,6 +224,7 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
             out_dir / "flash-sale-queue-depth.png",
             f"flash sale: {result['settings']['rate']:g} orders/s",
             arrivals_end=result["async"]["arrivals_s"],
+            in_flight=(d["t"], d["in_flight"]),
         )
     ]
 
