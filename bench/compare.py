@@ -85,9 +85,12 @@ def _locust(url: str, path: str, args: argparse.Namespace, workdir: Path) -> dic
         "WARNING",
     ]
     started = time.time()
-    proc = subprocess.Popen(
-        command, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # A file, not a pipe: nobody reads Locust's stderr while it runs, and a full pipe stalls it.
+    log = workdir / f"locust{path.replace('/', '-')}.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            command, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     limit = duration + stop_timeout + 30
     with tqdm(total=round(duration), desc=f"locust {path}", unit="s", leave=False) as bar:
         while proc.poll() is None and time.time() - started < limit:
@@ -95,10 +98,11 @@ def _locust(url: str, path: str, args: argparse.Namespace, workdir: Path) -> dic
             bar.update(min(round(duration), int(time.time() - started)) - bar.n)
     if proc.poll() is None:
         proc.kill()
-    _, stderr = proc.communicate()
+    proc.wait()
     elapsed = time.time() - started
     if not samples.exists():
-        raise RuntimeError(f"locust wrote no samples (exit {proc.returncode}): {stderr[-500:]!r}")
+        tail = log.read_text(errors="replace")[-500:]
+        raise RuntimeError(f"locust wrote no samples (exit {proc.returncode}): {tail}")
     data = orjson.loads(samples.read_bytes())
     latencies: list[float] = data["latencies_ms"]
     return {
