@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import subprocess
 import sys
@@ -37,7 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=float, help="seconds per endpoint (quick 15, full 60: the report's)"
     )
-    parser.add_argument("--pacing", type=float, default=3.5, help="seconds per user cycle")
+    parser.add_argument("--pacing", type=float, default=3.5, help="mean seconds per user cycle")
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.5,
+        help="cycles vary uniformly by this fraction of the pacing, and users started "
+        "together spread their first order over the spawn interval; 0 = Locust's lockstep "
+        "bursts (default 0.5)",
+    )
     parser.add_argument("--payment-seconds", type=float, default=3.0)
     parser.add_argument(
         "--slots", type=int, default=100, help="worker slots behind async (report: 100)"
@@ -46,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _duration(args: argparse.Namespace) -> float:
     return float(args.duration or (15 if args.quick else 60))
+
+
+def _start_spread(args: argparse.Namespace) -> float:
+    """Seconds between Locust's batches of started users (it starts floor(rate) at a time)."""
+    if args.jitter == 0:
+        return 0.0  # lockstep asked for: keep Locust's own bursts too
+    return float(max(1, math.floor(args.spawn_rate)) / args.spawn_rate)
 
 
 def _locust(url: str, path: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -58,6 +74,8 @@ def _locust(url: str, path: str, args: argparse.Namespace, workdir: Path) -> dic
         **os.environ,
         "BENCH_PATH": path,
         "BENCH_PACING": str(args.pacing),
+        "BENCH_JITTER": str(args.jitter),
+        "BENCH_START_SPREAD": str(_start_spread(args)),
         "BENCH_SAMPLES": str(samples),
         "PYTHONPATH": repo,
     }
@@ -143,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "spawn_rate": args.spawn_rate,
             "duration_s": _duration(args),
             "pacing_s": args.pacing,
+            "jitter": args.jitter,
             "payment_seconds": pay,
             "worker_slots": args.slots,
         },
@@ -187,7 +206,8 @@ def report(result: dict[str, Any]) -> str:
             "## compare: sync vs async under Locust",
             "",
             f"Locust headless, {s['users']} users spawned at {s['spawn_rate']:g}/s, one order per "
-            f"user every {s['pacing_s']:g} s, {s['duration_s']:g} s per endpoint; payment "
+            f"user every {s['pacing_s']:g} s ± {s.get('jitter', 0) * 100:g} %, "
+            f"{s['duration_s']:g} s per endpoint; payment "
             f"{s['payment_seconds']:g} s; {s['worker_slots']} worker slots behind async.",
             "",
             table(
