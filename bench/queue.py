@@ -71,14 +71,19 @@ async def sampling(sqs: SQSClient, queue_url: str, interval: float) -> AsyncIter
     """Sample the queue's depth every `interval` seconds while the block runs."""
     series = DepthSeries()
 
+    async def sample_once() -> None:
+        visible, in_flight = await queue_counts(sqs, queue_url)
+        series.t.append(time.time())
+        series.visible.append(visible)
+        series.in_flight.append(in_flight)
+
     async def sample() -> None:
         while True:
-            visible, in_flight = await queue_counts(sqs, queue_url)
-            series.t.append(time.time())
-            series.visible.append(visible)
-            series.in_flight.append(in_flight)
             await asyncio.sleep(interval)
+            await sample_once()
 
+    # The first sample is taken before the block starts: the depth at the start is known.
+    await sample_once()
     task = asyncio.create_task(sample())
     try:
         yield series
