@@ -64,40 +64,33 @@ def local_aws() -> Iterator[AwsSettings]:
         require_loopback(endpoint)
         for name in saved:
             del os.environ[name]
+        aws = AwsSettings(region=REGION, endpoint_url=endpoint)
         # The bench's own clients (topology, sampler, preload) must find the fake
         # credentials and never a developer's real profile.
-        os.environ.update(FAKE_CREDENTIALS)
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            }
-        )
+        os.environ.update(_aws_env(aws))
         try:
-            yield AwsSettings(region=REGION, endpoint_url=endpoint)
+            yield aws
         finally:
             for name in [k for k in os.environ if k.startswith("AWS_")]:
                 del os.environ[name]
             os.environ.update(saved)
 
 
+def _aws_env(aws: AwsSettings) -> dict[str, str]:
+    """Every AWS_* variable a process on the bench needs: the local AWS, fake credentials."""
+    return FAKE_CREDENTIALS | {
+        "AWS_ENDPOINT_URL": aws.endpoint_url or "",
+        "AWS_DEFAULT_REGION": aws.region,
+        # No config or credentials file: a developer's profile can never be picked up.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
 def service_env(aws: AwsSettings, **extra: str) -> dict[str, str]:
     """The environment of a service child process: local AWS, fake credentials, `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(FAKE_CREDENTIALS)
-    env.update(
-        {
-            "AWS_ENDPOINT_URL": aws.endpoint_url or "",
-            "AWS_DEFAULT_REGION": aws.region,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
-    return env
+    return env | _aws_env(aws) | {"PYTHONUNBUFFERED": "1"} | extra
 
 
 def unique_names(prefix: str) -> TopologyNames:
