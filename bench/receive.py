@@ -29,6 +29,14 @@ STRATEGIES = ("per-task", "batched")
 RECEIVE_BUDGET_S = 60.0
 
 
+def _strategies(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown strategy {unknown[0]!r}; use {STRATEGIES}")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, default=1000, help="payment slots (default 1000)")
     parser.add_argument("--payment-seconds", type=float, default=3.0)
@@ -40,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--strategies",
-        type=lambda s: tuple(s.split(",")),
+        type=_strategies,
         default=STRATEGIES,
         help="comma-separated (default per-task,batched)",
     )
@@ -195,7 +203,8 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"One worker, {s['slots']:,} slots, payment {s['payment_seconds']:g} s (ideal "
         f"{s['slots'] / s['payment_seconds']:,.1f} orders/s), draining a preloaded backlog of "
-        f"{s['backlog']:,} orders; rate measured over {s['waves']} whole payment periods.",
+        f"{s['backlog']:,} orders; rate measured over {s['waves']} whole payment periods. "
+        "Receives count every call started, long polls still waiting at the stop included.",
         "",
         table(
             [
