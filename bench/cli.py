@@ -32,6 +32,7 @@ SCENARIOS = {
     "flash-sale": "bench.flash_sale",
     "plan": "bench.plan",
     "receive": "bench.receive",
+    "soak": "bench.soak",
     # Written with the fast local AWS and merged separately: absent on some branches.
     "emulator": "bench.emulator",
 }

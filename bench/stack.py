@@ -149,7 +149,12 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 @contextmanager
-def api_process(aws: AwsSettings, topic_arn: str, payment_seconds: float) -> Iterator[str]:
+def api_process(
+    aws: AwsSettings,
+    topic_arn: str,
+    payment_seconds: float,
+    extra: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Run `python -m services.api` on a free loopback port; yield its base URL once healthy."""
     port = free_port()
     env = service_env(
@@ -158,6 +163,7 @@ def api_process(aws: AwsSettings, topic_arn: str, payment_seconds: float) -> Ite
         HOST=LOOPBACK,
         PORT=str(port),
         PAYMENT_SECONDS=str(payment_seconds),
+        **(extra or {}),
     )
     # The API writes two log lines per request; nobody reads them here, and a full pipe
     # would stall it, so they go nowhere.
