@@ -150,7 +150,7 @@ class MessageIndex:
         visibility timeout, a message bound for the DLQ) go back when the caller stops.
         """
         self._advance()
-        looked_at: list[tuple[int, Message]] = []
+        looked_at: dict[Message, int] = {}
         try:
             while self._ready:
                 seq, message = heapq.heappop(self._ready)
@@ -158,10 +158,14 @@ class MessageIndex:
                     del self._heaped[message]
                 if self._seq.get(message) != seq or self._state[message] != State.READY:
                     continue
-                looked_at.append((seq, message))
+                if message in looked_at:
+                    # Re-queued while we walk (e.g. received with visibility timeout 0):
+                    # moto's list walk sees each message once per receive.
+                    continue
+                looked_at[message] = seq
                 yield message
         finally:
-            for seq, message in looked_at:
+            for message, seq in looked_at.items():
                 if self._seq.get(message) == seq and self._state[message] == State.READY:
                     self._push_ready(message)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: one local AWS (a moto server on loopback) per session, fresh topology per test."""
+"""Shared fixtures: one local AWS (moto on loopback) per session, fresh topology per test."""
 
 from __future__ import annotations
 
