@@ -67,10 +67,11 @@ class LocalAws:
         self._polls = longpoll.Registry()
         self._loop = asyncio.new_event_loop()
         # Binding here, not in the thread, so a taken port fails the constructor (OSError).
+        # handler_cancellation: a poll whose client hung up stops waiting at once, so it can
+        # never take a message off the queue and write it to a closed connection.
+        server = web.Server(self._handle, loop=self._loop, handler_cancellation=True)
         # Parked long polls are not waited for on shutdown: the clients will retry elsewhere.
-        self._runner = web.ServerRunner(
-            web.Server(self._handle, loop=self._loop), access_log=None, shutdown_timeout=0.5
-        )
+        self._runner = web.ServerRunner(server, access_log=None, shutdown_timeout=0.5)
         self._loop.run_until_complete(self._runner.setup())
         self._site = web.TCPSite(self._runner, host, port, backlog=2048)
         self._loop.run_until_complete(self._site.start())
@@ -87,10 +88,18 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        await self._runner.cleanup()
+        # Polls still parked (their clients never hung up) end here, not at interpreter exit.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     async def _handle(self, request: web.BaseRequest) -> web.Response:
         # Read the whole body first: moto wants it all, and aiohttp's read() caps at 1 MiB.

@@ -127,3 +127,28 @@ async def test_connections_are_kept_alive(endpoint: str) -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_poll_whose_client_hung_up_takes_no_message(patched: Clients) -> None:
+    url = await _queue(patched, VisibilityTimeout="120")
+    parts = urlsplit(patched.endpoint)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    body = f"Action=ReceiveMessage&QueueUrl={url}&WaitTimeSeconds=10".encode()
+    writer.write(
+        (
+            f"POST / HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/"
+            "aws4_request, SignedHeaders=host, Signature=0\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    await writer.drain()
+    await asyncio.sleep(0.5)  # parked at the server
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.3)
+    await patched.sqs.send_message(QueueUrl=url, MessageBody="for a live client")
+    got = await patched.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)
+    assert [m["Body"] for m in got.get("Messages", [])] == ["for a live client"]

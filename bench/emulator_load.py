@@ -1,0 +1,276 @@
+"""What `bench.emulator` measures on one local AWS server: call costs, ceiling, idle polls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.session import get_session
+
+from services.common.aws import client_config
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import (
+        DeleteMessageBatchRequestEntryTypeDef,
+        ReceiveMessageResultTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+
+# An order as the API publishes it, so every call carries a realistic body.
+BODY = (
+    '{"v":1,"order_id":"%s","customer_id":42,"items":[{"product_id":"sku-1","quantity":2,'
+    '"price":9.99},{"product_id":"sku-2","quantity":1,"price":0.02}],"created_at":"2026-11-25T16:00:00Z"}'
+)
+OPS = ("publish", "publish-batch", "receive-10", "delete-batch")
+
+
+@dataclass(frozen=True)
+class Aws:
+    sqs: SQSClient
+    sns: SNSClient
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A topic fanned out to a queue with raw delivery, like services.common.topology."""
+
+    topic_arn: str
+    queue_url: str
+
+
+@asynccontextmanager
+async def clients(endpoint: str, pool_size: int) -> AsyncIterator[Aws]:
+    session = get_session()
+    # One attempt: a retried call would hide a slow or failed one inside a sample.
+    config = client_config(pool_size=pool_size, read_timeout=120, max_attempts=1)
+    kwargs: dict[str, Any] = {
+        "region_name": "us-east-1",
+        "endpoint_url": endpoint,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "config": config,
+    }
+    async with (
+        session.create_client("sqs", **kwargs) as sqs,
+        session.create_client("sns", **kwargs) as sns,
+    ):
+        yield Aws(sqs, sns)
+
+
+async def pipeline(aws: Aws) -> Pipeline:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    topic = (await aws.sns.create_topic(Name=name))["TopicArn"]
+    url = (await aws.sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "300"}))[
+        "QueueUrl"
+    ]
+    arn = (await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    sub = await aws.sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True
+    )
+    await aws.sns.set_subscription_attributes(
+        SubscriptionArn=sub["SubscriptionArn"],
+        AttributeName="RawMessageDelivery",
+        AttributeValue="true",
+    )
+    return Pipeline(topic, url)
+
+
+def _entries(count: int) -> list[SendMessageBatchRequestEntryTypeDef]:
+    return [{"Id": str(i), "MessageBody": BODY % uuid.uuid4()} for i in range(count)]
+
+
+def _publish_entries() -> list[PublishBatchRequestEntryTypeDef]:
+    return [{"Id": str(i), "Message": BODY % uuid.uuid4()} for i in range(10)]
+
+
+def _handles(got: ReceiveMessageResultTypeDef) -> list[DeleteMessageBatchRequestEntryTypeDef]:
+    return [
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+        for i, m in enumerate(got.get("Messages", []))
+    ]
+
+
+async def backlog(aws: Aws, p: Pipeline) -> int:
+    got = await aws.sqs.get_queue_attributes(
+        QueueUrl=p.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(got["Attributes"]["ApproximateNumberOfMessages"])
+
+
+async def fill(aws: Aws, p: Pipeline, target: int) -> float:
+    """Send straight to the queue (cheapest) until it holds `target`; seconds it took."""
+    started = time.perf_counter()
+    missing = target - await backlog(aws, p)
+    while missing > 0:
+        batch = min(10, missing)
+        await aws.sqs.send_message_batch(QueueUrl=p.queue_url, Entries=_entries(batch))
+        missing -= batch
+    return time.perf_counter() - started
+
+
+async def _timed(call: Awaitable[Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    answer = await call
+    return (time.perf_counter() - started) * 1000, answer
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median_ms": round(statistics.median(ordered), 2),
+        "p90_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))], 2),
+        "n": len(ordered),
+    }
+
+
+async def call_costs(aws: Aws, p: Pipeline, samples: int) -> dict[str, dict[str, float]]:
+    """Round-trip time of each call, one at a time; the backlog stays where it is.
+
+    Each round publishes 11 messages (one publish, one batch of 10) and receives and
+    deletes 10, so the queue hovers at the backlog being measured.
+    """
+    took: dict[str, list[float]] = {op: [] for op in OPS}
+    for _ in range(samples):
+        ms, _ = await _timed(aws.sns.publish(TopicArn=p.topic_arn, Message=BODY % uuid.uuid4()))
+        took["publish"].append(ms)
+        ms, _ = await _timed(
+            aws.sns.publish_batch(
+                TopicArn=p.topic_arn, PublishBatchRequestEntries=_publish_entries()
+            )
+        )
+        took["publish-batch"].append(ms)
+        ms, got = await _timed(
+            aws.sqs.receive_message(QueueUrl=p.queue_url, MaxNumberOfMessages=10)
+        )
+        took["receive-10"].append(ms)
+        ms, _ = await _timed(
+            aws.sqs.delete_message_batch(QueueUrl=p.queue_url, Entries=_handles(got))
+        )
+        took["delete-batch"].append(ms)
+    return {op: summary(values) for op, values in took.items()}
+
+
+async def ceiling(
+    aws: Aws, p: Pipeline, seconds: float, publishers: int, consumers: int
+) -> dict[str, Any]:
+    """Messages per second through publish-batch -> receive-10 -> delete-batch, all at once."""
+    before = await backlog(aws, p)
+    stop = time.monotonic() + seconds
+    published = deleted = 0
+
+    async def publish() -> None:
+        nonlocal published
+        while time.monotonic() < stop:
+            await aws.sns.publish_batch(
+                TopicArn=p.topic_arn, PublishBatchRequestEntries=_publish_entries()
+            )
+            published += 10
+
+    async def consume() -> None:
+        nonlocal deleted
+        while time.monotonic() < stop:
+            got = await aws.sqs.receive_message(
+                QueueUrl=p.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            handles = _handles(got)
+            if handles:
+                await aws.sqs.delete_message_batch(QueueUrl=p.queue_url, Entries=handles)
+                deleted += len(handles)
+
+    started = time.monotonic()
+    await asyncio.gather(
+        *(publish() for _ in range(publishers)), *(consume() for _ in range(consumers))
+    )
+    elapsed = time.monotonic() - started
+    return {
+        "seconds": round(elapsed, 2),
+        "publishers": publishers,
+        "consumers": consumers,
+        "backlog_before": before,
+        "backlog_after": await backlog(aws, p),
+        "published_per_s": round(published / elapsed, 1),
+        "deleted_per_s": round(deleted / elapsed, 1),
+        # Through the whole pipeline: no faster than its slower half.
+        "messages_per_s": round(min(published, deleted) / elapsed, 1),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_status(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def _until(check: Callable[[], bool], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.1)
+    return check()
+
+
+async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict[str, Any]:
+    """Server CPU while `polls` long polls wait on an empty queue (20 s waits, none ends)."""
+    base_fds = open_fds(pid)
+    idle_before = cpu_seconds(pid)
+    await asyncio.sleep(1.0)
+    idle_cpu = cpu_seconds(pid) - idle_before
+    async with clients(endpoint, pool_size=polls + 10) as aws:
+        url = (await aws.sqs.create_queue(QueueName=f"idle-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
+        tasks = [
+            asyncio.create_task(
+                aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=20)
+            )
+            for _ in range(polls)
+        ]
+        # Every poll has a connection at the server, then a moment for the last to park.
+        held = await _until(lambda: open_fds(pid) - base_fds >= polls, within_s=12.0)
+        await asyncio.sleep(1.0)
+        connections = open_fds(pid) - base_fds
+        before = cpu_seconds(pid)
+        started = time.monotonic()
+        await asyncio.sleep(window)
+        used = cpu_seconds(pid) - before
+        elapsed = time.monotonic() - started
+        answered = sum(t.done() for t in tasks)
+        threads, rss_kib = _proc_status(pid, "Threads"), _proc_status(pid, "VmRSS")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "polls": polls,
+        "all_connected": held,
+        "server_connections": connections,
+        "answered_during_window": answered,
+        "window_s": round(elapsed, 2),
+        "cpu_percent_of_one_core": round(100 * used / elapsed, 2),
+        "cpu_percent_idle_without_polls": round(100 * idle_cpu, 2),
+        "server_threads": threads,
+        "server_rss_mib": round(rss_kib / 1024, 1),
+    }
