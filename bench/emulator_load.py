@@ -237,10 +237,11 @@ async def _until(check: Callable[[], bool], within_s: float) -> bool:
 
 async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict[str, Any]:
     """Server CPU while `polls` long polls wait on an empty queue (20 s waits, none ends)."""
-    base_fds = open_fds(pid)
     idle_before = cpu_seconds(pid)
     await asyncio.sleep(1.0)
     idle_cpu = cpu_seconds(pid) - idle_before
+    # After the pause: the server has closed the earlier clients' connections by now.
+    base_fds = open_fds(pid)
     async with clients(endpoint, pool_size=polls + 10) as aws:
         url = (await aws.sqs.create_queue(QueueName=f"idle-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
         tasks = [
