@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -55,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ceiling-backlog", type=int, help="standing backlog for the ceiling (1000/2000)"
     )
     parser.add_argument("--ceiling-seconds", type=float, help="ceiling run length (4/10)")
+    parser.add_argument("--publishers", type=int, default=4, help="ceiling: publish-batch loops")
+    parser.add_argument("--consumers", type=int, default=8, help="ceiling: receive/delete loops")
     parser.add_argument("--idle-polls", type=int, default=1000)
 
 
@@ -67,8 +70,8 @@ def plan(args: argparse.Namespace) -> Plan:
         stock_max_backlog=args.stock_max_backlog or (1000 if quick else 2000),
         ceiling_backlog=args.ceiling_backlog or (1000 if quick else 2000),
         ceiling_s=args.ceiling_seconds or (4.0 if quick else 10.0),
-        publishers=2,
-        consumers=4,
+        publishers=args.publishers,
+        consumers=args.consumers,
         idle_polls=args.idle_polls,
         idle_window_s=3.0 if quick else 5.0,
     )
@@ -90,7 +93,7 @@ async def _measure(endpoint: str, pid: int, p: Plan, max_backlog: int) -> dict[s
             if n in p.backlogs:
                 costs[str(n)] = await _costs(aws, pipe, p)
             if n == p.ceiling_backlog:
-                ceiling = await load.ceiling(aws, pipe, p.ceiling_s, p.publishers, p.consumers)
+                ceiling = await load.ceiling(aws, pipe, pid, p.ceiling_s, p.publishers, p.consumers)
     idle = await load.idle_polls(endpoint, pid, p.idle_polls, p.idle_window_s)
     return {
         "costs": costs,
@@ -111,13 +114,20 @@ async def _costs(aws: load.Aws, pipe: load.Pipeline, p: Plan) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     p = plan(args)
+    load_start = [round(x, 2) for x in os.getloadavg()]
     servers: dict[str, Any] = {}
     for name, extra in SERVERS.items():
         print(f"emulator: measuring {name} moto", file=sys.stderr, flush=True)
         max_backlog = p.stock_max_backlog if name == "stock" else max(p.backlogs)
         with local_aws_server(extra_args=extra) as server:
             servers[name] = asyncio.run(_measure(server.endpoint, server.pid, p, max_backlog))
-    result: dict[str, Any] = {"moto": version("moto"), "plan": asdict(p), "servers": servers}
+    result: dict[str, Any] = {
+        "moto": version("moto"),
+        "plan": asdict(p),
+        "cpus": os.cpu_count(),
+        "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
+        "servers": servers,
+    }
     result["targets"] = targets(result)
     return result
 
@@ -214,6 +224,8 @@ def report(result: dict[str, Any]) -> str:
             f"{c['published_per_s']:,.0f}",
             f"{c['deleted_per_s']:,.0f}",
             f"**{c['messages_per_s']:,.0f}**",
+            f"{c['server_cpu_percent']:.0f} % / {c['client_cpu_percent']:.0f} %",
+            f"{c['messages_per_server_cpu_s'] or 0:,.0f}",
         ]
         for name, c in ((n, servers[n]["ceiling"]) for n in SERVERS)
         if c
@@ -221,7 +233,6 @@ def report(result: dict[str, Any]) -> str:
     idle_rows = [
         [
             name,
-            f"{i['server_connections']:,}",
             f"{i['answered_during_window']:,}",
             f"**{i['cpu_percent_of_one_core']:.1f} %**",
             f"{i['cpu_percent_idle_without_polls']:.1f} %",
@@ -243,7 +254,10 @@ def report(result: dict[str, Any]) -> str:
         [
             "## Local AWS: stock moto vs the patched launcher",
             "",
-            f"moto {result['moto']}, both served over HTTP on loopback. Round trip per call "
+            f"moto {result['moto']}, both served over HTTP on loopback, {result['cpus']} CPUs, "
+            f"load average {result['load_average']['start'][0]} at the start and "
+            f"{result['load_average']['end'][0]} at the end (other work shares this machine). "
+            "Round trip per call "
             f"(median ms, one call at a time, {p['samples']} rounds per backlog at most, "
             f"fewer on stock where one round takes seconds).{note}",
             "",
@@ -251,9 +265,22 @@ def report(result: dict[str, Any]) -> str:
             "",
             f"End-to-end ceiling: {p['publishers']} publishers (publish-batch of 10) and "
             f"{p['consumers']} consumers (receive-10, delete-batch) for {p['ceiling_s']:.0f} s "
-            f"over a standing backlog of {p['ceiling_backlog']:,}; through = the slower half.",
+            f"over a standing backlog of {p['ceiling_backlog']:,}; through = the slower half. "
+            "CPU in % of one core; messages per server CPU-second is the rate the server "
+            "could carry with a core to itself.",
             "",
-            _table(["server", "backlog", "published/s", "deleted/s", "through/s"], ceiling_rows),
+            _table(
+                [
+                    "server",
+                    "backlog",
+                    "published/s",
+                    "deleted/s",
+                    "through/s",
+                    "CPU server / bench",
+                    "msgs per server CPU-s",
+                ],
+                ceiling_rows,
+            ),
             "",
             f"{p['idle_polls']:,} long polls (WaitTimeSeconds 20) held on an empty queue; server "
             f"CPU over {p['idle_window_s']:.0f} s.",
@@ -261,7 +288,6 @@ def report(result: dict[str, Any]) -> str:
             _table(
                 [
                     "server",
-                    "connections",
                     "answered",
                     "CPU (one core)",
                     "CPU with no polls",

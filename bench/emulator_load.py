@@ -7,14 +7,16 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiobotocore.session import get_session
 
 from services.common.aws import client_config
+from services.common.topology import TopologyNames, ensure_topology
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -42,7 +44,7 @@ class Aws:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A topic fanned out to a queue with raw delivery, like services.common.topology."""
+    """A topic fanned out to a queue with raw delivery."""
 
     topic_arn: str
     queue_url: str
@@ -68,23 +70,11 @@ async def clients(endpoint: str, pool_size: int) -> AsyncIterator[Aws]:
 
 
 async def pipeline(aws: Aws) -> Pipeline:
+    """The services' own topology (raw delivery, DLQ, redrive, queue policy), fresh names."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    topic = (await aws.sns.create_topic(Name=name))["TopicArn"]
-    url = (await aws.sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "300"}))[
-        "QueueUrl"
-    ]
-    arn = (await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))[
-        "Attributes"
-    ]["QueueArn"]
-    sub = await aws.sns.subscribe(
-        TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True
-    )
-    await aws.sns.set_subscription_attributes(
-        SubscriptionArn=sub["SubscriptionArn"],
-        AttributeName="RawMessageDelivery",
-        AttributeValue="true",
-    )
-    return Pipeline(topic, url)
+    names = TopologyNames(topic=name, queue=name, dlq=f"{name}-dlq", visibility_timeout=300)
+    topology = await ensure_topology(aws.sns, aws.sqs, names)
+    return Pipeline(topology.topic_arn, topology.queue_url)
 
 
 def _entries(count: int) -> list[SendMessageBatchRequestEntryTypeDef]:
@@ -151,8 +141,9 @@ async def call_costs(aws: Aws, p: Pipeline, samples: int) -> dict[str, dict[str,
             )
         )
         took["publish-batch"].append(ms)
+        # WaitTimeSeconds 0: the queue's default is a 20 s long poll.
         ms, got = await _timed(
-            aws.sqs.receive_message(QueueUrl=p.queue_url, MaxNumberOfMessages=10)
+            aws.sqs.receive_message(QueueUrl=p.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
         )
         took["receive-10"].append(ms)
         ms, _ = await _timed(
@@ -163,9 +154,13 @@ async def call_costs(aws: Aws, p: Pipeline, samples: int) -> dict[str, dict[str,
 
 
 async def ceiling(
-    aws: Aws, p: Pipeline, seconds: float, publishers: int, consumers: int
+    aws: Aws, p: Pipeline, pid: int, seconds: float, publishers: int, consumers: int
 ) -> dict[str, Any]:
-    """Messages per second through publish-batch -> receive-10 -> delete-batch, all at once."""
+    """Messages per second through publish-batch -> receive-10 -> delete-batch, all at once.
+
+    Also the CPU the server and this client spent: on a busy machine the rate says how
+    much CPU we got, while CPU per message says what the server needs.
+    """
     before = await backlog(aws, p)
     stop = time.monotonic() + seconds
     published = deleted = 0
@@ -189,11 +184,13 @@ async def ceiling(
                 await aws.sqs.delete_message_batch(QueueUrl=p.queue_url, Entries=handles)
                 deleted += len(handles)
 
-    started = time.monotonic()
+    started, server_cpu, client_cpu = time.monotonic(), cpu_seconds(pid), time.process_time()
     await asyncio.gather(
         *(publish() for _ in range(publishers)), *(consume() for _ in range(consumers))
     )
     elapsed = time.monotonic() - started
+    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
+    through = min(published, deleted)
     return {
         "seconds": round(elapsed, 2),
         "publishers": publishers,
@@ -203,7 +200,11 @@ async def ceiling(
         "published_per_s": round(published / elapsed, 1),
         "deleted_per_s": round(deleted / elapsed, 1),
         # Through the whole pipeline: no faster than its slower half.
-        "messages_per_s": round(min(published, deleted) / elapsed, 1),
+        "messages_per_s": round(through / elapsed, 1),
+        "server_cpu_percent": round(100 * server_cpu / elapsed, 1),
+        "client_cpu_percent": round(100 * client_cpu / elapsed, 1),
+        # What the server could carry with one core to itself.
+        "messages_per_server_cpu_s": round(through / server_cpu, 1) if server_cpu else None,
     }
 
 
@@ -222,52 +223,61 @@ def _proc_status(pid: int, key: str) -> int:
     return 0
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-async def _until(check: Callable[[], bool], within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await asyncio.sleep(0.1)
-    return check()
+def sqs_query_request(netloc: str, form: str) -> bytes:
+    """A raw SQS query-protocol POST (moto reads the credential scope, not the signature)."""
+    return (
+        f"POST / HTTP/1.1\r\nHost: {netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, "
+        "SignedHeaders=host, Signature=0\r\n"
+        f"Content-Length: {len(form)}\r\n\r\n{form}"
+    ).encode()
 
 
 async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict[str, Any]:
-    """Server CPU while `polls` long polls wait on an empty queue (20 s waits, none ends)."""
+    """Server CPU while `polls` long polls wait on an empty queue (20 s waits, none ends).
+
+    Raw sockets, not aiobotocore: the bench knows each request has been written before
+    the window opens, and its own CPU stays out of the way.
+    """
     idle_before = cpu_seconds(pid)
     await asyncio.sleep(1.0)
     idle_cpu = cpu_seconds(pid) - idle_before
-    # After the pause: the server has closed the earlier clients' connections by now.
-    base_fds = open_fds(pid)
-    async with clients(endpoint, pool_size=polls + 10) as aws:
+    async with clients(endpoint, pool_size=2) as aws:
         url = (await aws.sqs.create_queue(QueueName=f"idle-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
-        tasks = [
-            asyncio.create_task(
-                aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=20)
-            )
-            for _ in range(polls)
-        ]
-        # Every poll has a connection at the server, then a moment for the last to park.
-        held = await _until(lambda: open_fds(pid) - base_fds >= polls, within_s=12.0)
-        await asyncio.sleep(1.0)
-        connections = open_fds(pid) - base_fds
-        before = cpu_seconds(pid)
-        started = time.monotonic()
-        await asyncio.sleep(window)
-        used = cpu_seconds(pid) - before
-        elapsed = time.monotonic() - started
-        answered = sum(t.done() for t in tasks)
-        threads, rss_kib = _proc_status(pid, "Threads"), _proc_status(pid, "VmRSS")
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    host, port = urlsplit(endpoint).hostname, urlsplit(endpoint).port
+    request = sqs_query_request(
+        urlsplit(endpoint).netloc,
+        f"Action=ReceiveMessage&QueueUrl={url}&MaxNumberOfMessages=10&WaitTimeSeconds=20",
+    )
+    connecting = asyncio.Semaphore(100)  # stock moto listens with a backlog of 128
+
+    async def poll() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        async with connecting:
+            reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        await writer.drain()
+        return reader, writer
+
+    started = time.monotonic()
+    streams = await asyncio.gather(*(poll() for _ in range(polls)))
+    sent_s = time.monotonic() - started
+    # A poll counts as answered once its first response byte arrives.
+    firsts = [asyncio.create_task(reader.read(1)) for reader, _ in streams]
+    # Every request is written; give the server a moment to read and park the last ones.
+    await asyncio.sleep(2.0)
+    before, started = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(window)
+    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - started
+    answered = sum(1 for first in firsts if first.done() and first.result())
+    for first in firsts:
+        first.cancel()
+    threads, rss_kib = _proc_status(pid, "Threads"), _proc_status(pid, "VmRSS")
+    for _, writer in streams:
+        writer.close()
     return {
         "polls": polls,
-        "all_connected": held,
-        "server_connections": connections,
+        "seconds_to_send_all": round(sent_s, 2),
         "answered_during_window": answered,
         "window_s": round(elapsed, 2),
         "cpu_percent_of_one_core": round(100 * used / elapsed, 2),

@@ -9,21 +9,17 @@ a patch written against other code could silently change behaviour.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import moto.sqs.models as sqs_models
-from moto.core.utils import camelcase_to_underscores, unix_time, unix_time_millis
-from moto.sqs.exceptions import InvalidAttributeName, InvalidParameterValue, ReceiptHandleIsInvalid
-from moto.sqs.models import Message, Queue, SQSBackend
+import moto.sqs.utils as sqs_utils
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-from . import longpoll
-from .sqs_index import MessageIndex, ReadyView, State, now_ms, owner
+from . import longpoll, sqs_patches, wsgi
 
 SUPPORTED_MOTO = "5.2.5"
 
@@ -36,7 +32,7 @@ class Patch:
     name: str
     why: str
     guarded: tuple[str, ...]
-    """moto functions (`Class.attr`) this patch replaces, wraps or relies on."""
+    """moto functions (`Class.attr`, `module.function`) it replaces, wraps or relies on."""
     install: Callable[[], None]
 
 
@@ -44,9 +40,19 @@ class MotoDrift(RuntimeError):
     """The installed moto's patched code is not the code the patches were written for."""
 
 
+# Where the names in `Patch.guarded` live.
+_NAMESPACES: dict[str, object] = {
+    "Queue": sqs_models.Queue,
+    "Message": sqs_models.Message,
+    "SQSBackend": sqs_models.SQSBackend,
+    "sqs.utils": sqs_utils,
+    "DomainDispatcherApplication": DomainDispatcherApplication,
+}
+
+
 def _original(qualname: str) -> Any:
-    cls_name, attr = qualname.split(".")
-    member = inspect.getattr_static(getattr(sqs_models, cls_name), attr)
+    namespace, _, attr = qualname.rpartition(".")
+    member = inspect.getattr_static(_NAMESPACES[namespace], attr)
     return member.fget if isinstance(member, property) else member
 
 
@@ -61,168 +67,20 @@ def digest(qualname: str) -> str:
     return hashlib.sha256(moto_source(qualname).encode()).hexdigest()[:16]
 
 
-def _replace(cls: type, name: str, value: object) -> None:
-    setattr(cls, name, value)
-
-
-# -- 1. retention check: one attribute read instead of all of them ----------------------
-
-
-def _is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
-    # moto asked get_queue_attributes for this one integer, which builds every attribute,
-    # three of them by scanning the queue, once per message received.
-    retention_period = self.get_queue(queue_name).message_retention_period
-    retain_until = retention_period + message.sent_timestamp / 1000
-    return not retain_until <= unix_time()
-
-
-def _install_retention() -> None:
-    _replace(
-        SQSBackend,
-        "is_message_valid_based_on_retention_period",
-        _is_message_valid_based_on_retention_period,
-    )
-
-
-# -- 2. attribute reads: built once per request, without moto's name conversion ---------
-
-# camelcase_to_underscores walks each name char by char (~6 µs a name, ~20 names per build).
-_snake = functools.cache(camelcase_to_underscores)
-
-
-def _attributes(self: Any) -> dict[str, Any]:
-    # moto's Queue.attributes verbatim, with the name conversion cached; the three counts it
-    # reads are O(1) once patch 3 is in.
-    result: dict[str, Any] = {}
-    for attribute in self.BASE_ATTRIBUTES:
-        result[attribute] = getattr(self, _snake(attribute))
-    if self.fifo_queue:
-        for attribute in self.FIFO_ATTRIBUTES:
-            result[attribute] = getattr(self, _snake(attribute))
-    if self.kms_master_key_id:
-        for attribute in self.KMS_ATTRIBUTES:
-            result[attribute] = getattr(self, _snake(attribute))
-    if self.policy:
-        result["Policy"] = self.policy
-    if self.redrive_policy:
-        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
-    for key in result:
-        if isinstance(result[key], bool):
-            result[key] = str(result[key]).lower()
-    return result
-
-
-def _get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
-    # moto rebuilt queue.attributes up to three times per requested name.
-    queue = self.get_queue(queue_name)
-    if not attribute_names:
-        return {}
-    valid_names = ["All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES]
-    invalid_name = next((name for name in attribute_names if name not in valid_names), None)
-    if invalid_name or invalid_name == "":
-        raise InvalidAttributeName(invalid_name)
-    every: dict[str, Any] = queue.attributes
-    if "All" in attribute_names:
-        return every
-    return {name: every[name] for name in attribute_names if every.get(name) is not None}
-
-
-def _install_attributes() -> None:
-    _replace(Queue, "attributes", property(_attributes))
-    _replace(SQSBackend, "get_queue_attributes", _get_queue_attributes)
-
-
-# -- 3. message index: counts maintained, ready messages and receipt handles indexed ----
-
-
-def _messages_get(self: Any) -> MessageIndex:
-    index = self.__dict__.get("_localaws_index")
-    if index is None:
-        index = self.__dict__["_localaws_index"] = MessageIndex(now_ms)
-    return index  # type: ignore[no-any-return]
-
-
-def _messages_set(self: Any, messages: list[Any]) -> None:
-    # Queue.__init__ and purge_queue assign a fresh list; the index takes its place.
-    self.__dict__["_localaws_index"] = MessageIndex(now_ms, messages)
-
-
-def _delete_message(self: Any, receipt_handle: str) -> None:
-    # moto walked every message (building each one's list of handles) twice, then rebuilt
-    # the list; the index finds the message by handle and removes it in O(1).
-    if receipt_handle in self.deleted_messages:
-        return
-    message = self._messages.by_handle(receipt_handle)
-    if message is None:
-        raise ReceiptHandleIsInvalid()
-    self.pending_messages.discard(message)
-    self.deleted_messages.update(message.all_receipt_handles)
-    self._messages.remove(message)
-
-
-def _change_message_visibility(
-    self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int
-) -> None:
-    # moto's body, with its walk over every message replaced by the handle lookup.
-    queue = self.get_queue(queue_name)
-    message = queue._messages.by_handle(receipt_handle)
-    if message is None:
-        raise ReceiptHandleIsInvalid
-    visibility_timeout_msec = int(visibility_timeout) * 1000
-    given_visibility_timeout = unix_time_millis() + visibility_timeout_msec
-    if given_visibility_timeout - message.sent_timestamp > 43200 * 1000:
-        raise InvalidParameterValue(
-            f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. Reason: "
-            "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
-        )
-    message.change_visibility(visibility_timeout)
-    if message.visible and message in queue.pending_messages:
-        queue.pending_messages.remove(message)
-
-
-def _tell_index(method: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a Message method that changes visibility, delay or receipt handle."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
-        method(self, *args, **kwargs)
-        index = owner(self)
-        if index is not None:
-            index.changed(self)
-
-    return wrapper
-
-
-def _count(state: State) -> property:
-    return property(lambda self: self._messages.count(state))
-
-
-def _install_index() -> None:
-    _replace(Queue, "_messages", property(_messages_get, _messages_set))
-    _replace(Queue, "messages", property(lambda self: ReadyView(self._messages)))
-    _replace(Queue, "approximate_number_of_messages", _count(State.READY))
-    _replace(Queue, "approximate_number_of_messages_not_visible", _count(State.IN_FLIGHT))
-    _replace(Queue, "approximate_number_of_messages_delayed", _count(State.DELAYED))
-    _replace(Queue, "delete_message", _delete_message)
-    _replace(SQSBackend, "change_message_visibility", _change_message_visibility)
-    for name in ("change_visibility", "delay", "mark_received"):
-        _replace(Message, name, _tell_index(getattr(Message, name)))
-
-
 PATCHES = (
     Patch(
         name="sqs-retention-check-o1",
         why="every received message computed all queue attributes (3 full scans) "
         "to read MessageRetentionPeriod",
         guarded=("SQSBackend.is_message_valid_based_on_retention_period",),
-        install=_install_retention,
+        install=sqs_patches.install_retention,
     ),
     Patch(
         name="sqs-attribute-reads-o1",
         why="each send (and SNS fan-out) read ContentBasedDeduplication through "
         "Queue.attributes; GetQueueAttributes rebuilt it up to 3x per name",
         guarded=("Queue.attributes", "SQSBackend.get_queue_attributes"),
-        install=_install_attributes,
+        install=sqs_patches.install_attributes,
     ),
     Patch(
         name="sqs-message-index",
@@ -244,7 +102,20 @@ PATCHES = (
             "SQSBackend.change_message_visibility",
             "SQSBackend.purge_queue",
         ),
-        install=_install_index,
+        install=sqs_patches.install_index,
+    ),
+    Patch(
+        name="sqs-receipt-handles-fast",
+        why="generating a receipt handle drew 185 random letters one call at a time",
+        guarded=("sqs.utils.generate_receipt_handle", "Message.mark_received"),
+        install=sqs_patches.install_receipt_handles,
+    ),
+    Patch(
+        name="moto-dispatch-cache",
+        why="finding the backend for a request listed moto's ~200 package directories "
+        "(os.listdir + isdir each) and tried every URL pattern, on every request",
+        guarded=("DomainDispatcherApplication.get_backend_for_host",),
+        install=wsgi.install_dispatch_cache,
     ),
     Patch(
         name="sqs-long-poll-parks",
@@ -274,6 +145,8 @@ GUARDS: dict[str, str] = {
     "SQSBackend.receive_message": "065f3e5e7d214408",
     "SQSBackend.change_message_visibility": "f0e9df5f66627114",
     "SQSBackend.purge_queue": "443ea1ae7b15230c",
+    "sqs.utils.generate_receipt_handle": "10853f98152c8dab",
+    "DomainDispatcherApplication.get_backend_for_host": "1f41972c1e4e660f",
 }
 
 _applied = False

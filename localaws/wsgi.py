@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 from collections.abc import Callable, Iterable
@@ -9,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from multidict import CIMultiDict
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -73,3 +75,21 @@ def call(app: WsgiApp, env: dict[str, Any]) -> web.Response:
     kept = CIMultiDict((k, v) for k, v in headers if k.lower() not in _HOP_HEADERS)
     code, _, reason = status.partition(" ")
     return web.Response(body=body, status=int(code), reason=reason or None, headers=kept)
+
+
+def install_dispatch_cache() -> None:
+    """Remember which moto backend serves each host (moto works it out on every request)."""
+    original = DomainDispatcherApplication.get_backend_for_host
+    known: dict[str | None, Any] = {}
+
+    @functools.wraps(original)
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in known:
+            # The answer depends only on the host and moto's static URL patterns. Bounded,
+            # since the host is built from what the client's Authorization header says.
+            if len(known) > 4096:
+                known.clear()
+            known[host] = original(self, host)
+        return known[host]
+
+    setattr(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)  # noqa: B010

@@ -9,6 +9,8 @@ from collections import Counter
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
+from bench.emulator_load import sqs_query_request
+
 from .conftest import Clients, open_clients
 
 
@@ -106,13 +108,7 @@ async def test_connections_are_kept_alive(endpoint: str) -> None:
     # Two requests on one TCP connection: stock moto's server closes it after the first.
     parts = urlsplit(endpoint)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    request = (
-        f"POST / HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, "
-        "SignedHeaders=host, Signature=0\r\n"
-        "Content-Length: 29\r\n\r\nAction=ListQueues&Version=x.y"
-    ).encode()
+    request = sqs_query_request(parts.netloc, "Action=ListQueues&Version=x.y")
     try:
         for _ in range(2):
             writer.write(request)
@@ -133,17 +129,8 @@ async def test_a_poll_whose_client_hung_up_takes_no_message(patched: Clients) ->
     url = await _queue(patched, VisibilityTimeout="120")
     parts = urlsplit(patched.endpoint)
     _, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    body = f"Action=ReceiveMessage&QueueUrl={url}&WaitTimeSeconds=10".encode()
-    writer.write(
-        (
-            f"POST / HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/"
-            "aws4_request, SignedHeaders=host, Signature=0\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-    )
+    body = f"Action=ReceiveMessage&QueueUrl={url}&WaitTimeSeconds=10"
+    writer.write(sqs_query_request(parts.netloc, body))
     await writer.drain()
     await asyncio.sleep(0.5)  # parked at the server
     writer.close()
