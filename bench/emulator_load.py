@@ -125,32 +125,46 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def call_costs(aws: Aws, p: Pipeline, samples: int) -> dict[str, dict[str, float]]:
-    """Round-trip time of each call, one at a time; the backlog stays where it is.
+async def _round(aws: Aws, p: Pipeline) -> dict[str, float]:
+    """One call of each kind; 11 messages in, 10 out, so the backlog hovers where it is."""
+    took: dict[str, float] = {}
+    took["publish"], _ = await _timed(
+        aws.sns.publish(TopicArn=p.topic_arn, Message=BODY % uuid.uuid4())
+    )
+    took["publish-batch"], _ = await _timed(
+        aws.sns.publish_batch(TopicArn=p.topic_arn, PublishBatchRequestEntries=_publish_entries())
+    )
+    # WaitTimeSeconds 0: the queue's default is a 20 s long poll.
+    took["receive-10"], got = await _timed(
+        aws.sqs.receive_message(QueueUrl=p.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    )
+    took["delete-batch"], _ = await _timed(
+        aws.sqs.delete_message_batch(QueueUrl=p.queue_url, Entries=_handles(got))
+    )
+    return took
 
-    Each round publishes 11 messages (one publish, one batch of 10) and receives and
-    deletes 10, so the queue hovers at the backlog being measured.
+
+async def call_costs(
+    aws: Aws, pipes: dict[int, Pipeline], rounds: int, budget_s: float, warmup: int = 2
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Round trip of each call, one at a time, per backlog: {backlog: {call: summary}}.
+
+    Rounds go over every backlog in turn, so that whatever else the machine is doing at
+    a moment slows all backlogs alike. The first `warmup` rounds are not counted; after
+    `budget_s` seconds of counted rounds it stops (after 3 at least).
     """
-    took: dict[str, list[float]] = {op: [] for op in OPS}
-    for _ in range(samples):
-        ms, _ = await _timed(aws.sns.publish(TopicArn=p.topic_arn, Message=BODY % uuid.uuid4()))
-        took["publish"].append(ms)
-        ms, _ = await _timed(
-            aws.sns.publish_batch(
-                TopicArn=p.topic_arn, PublishBatchRequestEntries=_publish_entries()
-            )
-        )
-        took["publish-batch"].append(ms)
-        # WaitTimeSeconds 0: the queue's default is a 20 s long poll.
-        ms, got = await _timed(
-            aws.sqs.receive_message(QueueUrl=p.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        )
-        took["receive-10"].append(ms)
-        ms, _ = await _timed(
-            aws.sqs.delete_message_batch(QueueUrl=p.queue_url, Entries=_handles(got))
-        )
-        took["delete-batch"].append(ms)
-    return {op: summary(values) for op, values in took.items()}
+    took: dict[int, dict[str, list[float]]] = {n: {op: [] for op in OPS} for n in pipes}
+    deadline = float("inf")
+    for done in range(warmup + rounds):
+        if done == warmup:
+            deadline = time.monotonic() + budget_s
+        for n, p in pipes.items():
+            for op, ms in (await _round(aws, p)).items():
+                if done >= warmup:
+                    took[n][op].append(ms)
+        if done >= warmup + 2 and time.monotonic() > deadline:
+            break
+    return {str(n): {op: summary(v) for op, v in ops.items()} for n, ops in took.items()}
 
 
 async def ceiling(
