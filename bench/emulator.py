@@ -147,7 +147,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     theirs = (result["servers"]["stock"].get("ceiling") or {}).get("messages_per_s")
     backlog = f"{p['ceiling_backlog']:,} backlog"
     if ours is not None:
-        found.append(_target(f"end-to-end ceiling at {backlog}", ours, ">=", 1000, "msg/s"))
+        capacity = result["servers"]["patched"]["ceiling"]["messages_per_server_cpu_s"]
+        load_now = result["load_average"]["end"][0]
+        found.append(
+            _target(f"end-to-end ceiling at {backlog}", ours, ">=", 1000, "msg/s")
+            | {"note": f"server alone on a core: {capacity or 0:,.0f}/s; load average {load_now}"}
+        )
         if theirs:
             found.append(
                 _target(f"ceiling vs stock moto at {backlog}", ours / theirs, ">=", 10, "x")
@@ -234,15 +239,6 @@ def report(result: dict[str, Any]) -> str:
         ]
         for name, i in ((n, servers[n]["idle_polls"]) for n in SERVERS)
     ]
-    target_rows = [
-        [
-            t["name"],
-            f"{t['measured']:,} {t['unit']}",
-            f"{t['op']} {t['threshold']:,} {t['unit']}",
-            "met" if t["met"] else "**not met**",
-        ]
-        for t in result["targets"]
-    ]
     return "\n".join(
         [
             "## Local AWS: stock moto vs the patched launcher",
@@ -291,10 +287,23 @@ def report(result: dict[str, Any]) -> str:
                 idle_rows,
             ),
             "",
-            _table(["target", "measured", "wanted", "verdict"], target_rows),
-            "",
         ]
     )
+
+
+def targets_section(result: dict[str, Any]) -> str:
+    """The targets as a table (the bench suite renders them itself, at the top)."""
+    rows = [
+        [
+            t["name"],
+            f"{t['measured']:,} {t['unit']}",
+            f"{t['op']} {t['threshold']:,} {t['unit']}",
+            "met" if t["met"] else "**not met**",
+            t.get("note", ""),
+        ]
+        for t in result["targets"]
+    ]
+    return _table(["target", "measured", "wanted", "verdict", "note"], rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "wb") as f:
             f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(report(result))
+    print(targets_section(result))
     return 0 if all(t["met"] for t in result["targets"]) else 1
 
 
