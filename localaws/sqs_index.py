@@ -72,6 +72,16 @@ class MessageIndex:
 
     def __init__(self, clock: Clock, messages: Iterable[Message] = ()) -> None:
         self._clock = clock
+        self.replace_all(messages)
+
+    def replace_all(self, messages: Iterable[Message]) -> None:
+        """Start over with these messages (PurgeQueue), keeping this index's identity.
+
+        Long polls wait on the index object, so a purge must not swap it for another.
+        """
+        for old in list(getattr(self, "_seq", ())):
+            if _owners.get(old) is self:
+                del _owners[old]
         self._seq: dict[Message, int] = {}  # arrival order; dicts keep insertion order
         self._next_seq = itertools.count()
         self._state: dict[Message, State] = {}

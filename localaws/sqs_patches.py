@@ -104,8 +104,12 @@ def _messages_get(self: Any) -> MessageIndex:
 
 
 def _messages_set(self: Any, messages: list[Any]) -> None:
-    # Queue.__init__ and purge_queue assign a fresh list; the index takes its place.
-    self.__dict__["_localaws_index"] = MessageIndex(now_ms, messages)
+    # Queue.__init__ and purge_queue assign a fresh list; the index takes its contents.
+    index = self.__dict__.get("_localaws_index")
+    if index is None:
+        self.__dict__["_localaws_index"] = MessageIndex(now_ms, messages)
+    else:
+        index.replace_all(messages)
 
 
 def _delete_message(self: Any, receipt_handle: str) -> None:

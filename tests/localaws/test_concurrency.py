@@ -139,3 +139,15 @@ async def test_a_poll_whose_client_hung_up_takes_no_message(patched: Clients) ->
     await patched.sqs.send_message(QueueUrl=url, MessageBody="for a live client")
     got = await patched.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)
     assert [m["Body"] for m in got.get("Messages", [])] == ["for a live client"]
+
+
+async def test_a_poll_parked_before_a_purge_gets_the_next_message(patched: Clients) -> None:
+    url = await _queue(patched)
+    await patched.sqs.send_message(QueueUrl=url, MessageBody="purged")
+    await patched.sqs.receive_message(QueueUrl=url)  # in flight, then purged
+    poll = asyncio.create_task(patched.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10))
+    await asyncio.sleep(0.3)
+    await patched.sqs.purge_queue(QueueUrl=url)
+    await patched.sqs.send_message(QueueUrl=url, MessageBody="after purge")
+    got = await poll  # woken by the send; a stale wait would end empty after 10 s
+    assert [m["Body"] for m in got["Messages"]] == ["after purge"]

@@ -21,6 +21,7 @@ ops = st.lists(
         st.tuples(st.just("release"), st.integers(0, 50)),
         st.tuples(st.just("delete"), st.integers(0, 50)),
         st.tuples(st.just("tick"), st.sampled_from([1, 2, 5, 11])),
+        st.tuples(st.just("purge")),
     ),
     max_size=60,
 )
@@ -70,6 +71,9 @@ def test_index_agrees_with_a_list_walk(steps: list[tuple[object, ...]]) -> None:
                 index.remove(message)
             case ("tick", int(dt)):
                 now[0] += dt
+            case ("purge",):
+                model.clear()
+                index.replace_all([])
         for state in State:
             assert index.count(state) == sum(stock_state(m, now[0]) == state for m in model)
         assert list(index) == model
