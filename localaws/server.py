@@ -111,8 +111,8 @@ class LocalAws:
             wake = await self._polls.wait(poll, index)
             if wake == "ended":
                 break
-            # No await between being woken and running again: nobody can take the message
-            # this poll was woken for before it asks.
+            # Another receiver may have taken the message meanwhile: then this run comes
+            # back empty and the poll parks again, at the back of the line.
             response = self._run(wsgi.environ(request, body), poll)
             if wake == "message":
                 self._polls.ran_again(index)

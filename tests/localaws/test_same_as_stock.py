@@ -73,6 +73,13 @@ async def visibility(c: Clients, t: Transcript, name: str) -> None:
         "old handle still changes visibility",
         c.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=5),
     )
+    await t.step(
+        "past 12 hours since sent",
+        c.sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=43199
+        ),
+    )
+    assert t.steps[-1][1]["error"] == "InvalidParameterValue"
     await _counts(c, t, url, "counts at end")
 
 
