@@ -231,7 +231,7 @@ def report(result: dict[str, Any]) -> str:
     idle_rows = [
         [
             name,
-            f"{i['answered_during_window']:,}",
+            f"{i['answered_during_window']:,} / {i['answered_after_one_send']:,}",
             f"**{i['cpu_percent_of_one_core']:.1f} %**",
             f"{i['cpu_percent_idle_without_polls']:.1f} %",
             f"{i['server_threads']:,}",
@@ -278,7 +278,7 @@ def report(result: dict[str, Any]) -> str:
             _table(
                 [
                     "server",
-                    "answered",
+                    "answered: idle / after 1 send",
                     "CPU (one core)",
                     "CPU with no polls",
                     "threads",

@@ -259,6 +259,13 @@ async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict
     idle_cpu = cpu_seconds(pid) - idle_before
     async with clients(endpoint, pool_size=2) as aws:
         url = (await aws.sqs.create_queue(QueueName=f"idle-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
+        result = await _hold(endpoint, pid, url, polls, window, aws)
+    return result | {"cpu_percent_idle_without_polls": round(100 * idle_cpu, 2)}
+
+
+async def _hold(
+    endpoint: str, pid: int, url: str, polls: int, window: float, aws: Aws
+) -> dict[str, Any]:
     host, port = urlsplit(endpoint).hostname, urlsplit(endpoint).port
     request = sqs_query_request(
         urlsplit(endpoint).netloc,
@@ -284,18 +291,23 @@ async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict
     await asyncio.sleep(window)
     used, elapsed = cpu_seconds(pid) - before, time.monotonic() - started
     answered = sum(1 for first in firsts if first.done() and first.result())
+    threads, rss_kib = _proc_status(pid, "Threads"), _proc_status(pid, "VmRSS")
+    # Proof they were waiting: one message sent now answers exactly one of them.
+    await aws.sqs.send_message(QueueUrl=url, MessageBody=BODY % uuid.uuid4())
+    await asyncio.wait(firsts, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.sleep(0.5)
+    answered_after_send = sum(1 for first in firsts if first.done() and first.result())
     for first in firsts:
         first.cancel()
-    threads, rss_kib = _proc_status(pid, "Threads"), _proc_status(pid, "VmRSS")
     for _, writer in streams:
         writer.close()
     return {
         "polls": polls,
         "seconds_to_send_all": round(sent_s, 2),
         "answered_during_window": answered,
+        "answered_after_one_send": answered_after_send,
         "window_s": round(elapsed, 2),
         "cpu_percent_of_one_core": round(100 * used / elapsed, 2),
-        "cpu_percent_idle_without_polls": round(100 * idle_cpu, 2),
         "server_threads": threads,
         "server_rss_mib": round(rss_kib / 1024, 1),
     }

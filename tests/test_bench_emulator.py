@@ -39,6 +39,8 @@ def test_tiny_emulator_run_reports_both_servers() -> None:
         assert server["ceiling"]["messages_per_s"] > 0
         # Nothing was ever sent to the idle queue, so no poll may have been answered.
         assert server["idle_polls"]["answered_during_window"] == 0
+        # ...and they were waiting: one message answered exactly one of them.
+        assert server["idle_polls"]["answered_after_one_send"] == 1
     assert stock["idle_polls"]["server_threads"] > patched["idle_polls"]["server_threads"]
     assert {t["name"] for t in result["targets"]} >= {"20 idle long polls"}
 
