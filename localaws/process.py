@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import orjson
 
@@ -18,11 +19,27 @@ FAKE_CREDENTIALS = {
 }
 
 
+@dataclass(frozen=True)
+class Running:
+    endpoint: str
+    pid: int
+    """The server's process id (the bench reads its CPU time from /proc)."""
+
+
 @contextmanager
 def local_aws_process(
     host: str = "127.0.0.1", port: int = 0, *, extra_args: tuple[str, ...] = ()
 ) -> Iterator[str]:
     """Start `python -m localaws`, yield its endpoint URL, stop it on exit."""
+    with local_aws_server(host, port, extra_args=extra_args) as running:
+        yield running.endpoint
+
+
+@contextmanager
+def local_aws_server(
+    host: str = "127.0.0.1", port: int = 0, *, extra_args: tuple[str, ...] = ()
+) -> Iterator[Running]:
+    """Like `local_aws_process`, yielding the endpoint and the server's pid."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "localaws", "--host", host, "--port", str(port), *extra_args],
         stdout=subprocess.PIPE,
@@ -33,7 +50,8 @@ def local_aws_process(
         first = proc.stdout.readline()
         if not first:
             raise RuntimeError(f"localaws exited with code {proc.wait()} before it was ready")
-        yield str(orjson.loads(first)["endpoint"])
+        ready = orjson.loads(first)
+        yield Running(endpoint=str(ready["endpoint"]), pid=int(ready.get("pid", proc.pid)))
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,179 @@
+"""Named patches that take moto's SQS hot paths from O(queue length) to O(1) or O(batch).
+
+Each patch replaces or wraps a few moto functions and must not change what any API call
+returns. Every moto function a patch replaces, wraps or relies on is listed in `GUARDS`
+with a digest of its source in the pinned moto: `apply()` refuses to patch a moto whose
+code differs (and `tests/localaws/test_patch_guards.py` says which function moved), because
+a patch written against other code could silently change behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import moto.sqs.models as sqs_models
+import moto.sqs.utils as sqs_utils
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+from . import longpoll, sqs_patches, wsgi
+
+SUPPORTED_MOTO = "5.2.5"
+
+# The unpatched functions, captured before `apply()` replaces them.
+_originals: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    why: str
+    guarded: tuple[str, ...]
+    """moto functions (`Class.attr`, `module.function`) it replaces, wraps or relies on."""
+    install: Callable[[], None]
+
+
+class MotoDrift(RuntimeError):
+    """The installed moto's patched code is not the code the patches were written for."""
+
+
+# Where the names in `Patch.guarded` live.
+_NAMESPACES: dict[str, object] = {
+    "Queue": sqs_models.Queue,
+    "Message": sqs_models.Message,
+    "SQSBackend": sqs_models.SQSBackend,
+    "sqs.utils": sqs_utils,
+    "DomainDispatcherApplication": DomainDispatcherApplication,
+}
+
+
+def _original(qualname: str) -> Any:
+    namespace, _, attr = qualname.rpartition(".")
+    member = inspect.getattr_static(_NAMESPACES[namespace], attr)
+    return member.fget if isinstance(member, property) else member
+
+
+def moto_source(qualname: str) -> str:
+    """The source of a guarded moto function as moto shipped it (read before patching)."""
+    if qualname not in _originals:
+        _originals[qualname] = _original(qualname)
+    return inspect.getsource(_originals[qualname])
+
+
+def digest(qualname: str) -> str:
+    return hashlib.sha256(moto_source(qualname).encode()).hexdigest()[:16]
+
+
+PATCHES = (
+    Patch(
+        name="sqs-retention-check-o1",
+        why="every received message computed all queue attributes (3 full scans) "
+        "to read MessageRetentionPeriod",
+        guarded=("SQSBackend.is_message_valid_based_on_retention_period",),
+        install=sqs_patches.install_retention,
+    ),
+    Patch(
+        name="sqs-attribute-reads-o1",
+        why="each send (and SNS fan-out) read ContentBasedDeduplication through "
+        "Queue.attributes; GetQueueAttributes rebuilt it up to 3x per name",
+        guarded=("Queue.attributes", "SQSBackend.get_queue_attributes"),
+        install=sqs_patches.install_attributes,
+    ),
+    Patch(
+        name="sqs-message-index",
+        why="approximate counts, the ready-message walk on receive, delete and "
+        "ChangeMessageVisibility all scanned every message in the queue",
+        guarded=(
+            "Queue.__init__",
+            "Queue.messages",
+            "Queue.add_message",
+            "Queue.delete_message",
+            "Queue.wait_for_messages",
+            "Queue.approximate_number_of_messages",
+            "Queue.approximate_number_of_messages_not_visible",
+            "Queue.approximate_number_of_messages_delayed",
+            "Message.change_visibility",
+            "Message.delay",
+            "Message.mark_received",
+            "SQSBackend.receive_message",
+            "SQSBackend.change_message_visibility",
+            "SQSBackend.purge_queue",
+        ),
+        install=sqs_patches.install_index,
+    ),
+    Patch(
+        name="sqs-receipt-handles-fast",
+        why="generating a receipt handle drew 185 random letters one call at a time",
+        guarded=("sqs.utils.generate_receipt_handle", "Message.mark_received"),
+        install=sqs_patches.install_receipt_handles,
+    ),
+    Patch(
+        name="moto-dispatch-cache",
+        why="finding the backend for a request listed moto's ~200 package directories "
+        "(os.listdir + isdir each) and tried every URL pattern, on every request",
+        guarded=("DomainDispatcherApplication.get_backend_for_host",),
+        install=wsgi.install_dispatch_cache,
+    ),
+    Patch(
+        name="sqs-long-poll-parks",
+        why="a long poll blocked a server thread, waking every second; the server now "
+        "parks it on the event loop (see localaws.longpoll)",
+        guarded=("SQSBackend.receive_message",),
+        install=longpoll.install,
+    ),
+)
+
+# Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
+GUARDS: dict[str, str] = {
+    "SQSBackend.is_message_valid_based_on_retention_period": "cca23b94a5f3af9d",
+    "Queue.attributes": "40cb990b121628d5",
+    "SQSBackend.get_queue_attributes": "58417223da457b5a",
+    "Queue.__init__": "0a4781ed5a21a050",
+    "Queue.messages": "03a531dbcbcf9aee",
+    "Queue.add_message": "f27c9231c1f20433",
+    "Queue.delete_message": "fa6fd5b9bd2cafb4",
+    "Queue.wait_for_messages": "58432562ccf2e13e",
+    "Queue.approximate_number_of_messages": "d357a9506a56d2f8",
+    "Queue.approximate_number_of_messages_not_visible": "5dbecc4dda174358",
+    "Queue.approximate_number_of_messages_delayed": "c3c1dadb0c42ed5f",
+    "Message.change_visibility": "fcde8986de1390dc",
+    "Message.delay": "4af4d292f3a61eaa",
+    "Message.mark_received": "98e7ec115c7fcb9f",
+    "SQSBackend.receive_message": "065f3e5e7d214408",
+    "SQSBackend.change_message_visibility": "f0e9df5f66627114",
+    "SQSBackend.purge_queue": "443ea1ae7b15230c",
+    "sqs.utils.generate_receipt_handle": "10853f98152c8dab",
+    "DomainDispatcherApplication.get_backend_for_host": "1f41972c1e4e660f",
+}
+
+_applied = False
+
+
+def drift() -> dict[str, tuple[str, str]]:
+    """Guarded functions whose source differs from the pinned moto: {name: (want, got)}."""
+    names = [name for patch in PATCHES for name in patch.guarded]
+    got = {name: digest(name) for name in names}
+    return {
+        name: (GUARDS.get(name, "?"), got[name]) for name in names if GUARDS.get(name) != got[name]
+    }
+
+
+def apply() -> None:
+    """Install every patch once, after checking moto is the code they were written for."""
+    global _applied
+    if _applied:
+        return
+    moved = drift()
+    if moved:
+        raise MotoDrift(
+            f"localaws patches target moto {SUPPORTED_MOTO}; changed since: {sorted(moved)}. "
+            "Re-read each function, port the patch, then update GUARDS."
+        )
+    for patch in PATCHES:
+        for name in patch.guarded:
+            moto_source(name)  # remember the original before it is replaced
+        patch.install()
+    _applied = True
