@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import moto.dynamodb.models as dynamodb_models
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-from . import longpoll, sqs_patches, wsgi
+from . import dynamodb_patches, longpoll, sqs_patches, wsgi
 
 SUPPORTED_MOTO = "5.2.5"
 
@@ -47,6 +48,7 @@ _NAMESPACES: dict[str, object] = {
     "SQSBackend": sqs_models.SQSBackend,
     "sqs.utils": sqs_utils,
     "DomainDispatcherApplication": DomainDispatcherApplication,
+    "DynamoDBBackend": dynamodb_models.DynamoDBBackend,
 }
 
 
@@ -124,6 +126,13 @@ PATCHES = (
         guarded=("SQSBackend.receive_message",),
         install=longpoll.install,
     ),
+    Patch(
+        name="dynamodb-transact-touched-items",
+        why="TransactWriteItems deep-copied every table it named (for rollback) on every "
+        "call: O(table size), and the worker marks orders paid 10 per transaction",
+        guarded=("DynamoDBBackend.transact_write_items",),
+        install=dynamodb_patches.install_transact_snapshot,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -147,6 +156,7 @@ GUARDS: dict[str, str] = {
     "SQSBackend.purge_queue": "443ea1ae7b15230c",
     "sqs.utils.generate_receipt_handle": "10853f98152c8dab",
     "DomainDispatcherApplication.get_backend_for_host": "1f41972c1e4e660f",
+    "DynamoDBBackend.transact_write_items": "81db2cb7d94e39c9",
 }
 
 _applied = False

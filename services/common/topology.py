@@ -111,10 +111,17 @@ async def ensure_table(dynamodb: DynamoDBClient, name: str) -> None:
 
 
 async def ensure_topology(
-    sns: SNSClient, sqs: SQSClient, dynamodb: DynamoDBClient, names: TopologyNames
+    sns: SNSClient,
+    sqs: SQSClient,
+    names: TopologyNames,
+    dynamodb: DynamoDBClient | None = None,
 ) -> Topology:
-    """Create (or converge) topic, queue, DLQ, redrive, queue policy, subscription and table."""
-    await ensure_table(dynamodb, names.table)
+    """Create (or converge) topic, queue, DLQ, redrive, queue policy, subscription and table.
+
+    Without a DynamoDB client the table is left alone (messaging-only measurements).
+    """
+    if dynamodb is not None:
+        await ensure_table(dynamodb, names.table)
     topic_arn = (await sns.create_topic(Name=names.topic))["TopicArn"]
     dlq_url, dlq_arn = await _queue(
         sqs, names.dlq, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
@@ -197,7 +204,7 @@ async def create_topology(aws: AwsSettings, names: TopologyNames) -> Topology:
             "dynamodb", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
         ) as dynamodb,
     ):
-        return await ensure_topology(sns, sqs, dynamodb, names)
+        return await ensure_topology(sns, sqs, names, dynamodb)
 
 
 def main() -> int:
