@@ -23,7 +23,8 @@ from .queue import preload
 from .stack import local_aws, new_topology, sqs_client, wait_until_paid, worker_process
 from .stats import sustained_rate
 
-STRATEGIES = ("per-task", "batched")
+STRATEGIES = ("per-task", "batched", "batched+state")
+"""`+state`: the same strategy with order state on (claims and paid-marks in DynamoDB)."""
 # Concurrent receives x the cost of one, above this many seconds, would keep the local AWS
 # busy long after the run's time limit (it cannot abandon a request it has started).
 RECEIVE_BUDGET_S = 60.0
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategies",
         type=_strategies,
         default=STRATEGIES,
-        help="comma-separated (default per-task,batched)",
+        help="comma-separated (default per-task,batched,batched+state)",
     )
 
 
@@ -66,7 +67,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _fill(aws: AwsSettings, spec: dict[str, Any]) -> tuple[str, set[str], float, float]:
+async def _fill(aws: AwsSettings, spec: dict[str, Any]) -> tuple[str, str, set[str], float, float]:
     """A fresh queue with the backlog on it; the cost of one receive at that depth."""
     topology = await new_topology(aws, "receive")
     async with sqs_client(aws) as sqs:
@@ -79,14 +80,16 @@ async def _fill(aws: AwsSettings, spec: dict[str, Any]) -> tuple[str, set[str], 
             QueueUrl=topology.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0
         )
         probe_s = time.monotonic() - started
-    return topology.queue_url, ids, preload_s, probe_s
+    return topology.queue_url, topology.table, ids, preload_s, probe_s
 
 
-def _one(aws: AwsSettings, strategy: ReceiveStrategy, spec: dict[str, Any]) -> dict[str, Any]:
+def _one(aws: AwsSettings, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     slots, pay = spec["slots"], spec["payment_seconds"]
-    queue_url, ids, preload_s, probe_s = asyncio.run(_fill(aws, spec))
+    strategy: ReceiveStrategy = "per-task" if name.startswith("per-task") else "batched"
+    queue_url, table, ids, preload_s, probe_s = asyncio.run(_fill(aws, spec))
+    extra = {"ORDERS_TABLE": table} if name.endswith("+state") else {}
     result: dict[str, Any] = {
-        "strategy": strategy,
+        "strategy": name,
         "queued": len(ids),
         "preload_s": round(preload_s, 2),
         "receive_probe_ms": round(probe_s * 1000, 2),
@@ -103,7 +106,13 @@ def _one(aws: AwsSettings, strategy: ReceiveStrategy, spec: dict[str, Any]) -> d
         return result
     left = max(5.0, spec["time_limit_s"] - preload_s)
     with worker_process(
-        aws, queue_url, slots=slots, payment_seconds=pay, strategy=strategy, grace_seconds=pay
+        aws,
+        queue_url,
+        slots=slots,
+        payment_seconds=pay,
+        strategy=strategy,
+        grace_seconds=pay,
+        extra=extra,
     ) as worker:
         started = time.time()
         drained = asyncio.run(wait_until_paid(worker, ids, left))
