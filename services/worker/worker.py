@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.common.aws import client_config
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, decode_message
+from services.common.metrics import ORDER_PAID, emf
 from services.common.payment import PaymentProcessor
 
 from .batcher import DeleteBatcher, DeleteFailed
@@ -244,6 +245,7 @@ class Worker:
             queue_ms=round(max(0.0, started - order.accepted_at) * 1000, 3),
             receive_count=receive_count,
             mode="async",
+            **emf(ORDER_PAID),
         )
         return True
 
