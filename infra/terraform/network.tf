@@ -1,0 +1,167 @@
+resource "aws_vpc" "this" {
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+
+  tags = { Name = var.name }
+}
+
+# Strip the default security group of its rules, so nothing can use it by accident.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+}
+
+resource "aws_subnet" "public" {
+  count             = length(local.azs)
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index)
+
+  tags = { Name = "${var.name}-public-${local.azs[count.index]}" }
+}
+
+resource "aws_subnet" "private" {
+  count             = length(local.azs)
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index + 8)
+
+  tags = { Name = "${var.name}-private-${local.azs[count.index]}" }
+}
+
+resource "aws_internet_gateway" "this" {
+  vpc_id = aws_vpc.this.id
+
+  tags = { Name = var.name }
+}
+
+# One NAT gateway, not one per AZ: it halves the fixed hourly cost of a lab deployment; an AZ
+# outage would cut the private subnets of the other AZ off from SQS, SNS and ECR.
+resource "aws_eip" "nat" {
+  domain = "vpc"
+
+  tags = { Name = "${var.name}-nat" }
+}
+
+resource "aws_nat_gateway" "this" {
+  allocation_id = aws_eip.nat.id
+  subnet_id     = aws_subnet.public[0].id
+
+  tags       = { Name = var.name }
+  depends_on = [aws_internet_gateway.this]
+}
+
+resource "aws_route_table" "public" {
+  vpc_id = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-public" }
+}
+
+resource "aws_route" "public_internet" {
+  route_table_id         = aws_route_table.public.id
+  destination_cidr_block = "0.0.0.0/0"
+  gateway_id             = aws_internet_gateway.this.id
+}
+
+resource "aws_route_table_association" "public" {
+  count          = length(local.azs)
+  subnet_id      = aws_subnet.public[count.index].id
+  route_table_id = aws_route_table.public.id
+}
+
+resource "aws_route_table" "private" {
+  vpc_id = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-private" }
+}
+
+resource "aws_route" "private_nat" {
+  route_table_id         = aws_route_table.private.id
+  destination_cidr_block = "0.0.0.0/0"
+  nat_gateway_id         = aws_nat_gateway.this.id
+}
+
+resource "aws_route_table_association" "private" {
+  count          = length(local.azs)
+  subnet_id      = aws_subnet.private[count.index].id
+  route_table_id = aws_route_table.private.id
+}
+
+# Rejected traffic only: enough to debug a security group, at a fraction of the cost of ALL.
+resource "aws_flow_log" "this" {
+  vpc_id               = aws_vpc.this.id
+  traffic_type         = "REJECT"
+  log_destination_type = "cloud-watch-logs"
+  log_destination      = aws_cloudwatch_log_group.flow.arn
+  iam_role_arn         = local.create_roles ? aws_iam_role.flow_logs[0].arn : var.existing_role_arn
+}
+
+# --- security groups -------------------------------------------------------------------------
+
+resource "aws_security_group" "alb" {
+  name        = "${var.name}-alb"
+  description = "The public load balancer in front of the order API"
+  vpc_id      = aws_vpc.this.id
+}
+
+resource "aws_security_group" "api" {
+  name        = "${var.name}-api"
+  description = "Order API tasks: traffic from the ALB only"
+  vpc_id      = aws_vpc.this.id
+}
+
+resource "aws_security_group" "worker" {
+  name        = "${var.name}-worker"
+  description = "Order processor tasks: no inbound traffic"
+  vpc_id      = aws_vpc.this.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_http" {
+  #checkov:skip=CKV_AWS_260:The ALB is the public entry point; port 80 redirects to 443 once certificate_arn is set.
+  for_each          = toset(var.alb_ingress_cidrs)
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTP from clients"
+  ip_protocol       = "tcp"
+  from_port         = 80
+  to_port           = 80
+  cidr_ipv4         = each.value
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_https" {
+  for_each          = var.certificate_arn == null ? toset([]) : toset(var.alb_ingress_cidrs)
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTPS from clients"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.value
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_api" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "Forward to the API tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = 8080
+  to_port                      = 8080
+  referenced_security_group_id = aws_security_group.api.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "api_from_alb" {
+  security_group_id            = aws_security_group.api.id
+  description                  = "Requests and health checks from the ALB"
+  ip_protocol                  = "tcp"
+  from_port                    = 8080
+  to_port                      = 8080
+  referenced_security_group_id = aws_security_group.alb.id
+}
+
+# Tasks reach SNS, SQS, DynamoDB, ECR and CloudWatch over HTTPS through the NAT gateway.
+resource "aws_vpc_security_group_egress_rule" "https_out" {
+  for_each          = { api = aws_security_group.api.id, worker = aws_security_group.worker.id }
+  security_group_id = each.value
+  description       = "HTTPS to AWS APIs"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
