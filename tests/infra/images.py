@@ -145,10 +145,10 @@ class Service:
                 self.lines.append({"unparsed": raw.decode(errors="replace")})
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 20
     ) -> dict[str, Any]:
-        """The first log line matching `predicate`, waiting up to `timeout` seconds for it."""
-        deadline = time.monotonic() + timeout
+        """The first log line matching `predicate`, waiting up to `within` seconds for it."""
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for line in list(self.lines):
                 if predicate(line):
@@ -157,7 +157,7 @@ class Service:
                 break
             await asyncio.sleep(0.05)
         raise AssertionError(
-            f"{self.name}: no such log line in {timeout}s; got {self.lines}\n{self.stderr()}"
+            f"{self.name}: no such log line in {within}s; got {self.lines}\n{self.stderr()}"
         )
 
     def stderr(self) -> str:

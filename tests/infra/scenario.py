@@ -43,8 +43,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _healthy(url: str, http: aiohttp.ClientSession, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _healthy(url: str, http: aiohttp.ClientSession, within: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         try:
             async with http.get(f"{url}/health") as resp:
@@ -56,8 +56,8 @@ async def _healthy(url: str, http: aiohttp.ClientSession, timeout: float = 20) -
         await asyncio.sleep(0.1)
 
 
-async def _drain(sqs: SQSClient, queue_url: str, timeout: float) -> list[str]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _drain(sqs: SQSClient, queue_url: str, within: float) -> list[str]:
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         got = await sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
@@ -111,8 +111,8 @@ async def order_journey(
             lambda line: (
                 line.get("event") == "message_undecodable" and line.get("receive_count") == 5
             ),
-            timeout=60,
+            within=60,
         )
-        dead = await _drain(sqs, dlq_url, timeout=30)
+        dead = await _drain(sqs, dlq_url, within=30)
         codes = {"api": api.terminate(), "worker": worker.terminate()}
         return Outcome(order_id, codes, dead, {"api": api.lines, "worker": worker.lines})

@@ -31,7 +31,7 @@ _MAX_DEPTH = 3
 
 
 def find_mirror(environ: Mapping[str, str] = os.environ) -> Path | None:
-    """A directory holding registry.terraform.io/hashicorp/aws: TF_PROVIDER_MIRROR, else searched."""
+    """The directory holding registry.terraform.io/hashicorp/aws: TF_PROVIDER_MIRROR or a search."""
     override = environ.get("TF_PROVIDER_MIRROR", "").strip()
     if override:
         path = Path(override).expanduser()
@@ -121,7 +121,7 @@ class Terraform:
         return proc
 
     def init(self) -> None:
-        self.run("init", "-backend=false" if False else "-input=false")
+        self.run("init", "-input=false")
 
     def outputs(self) -> dict[str, Any]:
         raw = json.loads(self.run("output", "-json").stdout)
@@ -129,7 +129,7 @@ class Terraform:
 
 
 def resource_addresses(state_json: str) -> Iterator[str]:
-    """Every resource address in `terraform show -json` output."""
+    """Every resource address in `terraform show -json` of a state or of a saved plan."""
 
     def walk(module: dict[str, Any]) -> Iterator[str]:
         for resource in module.get("resources", []):
@@ -137,5 +137,6 @@ def resource_addresses(state_json: str) -> Iterator[str]:
         for child in module.get("child_modules", []):
             yield from walk(child)
 
-    values = json.loads(state_json).get("values") or {}
+    shown = json.loads(state_json)
+    values = shown.get("planned_values") or shown.get("values") or {}
     yield from walk(values.get("root_module") or {})
