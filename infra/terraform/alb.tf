@@ -6,7 +6,7 @@ resource "aws_lb" "this" {
   name                       = "${var.name}-alb"
   load_balancer_type         = "application"
   internal                   = false
-  subnets                    = aws_subnet.public[*].id
+  subnets                    = local.public_subnet_ids
   security_groups            = [aws_security_group.alb.id]
   drop_invalid_header_fields = true
 }

@@ -20,7 +20,7 @@ locals {
       image     = local.api_image
       cpu       = var.api_cpu
       memory    = var.api_memory
-      task_role = local.api_task_role_arn
+      task_role = local.role_arns["api-task"]
       ports     = [{ containerPort = 8080, protocol = "tcp" }]
       # ECS stops with SIGTERM: aiohttp finishes in-flight requests within SHUTDOWN_TIMEOUT.
       stop_timeout = 30
@@ -35,7 +35,7 @@ locals {
       image        = local.worker_image
       cpu          = var.worker_cpu
       memory       = var.worker_memory
-      task_role    = local.worker_task_role_arn
+      task_role    = local.role_arns["worker-task"]
       ports        = []
       stop_timeout = local.worker_stop_timeout
       environment = merge(local.common_env, {
@@ -57,7 +57,7 @@ resource "aws_ecs_task_definition" "this" {
   network_mode             = "awsvpc"
   cpu                      = each.value.cpu
   memory                   = each.value.memory
-  execution_role_arn       = local.execution_role_arn
+  execution_role_arn       = local.role_arns["ecs-execution"]
   task_role_arn            = each.value.task_role
 
   runtime_platform {
@@ -93,7 +93,7 @@ resource "aws_ecs_service" "api" {
   platform_version = "LATEST"
 
   network_configuration {
-    subnets          = aws_subnet.private[*].id
+    subnets          = local.private_subnet_ids
     security_groups  = [aws_security_group.api.id]
     assign_public_ip = false
   }
@@ -121,7 +121,7 @@ resource "aws_ecs_service" "worker" {
   platform_version = "LATEST"
 
   network_configuration {
-    subnets          = aws_subnet.private[*].id
+    subnets          = local.private_subnet_ids
     security_groups  = [aws_security_group.worker.id]
     assign_public_ip = false
   }

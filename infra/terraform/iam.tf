@@ -1,12 +1,25 @@
-# Least privilege: one execution role (pull images, write logs) and one task role per service.
-# With var.existing_role_arn set, none of these is created and that role is used everywhere.
+# Least privilege: one execution role (pull images, write logs), one task role per service and
+# one role for VPC flow logs. With var.existing_role_arn set, none is created and that role is
+# used everywhere.
 
-data "aws_iam_policy_document" "ecs_tasks_assume" {
+locals {
+  roles = {
+    ecs-execution = { principal = "ecs-tasks.amazonaws.com", policy = data.aws_iam_policy_document.execution.json }
+    api-task      = { principal = "ecs-tasks.amazonaws.com", policy = data.aws_iam_policy_document.api_task.json }
+    worker-task   = { principal = "ecs-tasks.amazonaws.com", policy = data.aws_iam_policy_document.worker_task.json }
+    vpc-flow-logs = { principal = "vpc-flow-logs.amazonaws.com", policy = data.aws_iam_policy_document.flow_logs.json }
+  }
+  role_arns = { for key in keys(local.roles) : key => local.create_roles ? aws_iam_role.this[key].arn : var.existing_role_arn }
+}
+
+data "aws_iam_policy_document" "assume" {
+  for_each = toset([for role in local.roles : role.principal])
+
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
+      identifiers = [each.value]
     }
     condition {
       test     = "StringEquals"
@@ -16,10 +29,17 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
-resource "aws_iam_role" "execution" {
-  count              = local.create_roles ? 1 : 0
-  name               = "${var.name}-ecs-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+resource "aws_iam_role" "this" {
+  for_each           = local.create_roles ? local.roles : {}
+  name               = "${var.name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.assume[each.value.principal].json
+}
+
+resource "aws_iam_role_policy" "this" {
+  for_each = aws_iam_role.this
+  name     = each.key
+  role     = each.value.id
+  policy   = local.roles[each.key].policy
 }
 
 data "aws_iam_policy_document" "execution" {
@@ -41,19 +61,6 @@ data "aws_iam_policy_document" "execution" {
   }
 }
 
-resource "aws_iam_role_policy" "execution" {
-  count  = local.create_roles ? 1 : 0
-  name   = "pull-images-write-logs"
-  role   = aws_iam_role.execution[0].id
-  policy = data.aws_iam_policy_document.execution.json
-}
-
-resource "aws_iam_role" "api_task" {
-  count              = local.create_roles ? 1 : 0
-  name               = "${var.name}-api-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-}
-
 data "aws_iam_policy_document" "api_task" {
   statement {
     sid       = "PublishOrders"
@@ -73,19 +80,6 @@ data "aws_iam_policy_document" "api_task" {
   }
 }
 
-resource "aws_iam_role_policy" "api_task" {
-  count  = local.create_roles ? 1 : 0
-  name   = "publish-orders"
-  role   = aws_iam_role.api_task[0].id
-  policy = data.aws_iam_policy_document.api_task.json
-}
-
-resource "aws_iam_role" "worker_task" {
-  count              = local.create_roles ? 1 : 0
-  name               = "${var.name}-worker-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-}
-
 data "aws_iam_policy_document" "worker_task" {
   statement {
     # DeleteMessageBatch and ChangeMessageVisibilityBatch are authorized by these same actions.
@@ -100,44 +94,9 @@ data "aws_iam_policy_document" "worker_task" {
   }
 }
 
-resource "aws_iam_role_policy" "worker_task" {
-  count  = local.create_roles ? 1 : 0
-  name   = "drain-orders"
-  role   = aws_iam_role.worker_task[0].id
-  policy = data.aws_iam_policy_document.worker_task.json
-}
-
-data "aws_iam_policy_document" "flow_logs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_iam_role" "flow_logs" {
-  count              = local.create_roles ? 1 : 0
-  name               = "${var.name}-vpc-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
-}
-
 data "aws_iam_policy_document" "flow_logs" {
   statement {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
     resources = ["${aws_cloudwatch_log_group.flow.arn}:*"]
   }
-}
-
-resource "aws_iam_role_policy" "flow_logs" {
-  count  = local.create_roles ? 1 : 0
-  name   = "write-flow-logs"
-  role   = aws_iam_role.flow_logs[0].id
-  policy = data.aws_iam_policy_document.flow_logs.json
 }

@@ -11,22 +11,25 @@ resource "aws_default_security_group" "this" {
   vpc_id = aws_vpc.this.id
 }
 
-resource "aws_subnet" "public" {
-  count             = length(local.azs)
-  vpc_id            = aws_vpc.this.id
-  availability_zone = local.azs[count.index]
-  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index)
-
-  tags = { Name = "${var.name}-public-${local.azs[count.index]}" }
+locals {
+  # Public subnets hold the ALB and the NAT gateway; private ones the tasks. The number is where
+  # the tier's /20s start in the VPC's range.
+  tiers = { public = 0, private = 8 }
+  subnets = {
+    for pair in setproduct(keys(local.tiers), range(length(local.azs))) :
+    "${pair[0]}-${pair[1]}" => { tier = pair[0], az = local.azs[pair[1]], index = pair[1] }
+  }
+  public_subnet_ids  = [for key, subnet in aws_subnet.this : subnet.id if local.subnets[key].tier == "public"]
+  private_subnet_ids = [for key, subnet in aws_subnet.this : subnet.id if local.subnets[key].tier == "private"]
 }
 
-resource "aws_subnet" "private" {
-  count             = length(local.azs)
+resource "aws_subnet" "this" {
+  for_each          = local.subnets
   vpc_id            = aws_vpc.this.id
-  availability_zone = local.azs[count.index]
-  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index + 8)
+  availability_zone = each.value.az
+  cidr_block        = cidrsubnet(var.vpc_cidr, 4, local.tiers[each.value.tier] + each.value.index)
 
-  tags = { Name = "${var.name}-private-${local.azs[count.index]}" }
+  tags = { Name = "${var.name}-${each.value.tier}-${each.value.az}" }
 }
 
 resource "aws_internet_gateway" "this" {
@@ -45,46 +48,32 @@ resource "aws_eip" "nat" {
 
 resource "aws_nat_gateway" "this" {
   allocation_id = aws_eip.nat.id
-  subnet_id     = aws_subnet.public[0].id
+  subnet_id     = aws_subnet.this["public-0"].id
 
   tags       = { Name = var.name }
   depends_on = [aws_internet_gateway.this]
 }
 
-resource "aws_route_table" "public" {
-  vpc_id = aws_vpc.this.id
+# Public subnets route out through the internet gateway, private ones through the NAT gateway.
+resource "aws_route_table" "this" {
+  for_each = local.tiers
+  vpc_id   = aws_vpc.this.id
 
-  tags = { Name = "${var.name}-public" }
+  tags = { Name = "${var.name}-${each.key}" }
 }
 
-resource "aws_route" "public_internet" {
-  route_table_id         = aws_route_table.public.id
+resource "aws_route" "default" {
+  for_each               = local.tiers
+  route_table_id         = aws_route_table.this[each.key].id
   destination_cidr_block = "0.0.0.0/0"
-  gateway_id             = aws_internet_gateway.this.id
+  gateway_id             = each.key == "public" ? aws_internet_gateway.this.id : null
+  nat_gateway_id         = each.key == "private" ? aws_nat_gateway.this.id : null
 }
 
-resource "aws_route_table_association" "public" {
-  count          = length(local.azs)
-  subnet_id      = aws_subnet.public[count.index].id
-  route_table_id = aws_route_table.public.id
-}
-
-resource "aws_route_table" "private" {
-  vpc_id = aws_vpc.this.id
-
-  tags = { Name = "${var.name}-private" }
-}
-
-resource "aws_route" "private_nat" {
-  route_table_id         = aws_route_table.private.id
-  destination_cidr_block = "0.0.0.0/0"
-  nat_gateway_id         = aws_nat_gateway.this.id
-}
-
-resource "aws_route_table_association" "private" {
-  count          = length(local.azs)
-  subnet_id      = aws_subnet.private[count.index].id
-  route_table_id = aws_route_table.private.id
+resource "aws_route_table_association" "this" {
+  for_each       = local.subnets
+  subnet_id      = aws_subnet.this[each.key].id
+  route_table_id = aws_route_table.this[each.value.tier].id
 }
 
 # Rejected traffic only: enough to debug a security group, at a fraction of the cost of ALL.
@@ -93,7 +82,7 @@ resource "aws_flow_log" "this" {
   traffic_type         = "REJECT"
   log_destination_type = "cloud-watch-logs"
   log_destination      = aws_cloudwatch_log_group.flow.arn
-  iam_role_arn         = local.create_roles ? aws_iam_role.flow_logs[0].arn : var.existing_role_arn
+  iam_role_arn         = local.role_arns["vpc-flow-logs"]
 }
 
 # --- security groups -------------------------------------------------------------------------

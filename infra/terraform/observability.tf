@@ -24,32 +24,37 @@ resource "aws_cloudwatch_query_definition" "this" {
   query_string    = file("${path.module}/queries/${each.value}")
 }
 
-resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
-  alarm_name          = "${var.name}-dlq-not-empty"
-  alarm_description   = "Orders the worker could not process reached the dead-letter queue."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+locals {
+  alarms = {
+    dlq-not-empty = {
+      description = "Orders the worker could not process reached the dead-letter queue."
+      metric      = "ApproximateNumberOfMessagesVisible"
+      queue       = aws_sqs_queue.dlq.name
+      periods     = 1
+      threshold   = 0
+    }
+    orders-waiting-too-long = {
+      description = "The oldest order in the queue has waited longer than oldest_message_alarm_seconds: the workers do not keep up."
+      metric      = "ApproximateAgeOfOldestMessage"
+      queue       = aws_sqs_queue.orders.name
+      periods     = 3
+      threshold   = var.oldest_message_alarm_seconds
+    }
+  }
 }
 
-resource "aws_cloudwatch_metric_alarm" "oldest_message" {
-  alarm_name          = "${var.name}-orders-waiting-too-long"
-  alarm_description   = "The oldest order in the queue has waited longer than oldest_message_alarm_seconds: the workers do not keep up."
+resource "aws_cloudwatch_metric_alarm" "queue" {
+  for_each = local.alarms
+
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
   namespace           = "AWS/SQS"
-  metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = aws_sqs_queue.orders.name }
+  metric_name         = each.value.metric
+  dimensions          = { QueueName = each.value.queue }
   statistic           = "Maximum"
   period              = 60
-  evaluation_periods  = 3
-  threshold           = var.oldest_message_alarm_seconds
+  evaluation_periods  = each.value.periods
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = var.alarm_actions
@@ -59,7 +64,6 @@ resource "aws_cloudwatch_metric_alarm" "oldest_message" {
 locals {
   # The services' own metrics, from EMF log lines (services/common/metrics.py).
   emf_namespace = "Orderflow"
-  queue_dims    = { QueueName = aws_sqs_queue.orders.name }
 
   dashboard_widgets = [
     {

@@ -45,10 +45,7 @@ locals {
   # Backlog per task the worker service may carry: what one task clears in the acceptable delay.
   backlog_target = floor(var.acceptable_delay_seconds / var.payment_seconds * var.num_workers)
 
-  create_roles         = var.existing_role_arn == null
-  execution_role_arn   = local.create_roles ? aws_iam_role.execution[0].arn : var.existing_role_arn
-  api_task_role_arn    = local.create_roles ? aws_iam_role.api_task[0].arn : var.existing_role_arn
-  worker_task_role_arn = local.create_roles ? aws_iam_role.worker_task[0].arn : var.existing_role_arn
+  create_roles = var.existing_role_arn == null
 
   api_image    = "${aws_ecr_repository.this["order-api"].repository_url}:${var.image_tag}"
   worker_image = "${aws_ecr_repository.this["order-processor"].repository_url}:${var.image_tag}"
