@@ -30,7 +30,8 @@ def _say(event: str, **fields: object) -> None:
 
 
 def main() -> int:
-    env = {**FAKE_CREDENTIALS, **os.environ}
+    # The local AWS gets throwaway credentials, never a developer's real ones.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"} | FAKE_CREDENTIALS
     try:
         aws_port = env_int(env, "LOCALAWS_PORT", 4566, minimum=0, maximum=65535)
         names = TopologyNames.from_env(env)
@@ -48,6 +49,8 @@ def main() -> int:
     with local_aws_process(port=aws_port) as endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
         env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ.pop("AWS_PROFILE", None)
         topology = asyncio.run(create_topology(AwsSettings.from_env(env), names))
         env.update(topology.env())
         _say("stack_ready", endpoint=endpoint, **topology.env())

@@ -1,4 +1,4 @@
-"""Shared fixtures: one local AWS (a moto server on loopback) per session, fresh topology per test."""
+"""Fixtures: one local AWS (a moto server on loopback) per session, a fresh topology per test."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ from localaws.process import FAKE_CREDENTIALS, local_aws_process
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.common.aws import client_config
+from services.common.orders import OrderStore
+from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.common.topology import Topology, TopologyNames, create_topology
 from services.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -91,12 +94,32 @@ async def sns(aws: AwsSettings) -> AsyncIterator[SNSClient]:
         yield client
 
 
+@pytest.fixture(scope="session")
+async def dynamodb(aws: AwsSettings) -> AsyncIterator[DynamoDBClient]:
+    async with get_session().create_client(
+        "dynamodb",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=client_config(pool_size=20, read_timeout=30),
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def store(dynamodb: DynamoDBClient, topology: Topology) -> OrderStore:
+    """This test's order state, read directly from DynamoDB."""
+    return OrderStore(dynamodb, topology.table)
+
+
 def unique_names(visibility_timeout: int = 30) -> TopologyNames:
     suffix = uuid.uuid4().hex[:10]
     return TopologyNames(
         topic=f"orders-{suffix}",
         queue=f"orders-{suffix}",
         dlq=f"orders-dlq-{suffix}",
+        table=f"orders-{suffix}",
         visibility_timeout=visibility_timeout,
     )
 
@@ -108,7 +131,12 @@ async def topology(aws: AwsSettings) -> Topology:
 
 
 def api_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> ApiSettings:
-    fields: dict[str, Any] = {"topic_arn": topology.topic_arn, "aws": aws, "payment_seconds": 0.2}
+    fields: dict[str, Any] = {
+        "topic_arn": topology.topic_arn,
+        "aws": aws,
+        "orders_table": topology.table,
+        "payment": PaymentSettings(seconds=0.2, timeout=5),
+    }
     return ApiSettings(**(fields | overrides))
 
 
@@ -117,7 +145,9 @@ def worker_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> W
         "queue_url": topology.queue_url,
         "aws": aws,
         "num_workers": 10,
-        "payment_seconds": 0.2,
+        "orders_table": topology.table,
+        "payment": PaymentSettings(seconds=0.2, timeout=5),
+        "retry_backoff_seconds": 0,
         "wait_time_seconds": 1,
         "shutdown_grace_seconds": 5,
     }

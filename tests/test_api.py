@@ -202,19 +202,25 @@ async def test_sns_rejecting_publish_gives_503(
     missing_topic = topology.topic_arn + "-does-not-exist"
     app = create_app(api_settings(aws, topology, topic_arn=missing_topic))
     async with TestClient(TestServer(app)) as client:
-        resp = await client.post("/orders/async", json=order_body())
+        order_id = str(uuid.uuid4())
+        resp = await client.post("/orders/async", json=order_body(order_id=order_id))
         await _error(resp, 503, "queue_unavailable")
         assert resp.headers["Retry-After"].isdigit()
+        # Never acknowledged, so never accepted: the order is unknown.
+        await _error(await client.get(f"/orders/{order_id}"), 404, "not_found")
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
-async def test_unreachable_sns_gives_503(
-    aws: AwsSettings, topology: Topology, unused_tcp_port: int
+@pytest.mark.parametrize(
+    ("table", "code"), [(None, "queue_unavailable"), ("orders", "state_unavailable")]
+)
+async def test_unreachable_aws_gives_503(
+    aws: AwsSettings, topology: Topology, unused_tcp_port: int, table: str | None, code: str
 ):
-    # Nothing listens on this port: every connection is refused.
+    # Nothing listens on this port: every connection is refused, SNS's and DynamoDB's alike.
     dead = AwsSettings(region=aws.region, endpoint_url=f"http://127.0.0.1:{unused_tcp_port}")
-    app = create_app(api_settings(dead, topology, publish_timeout=2.0))
-    async with TestClient(TestServer(app)) as client:
+    settings = api_settings(dead, topology, publish_timeout=2.0, orders_table=table)
+    async with TestClient(TestServer(create_app(settings))) as client:
         resp = await client.post("/orders/async", json=order_body())
-        await _error(resp, 503, "queue_unavailable")
-        assert "Retry-After" in resp.headers
+        await _error(resp, 503, code)
+        assert resp.headers["Retry-After"].isdigit()

@@ -8,14 +8,16 @@ from aiobotocore.session import get_session
 from aiohttp import web
 
 from services.common.aws import client_config
+from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
 from .errors import error_middleware
 from .handlers import routes
-from .keys import PAYMENTS, SETTINGS, SNS
+from .keys import ORDERS, PAYMENTS, SETTINGS, SNS
 from .settings import ApiSettings
 
-# Concurrent SNS publishes one API process may have in flight before they queue for a connection.
+# Concurrent calls to one AWS service that one API process may have in flight before they
+# queue for a connection.
 SNS_POOL_SIZE = 100
 
 
@@ -32,10 +34,28 @@ async def _sns_client(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _order_store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.orders_table is None:
+        app[ORDERS] = None
+        yield
+        return
+    config = client_config(pool_size=SNS_POOL_SIZE, read_timeout=settings.publish_timeout)
+    async with get_session().create_client(
+        "dynamodb",
+        region_name=settings.aws.region,
+        endpoint_url=settings.aws.endpoint_url,
+        config=config,
+    ) as dynamodb:
+        app[ORDERS] = OrderStore(dynamodb, settings.orders_table)
+        yield
+
+
 def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
-    app[PAYMENTS] = PaymentProcessor(settings.payment_seconds)
+    app[PAYMENTS] = PaymentProcessor(settings.payment)
     app.cleanup_ctx.append(_sns_client)
+    app.cleanup_ctx.append(_order_store)
     app.add_routes(routes)
     return app

@@ -13,11 +13,13 @@ from aiohttp.typedefs import Handler
 
 from services.common.logging import get_logger
 from services.common.metrics import HTTP_REQUEST, emf
+from services.common.orders import StateUnavailable
 
 log = get_logger()
 
 _CODES = {
     400: "bad_request",
+    408: "request_timeout",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -69,6 +71,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except ApiError as exc:
         error = exc
+    except StateUnavailable as exc:
+        log.error("state_unavailable", detail=str(exc))
+        error = ApiError(
+            503,
+            "state_unavailable",
+            "order state is unreachable; retry later",
+            {"Retry-After": "1"},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

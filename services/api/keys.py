@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
 from .settings import ApiSettings
@@ -16,3 +17,5 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", ApiSettings)
 SNS: web.AppKey[SNSClient] = web.AppKey("sns")
 PAYMENTS = web.AppKey("payments", PaymentProcessor)
+# None when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.
+ORDERS: web.AppKey[OrderStore | None] = web.AppKey("orders")

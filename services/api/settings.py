@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from services.common.payment import PaymentSettings
 from services.common.settings import (
     AwsSettings,
     env_float,
@@ -22,8 +23,12 @@ class ApiSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 64 * 1024
-    payment_seconds: float = 3.0
-    """PAYMENT_SECONDS: the simulated processor's latency, for /orders/sync."""
+    orders_table: str | None = None
+    """ORDERS_TABLE: DynamoDB table of order state and idempotency keys (None: stateless)."""
+    payment: PaymentSettings = field(default_factory=PaymentSettings)
+    """PAYMENT_*: the simulated processor, for /orders/sync."""
+    body_timeout: float = 10.0
+    """BODY_TIMEOUT_SECONDS: a client slower than this to send its body gets a 408."""
     publish_timeout: float = 5.0
     """PUBLISH_TIMEOUT_SECONDS: past this an SNS publish counts as failed (503)."""
     shutdown_timeout: float = 10.0
@@ -40,8 +45,10 @@ class ApiSettings:
             max_body_bytes=env_int(
                 environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 << 20
             ),
-            payment_seconds=env_float(
-                environ, "PAYMENT_SECONDS", cls.payment_seconds, minimum=0, maximum=600
+            orders_table=environ.get("ORDERS_TABLE", "").strip() or None,
+            payment=PaymentSettings.from_env(environ),
+            body_timeout=env_float(
+                environ, "BODY_TIMEOUT_SECONDS", cls.body_timeout, minimum=0.1, maximum=300
             ),
             publish_timeout=env_float(
                 environ, "PUBLISH_TIMEOUT_SECONDS", cls.publish_timeout, minimum=0.1, maximum=60

@@ -1,21 +1,120 @@
-"""The simulated payment processor, shared by /orders/sync and the worker."""
+"""The simulated payment processor, shared by /orders/sync and the worker.
+
+It behaves like a remote processor: a fixed latency awaited without blocking the loop, and
+failures at configurable rates. Like a card network's test cards, a few customer ids always
+take one path, so tests can pick an outcome without depending on chance:
+`decline@test` is declined, `unavailable@test` always fails transiently, `flaky@test` fails
+transiently on its first attempt only, `timeout@test` never answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .messages import OrderMessage
+from .settings import env_float, env_int
+
+
+class PaymentError(Exception):
+    """The payment did not go through."""
+
+
+class PaymentDeclined(PaymentError):
+    """Permanent: retrying cannot help (card declined, fraud check)."""
+
+
+class PaymentUnavailable(PaymentError):
+    """Transient: the processor failed or timed out; the same order may be retried."""
+
+
+@dataclass(frozen=True)
+class PaymentSettings:
+    seconds: float = 3.0
+    """PAYMENT_SECONDS: how long each payment takes."""
+    timeout: float = 10.0
+    """PAYMENT_TIMEOUT_SECONDS: a payment still running after this counts as a transient failure."""
+    failure_rate: float = 0.0
+    """PAYMENT_FAILURE_RATE: share of payments failing transiently."""
+    decline_rate: float = 0.0
+    """PAYMENT_DECLINE_RATE: share of payments declined (permanent)."""
+    timeout_rate: float = 0.0
+    """PAYMENT_TIMEOUT_RATE: share of payments that hang until PAYMENT_TIMEOUT_SECONDS."""
+    seed: int | None = None
+    """PAYMENT_SEED: makes the failure draws repeatable."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> PaymentSettings:
+        def rate(name: str) -> float:
+            return env_float(environ, name, 0.0, minimum=0.0, maximum=1.0)
+
+        seed = env_int(environ, "PAYMENT_SEED", -1, minimum=-1, maximum=2**31)
+        return cls(
+            seconds=env_float(environ, "PAYMENT_SECONDS", cls.seconds, minimum=0, maximum=600),
+            timeout=env_float(
+                environ, "PAYMENT_TIMEOUT_SECONDS", cls.timeout, minimum=0.1, maximum=900
+            ),
+            failure_rate=rate("PAYMENT_FAILURE_RATE"),
+            decline_rate=rate("PAYMENT_DECLINE_RATE"),
+            timeout_rate=rate("PAYMENT_TIMEOUT_RATE"),
+            seed=None if seed < 0 else seed,
+        )
 
 
 class PaymentProcessor:
-    """Takes `seconds` per payment without blocking the event loop, like a remote processor."""
+    """Charges orders; `charge` returns the payment's duration in ms or raises PaymentError."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, settings: PaymentSettings) -> None:
+        self.settings = settings
+        self._random = random.Random(settings.seed)
 
-    async def charge(self, order: OrderMessage) -> float:
-        """Charge the order; return how long the payment took, in milliseconds."""
+    @property
+    def seconds(self) -> float:
+        return self.settings.seconds
+
+    async def charge(self, order: OrderMessage, attempt: int = 1) -> float:
+        """Charge `order` (its order_id is the processor's idempotency key)."""
         started = time.perf_counter()
-        await asyncio.sleep(self.seconds)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await self._call(order, attempt)
+        except TimeoutError:
+            raise PaymentUnavailable(
+                f"payment timed out after {self.settings.timeout:g} s"
+            ) from None
         return (time.perf_counter() - started) * 1000
+
+    async def _call(self, order: OrderMessage, attempt: int) -> None:
+        s = self.settings
+        outcome = _TEST_CUSTOMERS.get(str(order.customer_id))
+        if outcome is None:
+            draw = self._random.random()
+            for name, share in (
+                ("decline", s.decline_rate),
+                ("unavailable", s.failure_rate),
+                ("timeout", s.timeout_rate),
+            ):
+                if draw < share:
+                    outcome = name
+                    break
+                draw -= share
+        elif outcome == "flaky":
+            outcome = "unavailable" if attempt <= 1 else None
+        if outcome == "timeout":
+            await asyncio.sleep(s.timeout * 2)
+        await asyncio.sleep(s.seconds)
+        if outcome == "decline":
+            raise PaymentDeclined("card declined")
+        if outcome == "unavailable":
+            raise PaymentUnavailable("payment processor unavailable")
+
+
+_TEST_CUSTOMERS = {
+    "decline@test": "decline",
+    "unavailable@test": "unavailable",
+    "flaky@test": "flaky",
+    "timeout@test": "timeout",
+}

@@ -7,6 +7,7 @@ Terraform owns the topology on AWS, so this is for local use and quick experimen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from .aws import client_config
 from .settings import AwsSettings, SettingsError, env_int, env_str
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
@@ -33,6 +35,7 @@ class TopologyNames:
     topic: str = "order-processing-events"
     queue: str = "order-processing-queue"
     dlq: str = "order-processing-dlq"
+    table: str = "orders"
     visibility_timeout: int = 30
     """Seconds; must stay comfortably above the payment time, so a paying order stays hidden."""
     max_receive_count: int = MAX_RECEIVE_COUNT
@@ -43,6 +46,7 @@ class TopologyNames:
             topic=env_str(environ, "ORDER_TOPIC_NAME", cls.topic),
             queue=env_str(environ, "ORDER_QUEUE_NAME", cls.queue),
             dlq=env_str(environ, "ORDER_DLQ_NAME", cls.dlq),
+            table=env_str(environ, "ORDERS_TABLE", cls.table),
             visibility_timeout=env_int(
                 environ,
                 "QUEUE_VISIBILITY_TIMEOUT",
@@ -61,6 +65,7 @@ class Topology:
     dlq_url: str
     dlq_arn: str
     subscription_arn: str
+    table: str
 
     def env(self) -> dict[str, str]:
         """The settings the services read to find this topology."""
@@ -68,6 +73,7 @@ class Topology:
             "ORDER_TOPIC_ARN": self.topic_arn,
             "ORDER_QUEUE_URL": self.queue_url,
             "ORDER_DLQ_URL": self.dlq_url,
+            "ORDERS_TABLE": self.table,
         }
 
 
@@ -82,8 +88,33 @@ async def _queue(
     return url, got["Attributes"]["QueueArn"]
 
 
-async def ensure_topology(sns: SNSClient, sqs: SQSClient, names: TopologyNames) -> Topology:
-    """Create (or converge) the topic, queue, DLQ, redrive, queue policy and subscription."""
+async def ensure_table(dynamodb: DynamoDBClient, name: str) -> None:
+    """The order-state table: hash key `pk`, on-demand, items expiring on `expires_at`."""
+    # Exists already: converge the rest.
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        await dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+            SSESpecification={"Enabled": True},
+        )
+    await dynamodb.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    ttl = await dynamodb.describe_time_to_live(TableName=name)
+    if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        await dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
+
+
+async def ensure_topology(
+    sns: SNSClient, sqs: SQSClient, dynamodb: DynamoDBClient, names: TopologyNames
+) -> Topology:
+    """Create (or converge) topic, queue, DLQ, redrive, queue policy, subscription and table."""
+    await ensure_table(dynamodb, names.table)
     topic_arn = (await sns.create_topic(Name=names.topic))["TopicArn"]
     dlq_url, dlq_arn = await _queue(
         sqs, names.dlq, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
@@ -123,7 +154,9 @@ async def ensure_topology(sns: SNSClient, sqs: SQSClient, names: TopologyNames) 
     }
     await sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
     subscription_arn = await _subscription(sns, topic_arn, queue_arn)
-    return Topology(topic_arn, queue_url, queue_arn, dlq_url, dlq_arn, subscription_arn)
+    return Topology(
+        topic_arn, queue_url, queue_arn, dlq_url, dlq_arn, subscription_arn, names.table
+    )
 
 
 async def _subscription(sns: SNSClient, topic_arn: str, queue_arn: str) -> str:
@@ -160,8 +193,11 @@ async def create_topology(aws: AwsSettings, names: TopologyNames) -> Topology:
         session.create_client(
             "sqs", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
         ) as sqs,
+        session.create_client(
+            "dynamodb", region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
+        ) as dynamodb,
     ):
-        return await ensure_topology(sns, sqs, names)
+        return await ensure_topology(sns, sqs, dynamodb, names)
 
 
 def main() -> int:

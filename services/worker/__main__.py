@@ -11,7 +11,7 @@ from services.common.logging import configure_logging
 from services.common.settings import SettingsError
 
 from .settings import WorkerSettings
-from .worker import open_worker
+from .worker import QueueNotFound, open_worker
 
 
 async def serve(settings: WorkerSettings) -> None:
@@ -30,7 +30,11 @@ def main() -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, service="worker")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except QueueNotFound as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

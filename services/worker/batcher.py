@@ -1,11 +1,18 @@
-"""DeleteMessageBatch with up to 10 receipts per call, flushed when full or after a short linger."""
+"""Many payment tasks' single calls gathered into SQS/DynamoDB batch calls of up to 10.
+
+A batch goes out as soon as it is full, or after a short linger; each caller awaits its own
+item's result. At saturation batches fill in milliseconds, so the linger costs nothing there.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from services.common.orders import OrderStore
 
 from .settings import SQS_BATCH
 from .stats import WorkerStats
@@ -13,71 +20,90 @@ from .stats import WorkerStats
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
+T = TypeVar("T")
+R = TypeVar("R")
 
-class DeleteFailed(Exception):
-    """SQS did not delete the message; it will be delivered again after its visibility timeout."""
 
-
-class DeleteBatcher:
-    """Collects deletes from many payment tasks into DeleteMessageBatch calls."""
+class Batcher(Generic[T, R]):
+    """Collects items from concurrent callers into `send` calls of at most `size` items."""
 
     def __init__(
-        self, sqs: SQSClient, queue_url: str, stats: WorkerStats, linger: float = 0.05
+        self,
+        send: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        size: int = SQS_BATCH,
+        linger: float = 0.05,
     ) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._stats = stats
-        # A short linger fills batches at saturation and costs a payment slot nothing:
-        # the slot is already free while its delete waits here.
+        self._send = send
+        self._size = size
         self._linger = linger
-        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def delete(self, receipt_handle: str) -> None:
-        """Delete one message; returns once SQS confirmed, raises DeleteFailed otherwise."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((receipt_handle, future))
-        if len(self._pending) >= SQS_BATCH:
+    async def submit(self, item: T) -> R:
+        """Queue `item` for the next batch and wait for its own result."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._pending) >= self._size:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger, self._flush)
-        await future
+        return await future
 
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         while self._pending:
-            batch, self._pending = self._pending[:SQS_BATCH], self._pending[SQS_BATCH:]
-            task = asyncio.create_task(self._send(batch))
+            batch, self._pending = self._pending[: self._size], self._pending[self._size :]
+            task = asyncio.create_task(self._run(batch))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[str, asyncio.Future[None]]]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": rh} for i, (rh, _) in enumerate(batch)]
-        self._stats.delete_calls += 1
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            response = await self._sqs.delete_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=entries,  # type: ignore[arg-type]
-            )
-        except (BotoCoreError, ClientError) as exc:
+            results = await self._send([item for item, _ in batch])
+        except Exception as exc:
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(DeleteFailed(str(exc)))
+                    future.set_exception(exc)
             return
-        failed = {f["Id"]: f.get("Message", f["Code"]) for f in response.get("Failed", [])}
-        for i, (_, future) in enumerate(batch):
-            if future.done():
-                continue
-            if str(i) in failed:
-                future.set_exception(DeleteFailed(failed[str(i)]))
-            else:
-                future.set_result(None)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def close(self) -> None:
         """Send whatever is pending and wait for every batch in flight."""
         self._flush()
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def delete_batcher(sqs: SQSClient, queue_url: str, stats: WorkerStats) -> Batcher[str, str | None]:
+    """DeleteMessageBatch by receipt handle; each result is None or SQS's reason for failing."""
+
+    async def send(receipts: list[str]) -> list[str | None]:
+        stats.delete_calls += 1
+        entries = [{"Id": str(i), "ReceiptHandle": rh} for i, rh in enumerate(receipts)]
+        try:
+            response = await sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=entries,  # type: ignore[arg-type]
+            )
+        except (BotoCoreError, ClientError) as exc:
+            return [str(exc)] * len(receipts)
+        failed = {f["Id"]: f.get("Message", f["Code"]) for f in response.get("Failed", [])}
+        return [failed.get(str(i)) for i in range(len(receipts))]
+
+    return Batcher(send)
+
+
+def paid_batcher(store: OrderStore, stats: WorkerStats) -> Batcher[tuple[str, str, float], bool]:
+    """Mark orders paid, 10 per DynamoDB transaction; each result says whether the claim held."""
+
+    async def send(paid: list[tuple[str, str, float]]) -> list[bool]:
+        stats.state_batches += 1
+        return await store.mark_paid_many(paid)
+
+    return Batcher(send)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from services.common.payment import PaymentSettings
 from services.common.settings import (
     AwsSettings,
     env_bool,
@@ -31,7 +32,12 @@ class WorkerSettings:
     aws: AwsSettings
     num_workers: int = 100
     """NUM_WORKERS: concurrent payment slots, each an asyncio task."""
-    payment_seconds: float = 3.0
+    orders_table: str | None = None
+    """ORDERS_TABLE: DynamoDB order state; None runs without it (no exactly-once guarantee)."""
+    payment: PaymentSettings = field(default_factory=PaymentSettings)
+    """PAYMENT_*: the simulated payment processor."""
+    retry_backoff_seconds: float = 2.0
+    """RETRY_BACKOFF_SECONDS: first delay after a transient payment failure; doubles per try."""
     receive_strategy: ReceiveStrategy = "batched"
     """RECEIVE_STRATEGY: `per-task` (every slot polls for one message) or `batched`."""
     wait_time_seconds: int = 20
@@ -50,8 +56,10 @@ class WorkerSettings:
             queue_url=env_str(environ, "ORDER_QUEUE_URL"),
             aws=AwsSettings.from_env(environ),
             num_workers=env_int(environ, "NUM_WORKERS", cls.num_workers, minimum=1, maximum=10_000),
-            payment_seconds=env_float(
-                environ, "PAYMENT_SECONDS", cls.payment_seconds, minimum=0, maximum=600
+            orders_table=environ.get("ORDERS_TABLE", "").strip() or None,
+            payment=PaymentSettings.from_env(environ),
+            retry_backoff_seconds=env_float(
+                environ, "RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds, minimum=0, maximum=300
             ),
             receive_strategy=env_choice(
                 environ, "RECEIVE_STRATEGY", cls.receive_strategy, _STRATEGIES
@@ -79,9 +87,23 @@ class WorkerSettings:
         return self.pollers or min(4, math.ceil(self.num_workers / SQS_BATCH))
 
     @property
+    def payment_seconds(self) -> float:
+        return self.payment.seconds
+
+    @property
+    def lease_seconds(self) -> float:
+        # A payment always ends by its timeout; the margin covers the writes around it.
+        return self.payment.timeout + 5.0
+
+    @property
     def pool_size(self) -> int:
         # Every pending long poll holds a connection; deletes and hand-backs need a few more.
         return self.receive_concurrency + 2 * SQS_BATCH
+
+    @property
+    def state_pool_size(self) -> int:
+        # Claims and paid-marks are short calls: a bounded pool, shared by every slot.
+        return min(100, self.num_workers + 10)
 
     @property
     def read_timeout(self) -> float:

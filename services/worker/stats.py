@@ -9,6 +9,12 @@ from dataclasses import asdict, dataclass
 class WorkerStats:
     received: int = 0
     paid: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    """Redeliveries of orders already paid, deleted without paying again."""
+    claims_lost: int = 0
+    payment_retries: int = 0
+    heartbeats: int = 0
     undecodable: int = 0
     delete_failures: int = 0
     handed_back: int = 0
@@ -19,6 +25,8 @@ class WorkerStats:
     empty_receives: int = 0
     receive_errors: int = 0
     delete_calls: int = 0
+    state_batches: int = 0
+    """Claim and paid-mark calls to DynamoDB that carried a batch of orders."""
 
     @property
     def sqs_requests(self) -> int:

@@ -1,0 +1,444 @@
+"""Order state and idempotency in DynamoDB: one item per order, one per idempotency key.
+
+Every state change is a conditional write, so two processes racing on one order (a client's
+retry, a redelivered SQS message, a worker taking over from a dead one) can never both win:
+
+    pending ──publish acked──▶ accepted ──claim──▶ paying ──▶ paid
+       (API)                      ▲                  │ ╲
+                                  └──transient error─┘  ╲──declined / out of retries──▶ failed
+
+A claim is a lease (`lease_until`): a worker killed mid-payment leaves `paying` behind, and
+the next delivery of its message may take over once the lease has run out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .messages import OrderMessage, OrderRequest
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+# Orders and idempotency keys expire from the table after this long (DynamoDB TTL).
+RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    PAYING = "paying"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+class StateUnavailable(Exception):
+    """DynamoDB could not be reached or refused the call: an outage, not the client's fault."""
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    order_id: str
+    status: Status
+    total: float
+    request_hash: str
+    accepted_at: str
+    updated_at: str
+    paid_at: str | None = None
+    failed_at: str | None = None
+    failure_reason: str | None = None
+    payment_ms: float | None = None
+    payments: int = 0
+    """How many times this order was charged: the exactly-once check counts it."""
+    attempts: int = 0
+    lease_until: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The order as GET /orders/{order_id} shows it (`paying` is still `accepted` outside)."""
+        status = Status.ACCEPTED if self.status == Status.PAYING else self.status
+        shown: dict[str, Any] = {
+            "order_id": self.order_id,
+            "status": str(status),
+            "total": self.total,
+            "accepted_at": self.accepted_at,
+            "updated_at": self.updated_at,
+        }
+        for name in ("paid_at", "payment_ms", "failed_at", "failure_reason"):
+            value = getattr(self, name)
+            if value is not None:
+                shown[name] = value
+        return shown
+
+
+def request_hash(path: str, request: OrderRequest) -> str:
+    """Fingerprint of what a client asked for, to tell a retry from a different request."""
+    canonical = orjson.dumps(
+        {"path": path, "request": request.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
+def _record(item: dict[str, Any]) -> OrderRecord:
+    def text(name: str) -> str | None:
+        return item[name]["S"] if name in item else None
+
+    def number(name: str) -> float | None:
+        return float(item[name]["N"]) if name in item else None
+
+    return OrderRecord(
+        order_id=item["order_id"]["S"],
+        status=Status(item["status"]["S"]),
+        total=float(item["total"]["N"]),
+        request_hash=item.get("request_hash", {}).get("S", ""),
+        accepted_at=text("accepted_at") or "",
+        updated_at=text("updated_at") or "",
+        paid_at=text("paid_at"),
+        failed_at=text("failed_at"),
+        failure_reason=text("failure_reason"),
+        payment_ms=number("payment_ms"),
+        payments=int(number("payments") or 0),
+        attempts=int(number("attempts") or 0),
+        lease_until=number("lease_until"),
+    )
+
+
+def _order_key(order_id: str) -> dict[str, dict[str, str]]:
+    return {"pk": _s(f"order#{order_id}")}
+
+
+def _old_item(exc: ClientError) -> dict[str, Any] | None:
+    """The item a failed condition saw (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
+    item: Any = exc.response.get("Item")
+    return item if isinstance(item, dict) and item else None
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+Update = dict[str, Any]
+"""One UpdateItem request (TableName, Key, expressions), usable alone or in a transaction."""
+
+
+class _Cancelled(Exception):
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of asking to pay an order."""
+
+    won: bool
+    token: str
+    record: OrderRecord | None
+    """The order as it stood when the claim was refused (None when won)."""
+
+
+class OrderStore:
+    """Reads and conditional writes of order state; DynamoDB errors become StateUnavailable."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await getattr(self._db, operation)(
+                TableName=self._table, **kwargs
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise
+            raise StateUnavailable(f"{operation}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"{operation}: {exc}") from exc
+        return result
+
+    async def get(self, order_id: str) -> OrderRecord | None:
+        got = await self._call("get_item", Key=_order_key(order_id), ConsistentRead=True)
+        return _record(got["Item"]) if "Item" in got else None
+
+    async def bind_idempotency_key(
+        self, key: str, order_id: str, fingerprint: str
+    ) -> tuple[str, str]:
+        """Bind `key` to `order_id` unless bound; return the (order_id, fingerprint) it holds."""
+        item = {
+            "pk": _s(f"idem#{key}"),
+            "order_id": _s(order_id),
+            "request_hash": _s(fingerprint),
+            "expires_at": _n(int(time.time()) + RETENTION_SECONDS),
+        }
+        try:
+            await self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            old = _old_item(exc)
+            if not old:
+                old = (
+                    await self._call("get_item", Key={"pk": _s(f"idem#{key}")}, ConsistentRead=True)
+                )["Item"]
+            return old["order_id"]["S"], old["request_hash"]["S"]
+        return order_id, fingerprint
+
+    async def create_pending(self, order: OrderMessage, fingerprint: str) -> OrderRecord | None:
+        """Record a new order as pending; if the order_id exists, return it untouched instead."""
+        now = _now_iso()
+        item = {
+            **_order_key(order.order_id),
+            "order_id": _s(order.order_id),
+            "status": _s(Status.PENDING),
+            "total": _n(order.total),
+            "customer_id": _s(str(order.customer_id)),
+            "request_hash": _s(fingerprint),
+            "accepted_at": _s(now),
+            "updated_at": _s(now),
+            "payments": _n(0),
+            "attempts": _n(0),
+            "expires_at": _n(int(time.time()) + RETENTION_SECONDS),
+        }
+        try:
+            await self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            old = _old_item(exc)
+            return _record(old) if old else await self.get(order.order_id)
+        return None
+
+    async def _update(self, order_id: str, update: str, condition: str, **values: Any) -> bool:
+        """One conditional update; False when the condition did not hold."""
+        names = {"#s": "status"}
+        try:
+            await self._call(
+                "update_item",
+                Key=_order_key(order_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":{k}": v for k, v in values.items()},
+            )
+        except ClientError:
+            return False
+        return True
+
+    async def mark_accepted(self, order_id: str) -> bool:
+        return await self._update(
+            order_id,
+            "SET #s = :accepted, updated_at = :now",
+            "#s = :pending",
+            accepted=_s(Status.ACCEPTED),
+            pending=_s(Status.PENDING),
+            now=_s(_now_iso()),
+        )
+
+    async def forget_pending(self, order_id: str) -> None:
+        """Remove an order whose publish failed, so nothing claims it was accepted."""
+        # Already moved on, or unreachable: then it stays pending, which is never shown.
+        with contextlib.suppress(ClientError, StateUnavailable):
+            await self._call(
+                "delete_item",
+                Key=_order_key(order_id),
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":pending": _s(Status.PENDING)},
+            )
+
+    def _claim_update(self, order: OrderMessage, token: str, lease_seconds: float) -> Update:
+        now = time.time()
+        return {
+            "TableName": self._table,
+            "Key": _order_key(order.order_id),
+            "UpdateExpression": (
+                "SET #s = :paying, claim_token = :token, lease_until = :lease, "
+                "updated_at = :now_iso, order_id = :order_id, "
+                "#t = if_not_exists(#t, :total), "
+                "accepted_at = if_not_exists(accepted_at, :now_iso), "
+                "expires_at = if_not_exists(expires_at, :expires) "
+                "ADD attempts :one"
+            ),
+            # Unknown (the API's write was lost), not yet claimed, or its claimant's lease ran out.
+            "ConditionExpression": (
+                "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
+                "OR (#s = :paying AND lease_until < :now)"
+            ),
+            "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
+            "ExpressionAttributeValues": {
+                ":paying": _s(Status.PAYING),
+                ":pending": _s(Status.PENDING),
+                ":accepted": _s(Status.ACCEPTED),
+                ":token": _s(token),
+                ":lease": _n(now + lease_seconds),
+                ":now": _n(now),
+                ":now_iso": _s(_now_iso()),
+                ":order_id": _s(order.order_id),
+                ":total": _n(order.total),
+                ":expires": _n(int(now) + RETENTION_SECONDS),
+                ":one": _n(1),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _paid_update(self, order_id: str, token: str, payment_ms: float) -> Update:
+        now = _now_iso()
+        return {
+            "TableName": self._table,
+            "Key": _order_key(order_id),
+            "UpdateExpression": (
+                "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
+                "REMOVE claim_token, lease_until ADD payments :one"
+            ),
+            "ConditionExpression": "#s = :paying AND claim_token = :token",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":paid": _s(Status.PAID),
+                ":now": _s(now),
+                ":ms": _n(round(payment_ms, 3)),
+                ":one": _n(1),
+                ":paying": _s(Status.PAYING),
+                ":token": _s(token),
+            },
+        }
+
+    async def _apply(self, update: Update) -> dict[str, Any] | None:
+        """One conditional update; None when applied, else the item the condition saw ({})."""
+        spec = {k: v for k, v in update.items() if k != "TableName"}
+        try:
+            await self._call("update_item", **spec)
+        except ClientError as exc:
+            return _old_item(exc) or {}
+        return None
+
+    async def _apply_many(self, updates: list[Update]) -> list[dict[str, Any] | None]:
+        """Conditional updates in one TransactWriteItems call (one per item, each judged alone).
+
+        A transaction is all or nothing, so when some conditions fail the others are sent
+        again without them; every round settles at least one item.
+        """
+        if len(updates) == 1:
+            return [await self._apply(updates[0])]
+        results: list[dict[str, Any] | None] = [None] * len(updates)
+        todo = list(range(len(updates)))
+        for _ in range(len(updates) + 3):
+            if not todo:
+                break
+            try:
+                await self._call_transact([updates[i] for i in todo])
+                return results
+            except _Cancelled as cancelled:
+                retry = []
+                for i, reason in zip(todo, cancelled.reasons, strict=True):
+                    if reason.get("Code") == "ConditionalCheckFailed":
+                        results[i] = reason.get("Item") or {}
+                    else:
+                        retry.append(i)  # applied nothing; conflicts and throttles go again
+                todo = retry
+        if todo:
+            raise StateUnavailable("transaction kept being cancelled")
+        return results
+
+    async def _call_transact(self, updates: list[Update]) -> None:
+        try:
+            await self._db.transact_write_items(
+                TransactItems=[{"Update": u} for u in updates]  # type: ignore[typeddict-item]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                reasons: Any = exc.response.get("CancellationReasons", [])
+                raise _Cancelled(list(reasons)) from None
+            raise StateUnavailable(f"transact_write_items: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StateUnavailable(f"transact_write_items: {exc}") from exc
+
+    async def claim(self, order: OrderMessage, lease_seconds: float) -> Claim:
+        """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
+        return (await self.claim_many([order], lease_seconds))[0]
+
+    async def claim_many(self, orders: list[OrderMessage], lease_seconds: float) -> list[Claim]:
+        """Claim several orders in one call.
+
+        A transaction may touch an item once, so an order_id repeated in the batch (a duplicate
+        delivery) is claimed once; its twins are refused with what its own claim saw.
+        """
+        first: dict[str, int] = {}
+        for i, order in enumerate(orders):
+            first.setdefault(order.order_id, i)
+        unique = sorted(first.values())
+        tokens = {i: uuid.uuid4().hex for i in unique}
+        updates = [self._claim_update(orders[i], tokens[i], lease_seconds) for i in unique]
+        won: dict[int, Claim] = {}
+        for i, old in zip(unique, await self._apply_many(updates), strict=True):
+            won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
+        claims = []
+        for i, order in enumerate(orders):
+            j = first[order.order_id]
+            claims.append(won[j] if i == j else Claim(False, "", won[j].record))
+        return claims
+
+    async def mark_paid(self, order_id: str, token: str, payment_ms: float) -> bool:
+        return (await self.mark_paid_many([(order_id, token, payment_ms)]))[0]
+
+    async def mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
+        """Record payments; False where the claim was no longer held (it was taken over)."""
+        updates = [self._paid_update(*p) for p in paid]
+        return [old is None for old in await self._apply_many(updates)]
+
+    async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
+        now = _now_iso()
+        return await self._update(
+            order_id,
+            "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason "
+            "REMOVE claim_token, lease_until",
+            "#s = :paying AND claim_token = :token",
+            failed=_s(Status.FAILED),
+            now=_s(now),
+            reason=_s(reason[:500]),
+            paying=_s(Status.PAYING),
+            token=_s(token),
+        )
+
+    async def release(self, order_id: str, token: str, reason: str | None = None) -> bool:
+        """Give a claim back (transient failure, shutdown): the next delivery may pay."""
+        update = "SET #s = :accepted, updated_at = :now REMOVE claim_token, lease_until"
+        values: dict[str, Any] = {
+            "accepted": _s(Status.ACCEPTED),
+            "now": _s(_now_iso()),
+            "paying": _s(Status.PAYING),
+            "token": _s(token),
+        }
+        if reason:
+            update = update.replace("REMOVE", ", last_error = :reason REMOVE")
+            values["reason"] = _s(reason[:500])
+        return await self._update(
+            order_id, update, "#s = :paying AND claim_token = :token", **values
+        )

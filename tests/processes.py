@@ -1,0 +1,103 @@
+"""Run a service as a real subprocess and follow its JSON log lines (lifecycle tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+Event = dict[str, Any]
+
+
+class ServiceProcess:
+    """`python -m MODULE` with a given environment; its stdout parsed line by line."""
+
+    def __init__(self, module: str, env: Mapping[str, str]) -> None:
+        self.module = module
+        self.env = dict(env)
+        self.events: list[Event] = []
+        self.stderr = b""
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._new_line = asyncio.Event()
+
+    async def start(self) -> ServiceProcess:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        async for line in self._proc.stdout:
+            try:
+                self.events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                self.events.append(
+                    {"event": "non_json_line", "line": line.decode(errors="replace")}
+                )
+            self._new_line.set()
+        self._new_line.set()
+
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], *, count: int = 1, timeout: float = 30
+    ) -> list[Event]:
+        """Wait until `count` log events match; fail if the process ends or time runs out."""
+
+        async def matched() -> list[Event]:
+            while True:
+                found = [e for e in self.events if predicate(e)]
+                if len(found) >= count:
+                    return found
+                assert self._reader is not None
+                if self._reader.done():
+                    raise AssertionError(f"{self.module} exited; events: {self.events[-5:]}")
+                self._new_line.clear()
+                await self._new_line.wait()
+
+        return await asyncio.wait_for(matched(), timeout)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30) -> int:
+        assert self._proc is not None and self._proc.stderr is not None
+        self.stderr = await asyncio.wait_for(self._proc.stderr.read(), timeout)
+        code = await asyncio.wait_for(self._proc.wait(), timeout)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def stop(self) -> None:
+        """Make sure the process is gone (test teardown)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def run_to_exit(module: str, env: Mapping[str, str], timeout: float = 30) -> tuple[int, str]:
+    """Run a module that should exit by itself; return its exit code and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()

@@ -1,0 +1,165 @@
+"""Real worker processes stopped the hard way (kill -9) and the ECS way (SIGTERM under load)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from services.common.orders import OrderStore, Status
+from services.common.settings import AwsSettings
+from services.common.topology import Topology, create_topology
+
+from .conftest import queue_counts, service_env, unique_names
+from .processes import ServiceProcess
+from .test_worker import publish_orders
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+
+
+def worker_env(aws: AwsSettings, topology: Topology, **extra: str) -> dict[str, str]:
+    defaults = {"WAIT_TIME_SECONDS": "1", "RETRY_BACKOFF_SECONDS": "0"}
+    return service_env(
+        aws,
+        ORDER_QUEUE_URL=topology.queue_url,
+        ORDERS_TABLE=topology.table,
+        **(defaults | extra),
+    )
+
+
+async def all_paid(store: OrderStore, ids: set[str], timeout: float = 90) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            records = [await store.get(order_id) for order_id in ids]
+            if all(r is not None and r.status == Status.PAID for r in records):
+                return
+            await asyncio.sleep(0.5)
+
+
+def paid_counts(*workers: ServiceProcess) -> Counter[str]:
+    return Counter(e["order_id"] for w in workers for e in w.events if e["event"] == "order_paid")
+
+
+async def test_kill_9_mid_payment_loses_nothing_and_pays_once(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, dynamodb: DynamoDBClient
+):
+    topology = await create_topology(aws, unique_names(visibility_timeout=3))
+    store = OrderStore(dynamodb, topology.table)
+    env = worker_env(
+        aws, topology, NUM_WORKERS="10", PAYMENT_SECONDS="1", PAYMENT_TIMEOUT_SECONDS="2"
+    )
+    ids = await publish_orders(sns, topology, 30)
+    first = await ServiceProcess("services.worker", env).start()
+    second = ServiceProcess("services.worker", env)
+    try:
+        # Some orders paid, ten more mid-payment: then the process dies without a word.
+        await first.wait_for(lambda e: e["event"] == "order_paid", count=5)
+        first.signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+        assert not any(e["event"] == "worker_stopped" for e in first.events)
+        # The messages it held come back after their visibility timeout, and the claims it
+        # left behind expire with their lease: the next worker pays every remaining order.
+        await second.start()
+        await all_paid(store, ids)
+        await asyncio.sleep(1)  # let its last deletes land
+        second.signal(signal.SIGTERM)
+        assert await second.wait() == 0
+    finally:
+        await first.stop()
+        await second.stop()
+    # A process killed between DynamoDB's write and its own log line leaves no `order_paid`
+    # line for that order: the table's payment counter is the ledger, the logs a subset of it.
+    counts = paid_counts(first, second)
+    assert set(counts) <= ids
+    assert max(counts.values()) == 1
+    for order_id in ids:
+        record = await store.get(order_id)
+        assert record is not None and record.payments == 1
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+
+async def test_sigterm_under_load_finishes_payments_and_loses_nothing(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, store: OrderStore
+):
+    env = worker_env(
+        aws,
+        topology,
+        NUM_WORKERS="20",
+        PAYMENT_SECONDS="1",
+        SHUTDOWN_GRACE_SECONDS="5",
+        WAIT_TIME_SECONDS="20",
+    )
+    ids = await publish_orders(sns, topology, 60)
+    worker = await ServiceProcess("services.worker", env).start()
+    try:
+        await worker.wait_for(lambda e: e["event"] == "order_paid", count=20)
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait(timeout=15) == 0
+    finally:
+        await worker.stop()
+    stopped = worker.events[-1]
+    assert stopped["event"] == "worker_stopped"
+    assert stopped["paid"] >= 20
+    # Payments in flight finished within the grace; what was received but not started
+    # (polls that landed as the signal came) went straight back to the queue.
+    assert stopped["received"] == stopped["paid"] + stopped["handed_back"], str(stopped)
+    # Nothing is left invisible: what was paid is deleted, the rest was never taken.
+    visible, in_flight = await queue_counts(sqs, topology.queue_url)
+    assert in_flight == 0
+    assert visible == 60 - stopped["paid"], str(stopped)
+
+    rest = await ServiceProcess(
+        "services.worker", env | {"BURST": "1", "WAIT_TIME_SECONDS": "1"}
+    ).start()
+    try:
+        assert await rest.wait(timeout=60) == 0
+    finally:
+        await rest.stop()
+    counts = paid_counts(worker, rest)
+    assert set(counts) == ids and max(counts.values()) == 1
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+
+async def test_sigterm_with_short_grace_hands_payments_back(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, store: OrderStore
+):
+    env = worker_env(
+        aws,
+        topology,
+        NUM_WORKERS="10",
+        PAYMENT_SECONDS="3",
+        SHUTDOWN_GRACE_SECONDS="0.5",
+    )
+    ids = await publish_orders(sns, topology, 10)
+    worker = await ServiceProcess("services.worker", env).start()
+    try:
+        await worker.wait_for(lambda e: e["event"] == "worker_started")
+        for _ in range(100):
+            if (await queue_counts(sqs, topology.queue_url))[1] == 10:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # the payments are under way, and far from done
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait(timeout=10) == 0
+    finally:
+        await worker.stop()
+    stopped = worker.events[-1]
+    assert (stopped["paid"], stopped["handed_back"]) == (0, 10)
+    # Handed back, not stuck: all ten are visible again at once, and their claims released.
+    assert await queue_counts(sqs, topology.queue_url) == (10, 0)
+    for order_id in ids:
+        record = await store.get(order_id)
+        assert record is not None and record.status == Status.ACCEPTED
+
+    rest = await ServiceProcess(
+        "services.worker", env | {"BURST": "1", "PAYMENT_SECONDS": "0.2"}
+    ).start()
+    try:
+        assert await rest.wait(timeout=60) == 0
+    finally:
+        await rest.stop()
+    assert set(paid_counts(rest)) == ids

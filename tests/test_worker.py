@@ -1,0 +1,178 @@
+"""The worker against a real (local) SQS: both strategies, concurrency, deletes, poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from services.common.messages import OrderMessage, OrderRequest, encode_message
+from services.common.payment import PaymentSettings
+from services.common.settings import AwsSettings
+from services.common.topology import Topology
+from services.worker.batcher import delete_batcher
+from services.worker.stats import WorkerStats
+from services.worker.worker import open_worker
+
+from .conftest import order_body, queue_counts, worker_settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+
+STRATEGIES = ["per-task", "batched"]
+
+
+async def publish_orders(sns: SNSClient, topology: Topology, count: int) -> set[str]:
+    """Publish `count` valid orders through SNS, as the API does; return their ids."""
+    ids: set[str] = set()
+    for start in range(0, count, 10):
+        entries = []
+        for i in range(start, min(count, start + 10)):
+            message = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+            ids.add(message.order_id)
+            entries.append({"Id": str(i), "Message": encode_message(message)})
+        await sns.publish_batch(TopicArn=topology.topic_arn, PublishBatchRequestEntries=entries)
+    return ids
+
+
+async def run_burst(aws: AwsSettings, topology: Topology, **overrides: Any) -> Any:
+    """Run a worker until the queue is empty; return its stats and the log events it wrote."""
+    settings = worker_settings(aws, topology, burst=True, **overrides)
+    with capture_logs() as logs:
+        async with open_worker(settings) as worker:
+            stats = await asyncio.wait_for(worker.run(), timeout=60)
+    return stats, logs
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_every_order_is_paid_once_and_deleted(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, strategy: str
+):
+    ids = await publish_orders(sns, topology, 25)
+    stats, logs = await run_burst(aws, topology, receive_strategy=strategy, num_workers=10)
+
+    paid = [e for e in logs if e["event"] == "order_paid"]
+    assert sorted(e["order_id"] for e in paid) == sorted(ids)
+    for event in paid:
+        assert event["payment_ms"] >= 200
+        assert event["queue_ms"] >= 0
+        assert event["receive_count"] == 1
+    assert stats.paid == 25
+    assert stats.delete_failures == 0
+    # Deleted, not merely hidden: nothing visible and nothing in flight.
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_concurrency_reaches_num_workers_exactly(
+    aws: AwsSettings, sns: SNSClient, topology: Topology, strategy: str
+):
+    await publish_orders(sns, topology, 60)
+    # Long enough payments that every slot fills before the first one frees.
+    stats, _ = await run_burst(
+        aws,
+        topology,
+        receive_strategy=strategy,
+        num_workers=25,
+        payment=PaymentSettings(seconds=1.0, timeout=5),
+    )
+    assert stats.paid == 60
+    assert stats.max_in_flight == 25
+
+
+async def test_batched_needs_far_fewer_requests_than_per_task(
+    aws: AwsSettings, sns: SNSClient, topology: Topology
+):
+    await publish_orders(sns, topology, 40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    assert stats.paid == 40
+    # How full each batch gets depends on timing; that batches hold many does not.
+    assert stats.receive_calls <= 40 / 2
+    assert stats.delete_calls <= 40 / 2
+    assert stats.sqs_requests / stats.paid < 1
+
+
+async def test_delete_batcher_sends_ten_per_call(sqs: SQSClient, topology: Topology):
+    for i in range(25):
+        await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=str(i))
+    handles = []
+    while len(handles) < 25:
+        got = await sqs.receive_message(QueueUrl=topology.queue_url, MaxNumberOfMessages=10)
+        handles += [m["ReceiptHandle"] for m in got.get("Messages", [])]
+    stats = WorkerStats()
+    batcher = delete_batcher(sqs, topology.queue_url, stats)
+    results = await asyncio.gather(*(batcher.submit(h) for h in handles))
+    await batcher.close()
+    assert results == [None] * 25
+    assert stats.delete_calls == 3  # 10 + 10 at once, the last 5 after the linger
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+
+async def test_per_task_makes_a_request_per_receive_and_delete(
+    aws: AwsSettings, sns: SNSClient, topology: Topology
+):
+    await publish_orders(sns, topology, 20)
+    stats, _ = await run_burst(aws, topology, receive_strategy="per-task", num_workers=5)
+    assert stats.paid == 20
+    assert stats.delete_calls == 20
+    assert stats.sqs_requests / stats.paid >= 2
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_undecodable_message_goes_to_dlq_and_worker_goes_on(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, strategy: str
+):
+    await sqs.send_message(QueueUrl=topology.queue_url, MessageBody="{not an order")
+    await sqs.send_message(QueueUrl=topology.queue_url, MessageBody='{"v": 99}')
+    ids = await publish_orders(sns, topology, 3)
+
+    settings = worker_settings(aws, topology, receive_strategy=strategy, num_workers=4)
+    with capture_logs() as logs:
+        async with open_worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            # Handed back at once, each poison message is received maxReceiveCount times
+            # and then moved to the DLQ by SQS itself.
+            for _ in range(100):
+                visible, in_flight = await queue_counts(sqs, topology.queue_url)
+                dlq = await queue_counts(sqs, topology.dlq_url)
+                if (visible, in_flight, dlq[0]) == (0, 0, 2):
+                    break
+                await asyncio.sleep(0.2)
+            worker.stop()
+            stats = await running
+
+    assert not running.exception()
+    assert {e["order_id"] for e in logs if e["event"] == "order_paid"} == ids
+    undecodable = [e for e in logs if e["event"] == "message_undecodable"]
+    assert {e["code"] for e in undecodable} == {"invalid_json", "unsupported_version"}
+    assert stats.undecodable == len(undecodable) >= 2
+    got = await sqs.receive_message(QueueUrl=topology.dlq_url, MaxNumberOfMessages=10)
+    assert sorted(m["Body"] for m in got["Messages"]) == ['{"v": 99}', "{not an order"]
+
+
+async def test_stop_abandons_long_polls_at_once(aws: AwsSettings, topology: Topology):
+    settings = worker_settings(aws, topology, wait_time_seconds=20, num_workers=30)
+    async with open_worker(settings) as worker:
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.5)  # every receiver is now inside a 20 s long poll
+        worker.stop()
+        # Far less than the 20 s poll: stop does not wait for pending receives.
+        stats = await asyncio.wait_for(running, timeout=5)
+    assert stats.receive_calls >= 1
+    assert stats.paid == 0
+
+
+async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
+    aws: AwsSettings, sns: SNSClient, topology: Topology, store: Any
+):
+    ids = await publish_orders(sns, topology, 40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    assert stats.paid == 40
+    # One claim call per receive and one transaction per batch of paid-marks, not two per order.
+    assert stats.state_batches <= 40 / 2
+    for order_id in ids:
+        record = await store.get(order_id)
+        assert record.status == "paid" and record.payments == 1
