@@ -74,20 +74,23 @@ data "aws_iam_policy_document" "api_task" {
     resources = [aws_kms_key.this.arn]
   }
   statement {
+    # DeleteItem: a pending order whose publish failed is forgotten (services/common/orders.py).
     sid       = "OrderState"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     resources = [aws_dynamodb_table.orders.arn]
   }
 }
 
 data "aws_iam_policy_document" "worker_task" {
   statement {
-    # DeleteMessageBatch and ChangeMessageVisibilityBatch are authorized by these same actions.
+    # DeleteMessageBatch and ChangeMessageVisibilityBatch are authorized by these same actions;
+    # GetQueueAttributes reads the visibility timeout and maxReceiveCount at start.
     sid       = "DrainOrders"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
     resources = [aws_sqs_queue.orders.arn]
   }
   statement {
+    # Paid-marks go in TransactWriteItems batches, authorized as the UpdateItems inside them.
     sid       = "OrderState"
     actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.orders.arn]

@@ -30,7 +30,7 @@ def _healthcheck(api: Service, tmp: Path) -> int:
 async def test_api_cmd_serves_passes_healthcheck_and_stops_on_sigterm(
     aws: AwsSettings, topology: Topology, tmp_path: Path
 ) -> None:
-    env = service_env(aws, ORDER_TOPIC_ARN=topology.topic_arn, PORT=str(free_port()))
+    env = service_env(aws, **topology.env(), PORT=str(free_port()))
     with Service("api", env, tmp_path) as api:
         await api.wait_for(lambda line: line.get("event") == "api_starting")
         for _ in range(100):
@@ -47,7 +47,7 @@ async def test_api_cmd_serves_passes_healthcheck_and_stops_on_sigterm(
 async def test_worker_cmd_stops_cleanly_on_sigterm(
     aws: AwsSettings, topology: Topology, tmp_path: Path
 ) -> None:
-    env = service_env(aws, ORDER_QUEUE_URL=topology.queue_url, WAIT_TIME_SECONDS="20")
+    env = service_env(aws, **topology.env(), WAIT_TIME_SECONDS="20")
     with Service("worker", env, tmp_path) as worker:
         await worker.wait_for(lambda line: line.get("event") == "worker_started")
         # SIGTERM mid long-poll: the worker abandons the poll and exits 0 at once.

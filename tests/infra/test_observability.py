@@ -49,6 +49,7 @@ async def journey(
         queue_url=topology.queue_url,
         dlq_url=topology.dlq_url,
         tmp=tmp_path_factory.mktemp("journey"),
+        extra_env={"ORDERS_TABLE": topology.table},
     )
 
 
