@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .images import DOCKERFILES, ROOT, final_stage, image, instructions
+from .images import DOCKERFILES, ROOT, image, instructions
 from .tf import TERRAFORM_DIR, Terraform
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
@@ -85,5 +85,5 @@ def test_image_shape(name: str) -> None:
     assert built.user is not None and built.user not in {"0", "root"}
     assert (built.healthcheck is not None) == (name == "api")
     # Only the runtime dependencies: the dev/bench/localaws extras never get installed.
-    installs = [a for k, a in final_stage(dockerfile) + instructions(dockerfile) if k == "RUN"]
+    installs = [args for keyword, args in instructions(dockerfile) if keyword == "RUN"]
     assert not any("[" in run or "-e " in run for run in installs), installs
