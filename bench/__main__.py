@@ -1,14 +1,3 @@
-"""`python -m bench`: placeholder until the bench scenarios land."""
+from bench.cli import main
 
-from __future__ import annotations
-
-import sys
-
-
-def main() -> int:
-    print("bench: no scenarios yet", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+raise SystemExit(main())

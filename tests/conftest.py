@@ -11,6 +11,8 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient, TestServer
 
+# Re-exported for the tests: (visible, in flight) on a queue, the same helper the bench uses.
+from bench.queue import queue_counts as queue_counts
 from localaws.process import FAKE_CREDENTIALS, local_aws_process
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -159,18 +161,6 @@ async def api(aws: AwsSettings, topology: Topology) -> AsyncIterator[TestClient[
     """The real aiohttp app on a real loopback socket, publishing to this test's topic."""
     async with TestClient(TestServer(create_app(api_settings(aws, topology)))) as client:
         yield client
-
-
-async def queue_counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
-    """(visible, in flight) messages on a queue."""
-    got = await sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    attrs = got["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 def order_body(**overrides: Any) -> dict[str, Any]:

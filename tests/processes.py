@@ -23,7 +23,13 @@ class ServiceProcess:
         self.stderr = b""
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._stderr_reader: asyncio.Task[None] | None = None
         self._new_line = asyncio.Event()
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     async def start(self) -> ServiceProcess:
         self._proc = await asyncio.create_subprocess_exec(
@@ -35,7 +41,15 @@ class ServiceProcess:
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
+        # Drained as it comes: a child that writes more than a pipe buffer to an unread stderr
+        # (aiohttp logs a traceback per malformed request there) would block mid-write.
+        self._stderr_reader = asyncio.create_task(self._read_stderr())
         return self
+
+    async def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        async for line in self._proc.stderr:
+            self.stderr += line
 
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -72,8 +86,8 @@ class ServiceProcess:
         self._proc.send_signal(sig)
 
     async def wait(self, timeout: float = 30) -> int:
-        assert self._proc is not None and self._proc.stderr is not None
-        self.stderr = await asyncio.wait_for(self._proc.stderr.read(), timeout)
+        assert self._proc is not None and self._stderr_reader is not None
+        await asyncio.wait_for(asyncio.shield(self._stderr_reader), timeout)
         code = await asyncio.wait_for(self._proc.wait(), timeout)
         if self._reader is not None:
             await self._reader
@@ -84,8 +98,8 @@ class ServiceProcess:
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
             await self._proc.wait()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        readers = [r for r in (self._reader, self._stderr_reader) if r is not None]
+        await asyncio.gather(*readers, return_exceptions=True)
 
 
 async def run_to_exit(module: str, env: Mapping[str, str], timeout: float = 30) -> tuple[int, str]:

@@ -212,15 +212,26 @@ async def test_sns_rejecting_publish_gives_503(
 
 
 @pytest.mark.parametrize(
-    ("table", "code"), [(None, "queue_unavailable"), ("orders", "state_unavailable")]
+    ("table", "key", "code"),
+    [
+        (None, None, "queue_unavailable"),
+        ("orders", None, "queue_unavailable"),  # unkeyed orders publish first
+        ("orders", "k-1", "state_unavailable"),  # keyed ones are recorded pending first
+    ],
 )
 async def test_unreachable_aws_gives_503(
-    aws: AwsSettings, topology: Topology, unused_tcp_port: int, table: str | None, code: str
+    aws: AwsSettings,
+    topology: Topology,
+    unused_tcp_port: int,
+    table: str | None,
+    key: str | None,
+    code: str,
 ):
     # Nothing listens on this port: every connection is refused, SNS's and DynamoDB's alike.
     dead = AwsSettings(region=aws.region, endpoint_url=f"http://127.0.0.1:{unused_tcp_port}")
     settings = api_settings(dead, topology, publish_timeout=2.0, orders_table=table)
+    headers = {"Idempotency-Key": key} if key else {}
     async with TestClient(TestServer(create_app(settings))) as client:
-        resp = await client.post("/orders/async", json=order_body())
+        resp = await client.post("/orders/async", json=order_body(), headers=headers)
         await _error(resp, 503, code)
         assert resp.headers["Retry-After"].isdigit()

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
+from services.common.topology import Topology, ensure_table
 
 from .conftest import order_body, queue_counts
 from .test_worker import run_burst
@@ -176,3 +176,16 @@ async def test_idempotency_key_must_be_printable_ascii(api: Client):
         resp = await api.post("/orders/async", json=order_body(), headers={"Idempotency-Key": key})
         assert resp.status == 400, key
         assert (await resp.json())["error"]["code"] == "invalid_idempotency_key"
+
+
+async def test_state_outage_after_publish_still_accepts_and_the_worker_records_it(
+    api: Client, aws: AwsSettings, dynamodb: Any, topology: Topology, store: OrderStore
+):
+    await dynamodb.delete_table(TableName=topology.table)
+    status, body, _ = await _post(api, "/orders/async", order_body())
+    # SNS acknowledged it, so it is durably queued: a 202, even with the state store down.
+    assert status == 202
+    await ensure_table(dynamodb, topology.table)
+    await run_burst(aws, topology)
+    record = await store.get(body["order_id"])
+    assert record is not None and record.status == Status.PAID and record.payments == 1

@@ -27,6 +27,9 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout,
+        # aiohttp arms this timer when a connection opens and re-arms it only after a response,
+        # so it also bounds how long a client may take to send its headers (slowloris).
+        keepalive_timeout=settings.idle_timeout,
         access_log=None,  # the middleware writes one canonical line per request instead
         print=None,
     )

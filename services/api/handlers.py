@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.logging import get_logger
@@ -21,7 +22,13 @@ from services.common.messages import (
     encode_message,
     parse_order_request,
 )
-from services.common.orders import OrderRecord, OrderStore, Status, request_hash
+from services.common.orders import (
+    OrderRecord,
+    OrderStore,
+    StateUnavailable,
+    Status,
+    request_hash,
+)
 from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
@@ -35,6 +42,12 @@ RETRY_AFTER = "1"
 # Printable ASCII, as the IETF Idempotency-Key draft suggests; long enough for any UUID scheme.
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 OPENAPI = Path(__file__).with_name("openapi.json")
+# Content codings aiohttp decodes without optional packages; it passes any other through
+# undecoded, which would then be parsed as if it were plain JSON.
+CONTENT_CODINGS = frozenset({"identity", "gzip", "deflate"})
+# Not an answer anyone receives: the canonical log line's status when the client went away
+# mid-body (nginx's convention), so a hang-up is not counted as a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _outage(code: str, message: str) -> ApiError:
@@ -44,6 +57,11 @@ def _outage(code: str, message: str) -> ApiError:
 async def _read_order(request: web.Request) -> OrderRequest:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in CONTENT_CODINGS:
+        raise ApiError(
+            415, "unsupported_media_type", "Content-Encoding must be gzip, deflate or identity"
+        )
     settings = request.app[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -53,7 +71,16 @@ async def _read_order(request: web.Request) -> OrderRequest:
         async with asyncio.timeout(settings.body_timeout):
             body = await request.read()
     except web.HTTPRequestEntityTooLarge:
+        # Also a compressed body whose decoded size passes the limit (a zip bomb): aiohttp
+        # decodes as it reads, so no more than about the limit is ever held.
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes") from None
+    except RequestPayloadError:
+        # The body's framing or coding is corrupt (bad gzip data, a broken chunk).
+        raise ApiError(400, "invalid_json", "body could not be decoded") from None
+    except ConnectionResetError:
+        raise ApiError(
+            CLIENT_CLOSED_REQUEST, "client_closed_request", "the client left before its body"
+        ) from None
     except TimeoutError:
         raise ApiError(
             408, "request_timeout", f"body not received within {settings.body_timeout:g} s"
@@ -129,7 +156,12 @@ async def create_order_async(request: web.Request) -> web.Response:
     order = OrderMessage.accept(wanted)
     store = request.app[ORDERS]
     settings = request.app[SETTINGS]
-    if store is not None:
+    # Only a request that names itself (a key, or its own order_id) can be a retry: only those
+    # pay for the pending write that lets a retry find it. Others cost one write, after SNS.
+    keyed = store is not None and (
+        wanted.order_id is not None or "Idempotency-Key" in request.headers
+    )
+    if store is not None and keyed:
         order, existing = await _register(request, store, order, wanted)
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         if existing is not None and existing.status != Status.PENDING:
@@ -140,7 +172,7 @@ async def create_order_async(request: web.Request) -> web.Response:
             and _age_seconds(existing.updated_at) < 2 * settings.publish_timeout
         ):
             raise _in_progress()
-        # A pending order older than that lost its publish (an outage answered 503): retry it.
+        # A pending order older than that lost its publish (the API died mid-way): retry it.
     structlog.contextvars.bind_contextvars(order_id=order.order_id)
     try:
         async with asyncio.timeout(settings.publish_timeout):
@@ -150,12 +182,20 @@ async def create_order_async(request: web.Request) -> web.Response:
     except (BotoCoreError, ClientError, TimeoutError) as exc:
         # No 202 unless SNS acknowledged: the client must know the order was not queued.
         log.error("publish_failed", error=type(exc).__name__, detail=str(exc))
-        if store is not None:
+        if store is not None and keyed:
             # Not accepted after all: a retry (same key or order_id) starts afresh.
             await store.forget_pending(order.order_id)
         raise _outage("queue_unavailable", "the order could not be queued; retry later") from None
     if store is not None:
-        await store.mark_accepted(order.order_id)
+        try:
+            if keyed:
+                await store.mark_accepted(order.order_id)
+            else:
+                await store.record_accepted(order)
+        except StateUnavailable as exc:
+            # The order is queued all the same, so it is accepted: the worker's claim writes
+            # its state when it takes it, and GET finds it from then on.
+            log.warning("state_unavailable", detail=str(exc))
     log.info("order_accepted", total=order.total, items=len(order.items))
     return _accepted_response(order.order_id, order.total)
 

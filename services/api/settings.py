@@ -33,6 +33,9 @@ class ApiSettings:
     """PUBLISH_TIMEOUT_SECONDS: past this an SNS publish counts as failed (503)."""
     shutdown_timeout: float = 10.0
     """SHUTDOWN_TIMEOUT_SECONDS: how long in-flight requests may finish after SIGTERM."""
+    idle_timeout: float = 75.0
+    """IDLE_TIMEOUT_SECONDS: a connection without a complete request for this long is closed
+    (an idle keep-alive, or a client that stalls in the middle of its headers)."""
     log_level: str = "info"
 
     @classmethod
@@ -55,6 +58,9 @@ class ApiSettings:
             ),
             shutdown_timeout=env_float(
                 environ, "SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout, minimum=0, maximum=120
+            ),
+            idle_timeout=env_float(
+                environ, "IDLE_TIMEOUT_SECONDS", cls.idle_timeout, minimum=0.1, maximum=3600
             ),
             log_level=log_level(environ),
         )

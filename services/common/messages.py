@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,16 +27,22 @@ from pydantic import (
 MESSAGE_VERSION = 1
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$"
+_UUID = re.compile(_UUID_PATTERN)
+# The largest integer the JSON parser (orjson) reads as an integer; past it comes a float.
+MAX_CUSTOMER_ID = 2**64 - 1
+# DynamoDB numbers cannot be smaller in magnitude than this, and the order total is stored as
+# one: a smaller non-zero price would make the client's order an outage (503), not a 400.
+MIN_NONZERO_PRICE = 1e-130
 
 
 def _customer_id(value: object) -> int | str:
     # bool is an int subclass in Python but never a customer id on the wire.
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CUSTOMER_ID:
         return value
     if isinstance(value, str) and 1 <= len(value) <= 64:
         return value
-    raise ValueError("must be an integer >= 1 or a string of 1 to 64 characters")
+    raise ValueError("must be an integer from 1 to 2**64-1 or a string of 1 to 64 characters")
 
 
 def _order_id(value: object) -> str:
@@ -50,7 +57,7 @@ CustomerId = Annotated[
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": MAX_CUSTOMER_ID},
                 {"type": "string", "minLength": 1, "maxLength": 64},
             ]
         }
@@ -58,8 +65,30 @@ CustomerId = Annotated[
 ]
 # Lax only in the container: a JSON array becomes an immutable tuple; the items stay strict.
 Items = Annotated[tuple["OrderItem", ...], Field(min_length=1, max_length=100, strict=False)]
+# The pattern, not `format: uuid`: hyphens are optional on the way in (canonical on the way out).
 OrderId = Annotated[
-    str, PlainValidator(_order_id), WithJsonSchema({"type": "string", "format": "uuid"})
+    str, PlainValidator(_order_id), WithJsonSchema({"type": "string", "pattern": _UUID_PATTERN})
+]
+
+
+def _storable_price(value: float) -> float:
+    if 0 < value < MIN_NONZERO_PRICE:
+        raise ValueError(f"must be 0 or at least {MIN_NONZERO_PRICE:g}")
+    return value
+
+
+Price = Annotated[
+    float,
+    Field(ge=0, le=1_000_000),
+    AfterValidator(_storable_price),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1_000_000,
+            "not": {"exclusiveMinimum": 0, "exclusiveMaximum": MIN_NONZERO_PRICE},
+        }
+    ),
 ]
 
 
@@ -68,7 +97,7 @@ class OrderItem(BaseModel):
 
     product_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     quantity: Annotated[int, Field(ge=1, le=1000)]
-    price: Annotated[float, Field(ge=0, le=1_000_000)]
+    price: Price
     """Unit price."""
 
 
@@ -133,7 +162,8 @@ def _from_validation_error(exc: ValidationError) -> InvalidInput:
     first = exc.errors(include_url=False)[0]
     field = _field_path(first["loc"])
     # Items are a JSON array on the wire; pydantic speaks of the tuple we keep them in.
-    message = str(first["msg"]).removeprefix("Value error, ").replace("uple", "rray")
+    message = str(first["msg"]).removeprefix("Value error, ")
+    message = message.replace("Tuple", "Array").replace("tuple", "array")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
     elif first["type"] == "missing":
@@ -160,8 +190,16 @@ def parse_order_request(raw: bytes) -> OrderRequest:
         raise _from_validation_error(exc) from None
 
 
+# SQS accepts only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF in a message
+# body. orjson escapes the control characters but writes U+FFFE and U+FFFF (valid in a client's
+# JSON string) raw, and SNS could not deliver such an order to the queue after its 202.
+_NOT_FOR_SQS = re.compile("[\ufffe\uffff]")
+
+
 def encode_message(message: OrderMessage) -> str:
-    return orjson.dumps(message.model_dump(mode="json")).decode()
+    encoded = orjson.dumps(message.model_dump(mode="json")).decode()
+    # The JSON escape decodes to the same character, so the message means the same.
+    return _NOT_FOR_SQS.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
 
 
 def decode_message(body: bytes | str) -> OrderMessage:

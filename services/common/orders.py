@@ -262,6 +262,30 @@ class OrderStore:
             now=_s(_now_iso()),
         )
 
+    async def record_accepted(self, order: OrderMessage) -> None:
+        """Record an order SNS has acknowledged; a worker that got there first keeps its state."""
+        now = _now_iso()
+        await self._call(
+            "update_item",
+            Key=_order_key(order.order_id),
+            UpdateExpression=(
+                "SET #s = if_not_exists(#s, :accepted), order_id = :order_id, "
+                "#t = if_not_exists(#t, :total), customer_id = :customer, "
+                "accepted_at = if_not_exists(accepted_at, :now), "
+                "updated_at = if_not_exists(updated_at, :now), "
+                "expires_at = if_not_exists(expires_at, :expires)"
+            ),
+            ExpressionAttributeNames={"#s": "status", "#t": "total"},
+            ExpressionAttributeValues={
+                ":accepted": _s(Status.ACCEPTED),
+                ":order_id": _s(order.order_id),
+                ":total": _n(order.total),
+                ":customer": _s(str(order.customer_id)),
+                ":now": _s(now),
+                ":expires": _n(int(time.time()) + RETENTION_SECONDS),
+            },
+        )
+
     async def forget_pending(self, order_id: str) -> None:
         """Remove an order whose publish failed, so nothing claims it was accepted."""
         # Already moved on, or unreachable: then it stays pending, which is never shown.

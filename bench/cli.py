@@ -1,0 +1,220 @@
+"""`python -m bench [SCENARIO] [--quick|--full] [--out DIR] [--json PATH]`.
+
+Each scenario is a module with add_arguments(parser), run(args) -> dict, report(result) -> str
+and main(argv); optionally charts(result, out_dir) -> list of PNG file names. Without a
+scenario the whole suite runs, one scenario after the other, into one report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from .markdown import targets_table
+
+# Order matters for the suite: `plan` checks itself against the `flash-sale` run before it.
+SCENARIOS = {
+    "compare": "bench.compare",
+    "scaling": "bench.scaling",
+    "flash-sale": "bench.flash_sale",
+    "plan": "bench.plan",
+    "receive": "bench.receive",
+    "soak": "bench.soak",
+    # Written with the fast local AWS and merged separately: absent on some branches.
+    "emulator": "bench.emulator",
+}
+DEFAULT_OUT = Path(__file__).parent / "results"
+
+
+def load(name: str) -> ModuleType | None:
+    """The scenario's module, imported only when asked for; None if this branch lacks it."""
+    module = SCENARIOS[name]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick",
+        dest="quick",
+        action="store_true",
+        default=True,
+        help="short runs and payments, whole suite in about 5 minutes (default)",
+    )
+    mode.add_argument(
+        "--full", dest="quick", action="store_false", help="the reference report's own settings"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="report and charts go here (%(default)s)"
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="The sync-vs-async experiment, on this machine."
+    )
+    add_common(parser)
+    subparsers = parser.add_subparsers(dest="scenario", metavar="SCENARIO")
+    for name in SCENARIOS:
+        module = load(name)
+        doc = (module.__doc__ or "").strip().splitlines()[0] if module else "not on this branch"
+        # `resolve`: a scenario may redefine a common flag without breaking the whole CLI.
+        sub = subparsers.add_parser(name, help=doc, description=doc, conflict_handler="resolve")
+        add_common(sub)
+        if module is not None:
+            module.add_arguments(sub)
+    return parser
+
+
+def scenario_args(name: str, common: argparse.Namespace) -> argparse.Namespace:
+    """A scenario's defaults, with the suite's common flags applied."""
+    args = build_parser().parse_args([name])
+    args.quick, args.out, args.json = common.quick, common.out, None
+    return args
+
+
+def _git_commit() -> str | None:
+    try:
+        got = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return got.stdout.strip()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, and how busy it was."""
+    return {
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": _git_commit(),
+    }
+
+
+def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    module = load(name)
+    if module is None:
+        return {"skipped": f"bench/{SCENARIOS[name].split('.')[1]}.py is not on this branch yet"}
+    print(f"== {name} ({'quick' if args.quick else 'full'})", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    result: dict[str, Any] = module.run(args)
+    result["wall_seconds"] = round(time.monotonic() - started, 1)
+    draw = getattr(module, "charts", None)
+    if draw is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        result["charts"] = draw(result, args.out)
+    return result
+
+
+def section(name: str, result: dict[str, Any]) -> str:
+    """A scenario's Markdown: its own report, then its charts."""
+    if "skipped" in result:
+        return f"## {name}\n\nSkipped: {result['skipped']}.\n"
+    if "error" in result:
+        return f"## {name}\n\n**Failed:** `{result['error']}`\n"
+    module = load(name)
+    assert module is not None
+    text: str = module.report(result).rstrip() + "\n"
+    for chart in result.get("charts", []):
+        text += f"\n![{name}: {Path(chart).stem}]({chart})\n"
+    return text
+
+
+def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The whole report: how it was made, every target, then each scenario."""
+    load_start, load_end = (
+        meta["machine_start"]["load_average"],
+        meta["machine_end"]["load_average"],
+    )
+    lines = [
+        "# orderflow bench",
+        "",
+        f"`{meta['command']}` ({meta['mode']}), commit `{meta['machine_start']['commit']}`, "
+        f"{meta['machine_start']['time_utc']}, {meta['machine_start']['cpus']} CPUs, "
+        f"load average {load_start[0]} at the start and {load_end[0]} at the end, "
+        f"{meta['wall_seconds']} s in all.",
+        "",
+    ]
+    targets = [t for result in results.values() for t in result.get("targets", [])]
+    if targets:
+        lines += ["## Targets", "", targets_table(targets), ""]
+    lines += [section(name, result) for name, result in results.items()]
+    return "\n".join(lines)
+
+
+def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) -> int:
+    started, meta_start = time.monotonic(), machine()
+    results: dict[str, dict[str, Any]] = {}
+    code = 0
+    for name in names:
+        args = common if getattr(common, "scenario", None) == name else scenario_args(name, common)
+        args.suite_results = results
+        try:
+            results[name] = run_scenario(name, args)
+        except Exception as exc:
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            code = 1
+    meta = {
+        "command": command,
+        "mode": "quick" if common.quick else "full",
+        "machine_start": meta_start,
+        "machine_end": machine(),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    text = render(results, meta)
+    common.out.mkdir(parents=True, exist_ok=True)
+    report_path = common.out / "report.md"
+    report_path.write_text(text)
+    print(text)
+    print(f"report: {report_path}", file=sys.stderr)
+    if common.json is not None:
+        common.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"meta": meta, "scenarios": results}
+        common.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        print(f"json: {common.json}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command = " ".join(["python -m bench", *argv])
+    if args.scenario is None:
+        return run_suite(list(SCENARIOS), args, command)
+    if load(args.scenario) is None:
+        print(f"bench: {args.scenario} is not on this branch yet", file=sys.stderr)
+        return 2
+    return run_suite([args.scenario], args, command)
+
+
+def scenario_main(name: str, argv: Sequence[str] | None = None) -> int:
+    """A scenario module's main(): `python -m bench.NAME ARGS` = `python -m bench NAME ARGS`."""
+    return main([name, *(sys.argv[1:] if argv is None else argv)])

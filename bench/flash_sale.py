@@ -1,0 +1,239 @@
+"""flash-sale: open-loop arrivals at a fixed rate (60 orders/s) on async, then on sync.
+
+Async: every order's fate is traced by id, from the API's 202 to the worker's `order_paid`
+line; the queue's depth is sampled throughout and until it drains. Sync: the same arrivals
+against /orders/sync with a client timeout, which is what a customer at the checkout sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from services.common.settings import AwsSettings
+
+from .capacity import plan
+from .charts import queue_depth
+from .load import OpenLoopRun, open_loop
+from .markdown import table, target
+from .queue import sampling
+from .stack import (
+    WorkerRun,
+    api_process,
+    local_aws,
+    new_topology,
+    poll_until,
+    sqs_client,
+    wait_until_paid,
+    worker_process,
+)
+from .stats import summarize
+
+TARGET_WAIT_SECONDS = 0.1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=60.0, help="orders per second")
+    parser.add_argument("--duration", type=float, help="seconds of arrivals (quick 10, full 60)")
+    parser.add_argument("--payment-seconds", type=float, default=3.0)
+    parser.add_argument("--slots", type=int, help="worker slots (default: what `plan` gives)")
+    parser.add_argument(
+        "--target-wait",
+        type=float,
+        default=TARGET_WAIT_SECONDS,
+        help="mean wait for a free slot the planned slots aim at (s)",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="client timeout (s)")
+
+
+def duration(args: argparse.Namespace) -> float:
+    return float(args.duration or (10 if args.quick else 60))
+
+
+def _outcomes(load: OpenLoopRun, ok: int) -> dict[str, Any]:
+    answered = [o for o in load.outcomes if o.status == ok]
+    return {
+        "sent": len(load.outcomes),
+        "ok": len(answered),
+        "ok_pct": 100 * len(answered) / len(load.outcomes) if load.outcomes else None,
+        "timeouts": sum(1 for o in load.outcomes if o.error == "timeout"),
+        "errors": sum(1 for o in load.outcomes if o.status != ok and o.error != "timeout"),
+        "latency_ms": summarize([o.latency_ms for o in answered if o.latency_ms is not None]),
+        "generator_max_lag_ms": load.max_lag_ms,
+    }
+
+
+async def _async_sale(
+    aws: AwsSettings, url: str, queue_url: str, worker: WorkerRun, spec: dict[str, Any]
+) -> dict[str, Any]:
+    pay = spec["payment_seconds"]
+    async with sqs_client(aws) as sqs, sampling(sqs, queue_url, 0.25) as depth:
+        load = await open_loop(
+            url + "/orders/async",
+            rate=spec["rate"],
+            duration=spec["duration_s"],
+            request_timeout=spec["timeout_s"],
+            desc="flash sale /orders/async",
+        )
+        accepted = {o.order_id for o in load.outcomes if o.status == 202}
+        await wait_until_paid(worker, accepted, limit=max(30.0, 4 * pay))
+        # Paid is not yet drained: the deletes follow, so watch the queue empty too.
+        await poll_until(lambda: depth.empty_after(load.ended) is not None, 2 * pay + 5)
+    paid = [p for p in worker.paid if p.order_id in accepted]
+    empty_at = depth.empty_after(load.ended)
+    result = _outcomes(load, 202)
+    result |= {
+        "accepted": len(accepted),
+        "paid": len({p.order_id for p in paid}),
+        "lost": len(accepted - {p.order_id for p in paid}),
+        "paid_twice": len(paid) - len({p.order_id for p in paid}),
+        "drain_s": empty_at - load.ended if empty_at is not None else None,
+        "last_paid_s": max(p.at for p in paid) - load.ended if paid else None,
+        "queue_wait_ms": summarize([p.queue_ms for p in paid]),
+        "mean_payment_ms": sum(p.payment_ms for p in paid) / len(paid) if paid else None,
+        "max_visible": depth.max_visible(load.started, load.ended),
+        "depth": depth.as_dict(load.started),
+        "arrivals_s": load.ended - load.started,
+    }
+    return result
+
+
+def sale(spec: dict[str, Any], *, with_sync: bool) -> dict[str, Any]:
+    """Run the flash sale described by `spec` (see settings in run()) and collect everything."""
+    pay = spec["payment_seconds"]
+    with local_aws() as aws:
+        topology = asyncio.run(new_topology(aws, "flash"))
+        with api_process(aws, topology.topic_arn, pay) as url:
+            with worker_process(
+                aws, topology.queue_url, slots=spec["slots"], payment_seconds=pay, grace_seconds=pay
+            ) as worker:
+                result: dict[str, Any] = {
+                    "async": asyncio.run(_async_sale(aws, url, topology.queue_url, worker, spec))
+                }
+            result["async"]["worker"] = worker.stopped
+            if with_sync:
+                sync = asyncio.run(
+                    open_loop(
+                        url + "/orders/sync",
+                        rate=spec["rate"],
+                        duration=spec["duration_s"],
+                        request_timeout=spec["timeout_s"],
+                        desc="flash sale /orders/sync",
+                    )
+                )
+                result["sync"] = _outcomes(sync, 200)
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    planned = plan(args.rate, args.payment_seconds, args.target_wait)
+    spec = {
+        "rate": args.rate,
+        "duration_s": duration(args),
+        "payment_seconds": args.payment_seconds,
+        "slots": args.slots or planned.slots,
+        "timeout_s": args.timeout,
+        "target_wait_s": args.target_wait,
+    }
+    result = {"settings": spec, "plan": planned.as_dict()} | sale(spec, with_sync=True)
+    a = result["async"]
+    result["targets"] = [
+        target("flash sale: orders accepted", a["ok_pct"], "==", 100, "%"),
+        target("flash sale: accepted orders never paid", a["lost"], "==", 0),
+        target(
+            "flash sale: drain after arrivals stop",
+            a["drain_s"],
+            "<=",
+            2 * args.payment_seconds,
+            "s",
+            f"{spec['slots']} slots",
+        ),
+    ]
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    s, a = result["settings"], result["async"]
+    rows = []
+    for name, r in (("async", a), ("sync", result.get("sync"))):
+        if r is None:
+            continue
+        lat = r["latency_ms"]
+        rows.append(
+            [name, r["sent"], r["ok_pct"], r["timeouts"], r["errors"], lat["p50"], lat["p99"]]
+        )
+    drain = a["drain_s"]
+    lines = [
+        "## flash-sale: open-loop arrivals",
+        "",
+        f"{s['rate']:g} orders/s for {s['duration_s']:g} s (open loop: sent on schedule, answered "
+        f"or not), payment {s['payment_seconds']:g} s, {s['slots']} worker slots, client "
+        f"timeout {s['timeout_s']:g} s.",
+        "",
+        table(["endpoint", "sent", "answered %", "timeouts", "errors", "p50 ms", "p99 ms"], rows),
+        "",
+        table(
+            [
+                "accepted",
+                "paid",
+                "lost",
+                "paid twice",
+                "max waiting",
+                "drained after s",
+                "last paid after s",
+            ],
+            [
+                [
+                    a["accepted"],
+                    a["paid"],
+                    a["lost"],
+                    a["paid_twice"],
+                    a["max_visible"],
+                    drain,
+                    a["last_paid_s"],
+                ]
+            ],
+            digits=2,
+        ),
+        "",
+        f"Slots needed: Little's law floor {result['plan']['min_slots']}, planned "
+        f"{result['plan']['slots']}, used {s['slots']}; at most "
+        f"{(a.get('worker') or {}).get('max_in_flight', '-')} payments ran at once. "
+        f"Wait from acceptance to payment: p50 {a['queue_wait_ms']['p50'] or 0:,.0f} ms, "
+        f"p99 {a['queue_wait_ms']['p99'] or 0:,.0f} ms.",
+    ]
+    if "sync" in result:
+        sync = result["sync"]
+        lines += [
+            "",
+            f"A sync customer waits {(sync['latency_ms']['p50'] or 0) / 1000:,.1f} s at the "
+            f"median for an answer; {sync['timeouts']} of {sync['sent']} gave up after "
+            f"{s['timeout_s']:g} s. An async customer waits "
+            f"{a['latency_ms']['p50'] or 0:,.0f} ms.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+    d = result["async"]["depth"]
+    return [
+        queue_depth(
+            {f"{result['settings']['slots']} slots": (d["t"], d["visible"])},
+            out_dir / "flash-sale-queue-depth.png",
+            f"flash sale: {result['settings']['rate']:g} orders/s",
+            arrivals_end=result["async"]["arrivals_s"],
+            in_flight=(d["t"], d["in_flight"]),
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import scenario_main
+
+    return scenario_main("flash-sale", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

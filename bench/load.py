@@ -1,0 +1,108 @@
+"""Open-loop load: orders sent at a fixed rate whether or not earlier ones were answered.
+
+Closed-loop users (Locust's) slow down when the server does, which hides a slow server; a
+flash sale does not wait. Latency is measured from each request's *scheduled* send time, so
+a generator that falls behind shows up as latency instead of silently lowering the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from tqdm import tqdm
+
+from .stack import require_loopback
+
+# However high the rate, the bench never holds more connections than this.
+MAX_CONNECTIONS = 2000
+
+
+def schedule(rate: float, duration: float) -> list[float]:
+    """Send offsets (seconds from the start) of a fixed-rate run: rate x duration requests."""
+    if rate <= 0 or duration <= 0:
+        return []
+    count = round(rate * duration)
+    return [i / rate for i in range(count)]
+
+
+def order_body(order_id: str) -> bytes:
+    """The reference order, with an id chosen here so every order can be traced end to end."""
+    body = {
+        "order_id": order_id,
+        "customer_id": 1,
+        "items": [{"product_id": "sku-1", "quantity": 1, "price": 9.99}],
+    }
+    return orjson.dumps(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    order_id: str
+    scheduled: float
+    """Unix time the request was due to be sent."""
+    latency_ms: float | None
+    """From the scheduled send to the full answer; None when there was no answer."""
+    status: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLoopRun:
+    outcomes: list[Outcome]
+    started: float
+    ended: float
+    """Unix time the last request was due (the end of arrivals)."""
+    max_lag_ms: float
+    """How late the generator sent its most delayed request."""
+
+
+async def open_loop(
+    url: str, *, rate: float, duration: float, request_timeout: float, desc: str
+) -> OpenLoopRun:
+    """POST orders to `url`, `rate` a second for `duration` s, each given `request_timeout` s."""
+    require_loopback(url)
+    offsets = schedule(rate, duration)
+    limit = min(MAX_CONNECTIONS, math.ceil(rate * request_timeout) + 10)
+    connector = aiohttp.TCPConnector(limit=limit)
+    client_timeout = aiohttp.ClientTimeout(total=request_timeout)
+    headers = {"Content-Type": "application/json"}
+    outcomes: list[Outcome] = []
+    lag = 0.0
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+        with tqdm(total=len(offsets), desc=desc, unit="req", leave=False) as bar:
+
+            async def one(due: float) -> None:
+                order_id = str(uuid.uuid4())
+                status: int | None = None
+                error: str | None = None
+                latency: float | None = None
+                try:
+                    async with session.post(url, data=order_body(order_id), headers=headers) as r:
+                        await r.read()
+                        status = r.status
+                    latency = (time.time() - due) * 1000
+                except TimeoutError:
+                    error = "timeout"
+                except aiohttp.ClientError as exc:
+                    error = type(exc).__name__
+                outcomes.append(Outcome(order_id, due, latency, status, error))
+                bar.update(1)
+
+            started = time.time() + 0.05
+            tasks = []
+            for offset in offsets:
+                due = started + offset
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                lag = max(lag, time.time() - due)
+                tasks.append(asyncio.create_task(one(due)))
+            await asyncio.gather(*tasks)
+    ended = started + (offsets[-1] if offsets else 0.0)
+    return OpenLoopRun(outcomes, started, ended, round(lag * 1000, 3))

@@ -1,0 +1,309 @@
+"""soak: sustained load with payment failures and a worker restart midway; nothing lost.
+
+Open-loop arrivals on /orders/async with order state on (DynamoDB), a payment processor that
+fails transiently and declines at configured rates, and the worker stopped with SIGTERM and
+replaced halfway through. Afterwards every accepted order must be paid or failed (and then
+in the DLQ), none paid twice (the table's payment counter), and worker memory flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.session import get_session
+
+from services.common.aws import client_config
+from services.common.settings import AwsSettings
+from services.common.topology import Topology
+
+from .capacity import plan
+from .load import open_loop
+from .markdown import table, target
+from .queue import queue_counts
+from .stack import (
+    WorkerRun,
+    api_process,
+    local_aws,
+    new_topology,
+    sqs_client,
+    worker_process,
+)
+from .stats import summarize
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=20.0, help="orders per second")
+    parser.add_argument("--duration", type=float, help="seconds of arrivals (quick 30, full 300)")
+    parser.add_argument("--payment-seconds", type=float, help="quick 0.5, full 3")
+    parser.add_argument("--failure-rate", type=float, default=0.1, help="transient failures")
+    parser.add_argument("--decline-rate", type=float, default=0.02, help="declined payments")
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process, from /proc/PID/status."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def _sample_rss(
+    run: WorkerRun, samples: list[tuple[float, float]], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        value = rss_mb(run.pid)
+        if value is not None:
+            samples.append((time.time(), value))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _memory(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    """RSS after warm-up (the first quarter) against RSS at the end of the worker's run."""
+    values = [v for _, v in samples]
+    if len(values) < 4:
+        return {"samples": len(values)}
+    warm = statistics.median(values[len(values) // 4 : len(values) // 2])
+    end = statistics.median(values[-max(1, len(values) // 4) :])
+    return {
+        "samples": len(values),
+        "warm_mb": round(warm, 1),
+        "end_mb": round(end, 1),
+        "max_mb": round(max(values), 1),
+        "growth_pct": round(100 * (end - warm) / warm, 1),
+    }
+
+
+async def _states(db: DynamoDBClient, table_name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """status and payment count of each order, 100 keys per BatchGetItem."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 100):
+        keys: list[Any] = [{"pk": {"S": f"order#{i}"}} for i in ids[start : start + 100]]
+        request: Any = {table_name: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            got = await db.batch_get_item(RequestItems=request)
+            for item in got["Responses"].get(table_name, []):
+                found[item["order_id"]["S"]] = {
+                    "status": item["status"]["S"],
+                    "payments": int(item.get("payments", {}).get("N", "0")),
+                }
+            request = got.get("UnprocessedKeys") or None
+    return found
+
+
+async def _soak(
+    aws: AwsSettings, topology: Topology, url: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    pay = spec["payment_seconds"]
+    worker_env = {
+        "ORDERS_TABLE": topology.table,
+        "PAYMENT_FAILURE_RATE": str(spec["failure_rate"]),
+        "PAYMENT_DECLINE_RATE": str(spec["decline_rate"]),
+        "RETRY_BACKOFF_SECONDS": "1",
+        "PAYMENT_TIMEOUT_SECONDS": str(max(1.0, 3 * pay)),
+    }
+    workers: list[tuple[WorkerRun, list[tuple[float, float]]]] = []
+
+    async def start_worker() -> tuple[Any, WorkerRun]:
+        cm = worker_process(
+            aws,
+            topology.queue_url,
+            slots=spec["slots"],
+            payment_seconds=pay,
+            grace_seconds=2 * pay,
+            extra=worker_env,
+        )
+        run = await asyncio.to_thread(cm.__enter__)
+        return cm, run
+
+    stop_sampling = asyncio.Event()
+    load_task = asyncio.create_task(
+        open_loop(
+            url + "/orders/async",
+            rate=spec["rate"],
+            duration=spec["duration_s"],
+            request_timeout=10,
+            desc="soak /orders/async",
+        )
+    )
+    samplers = []
+    restart_at = time.time() + spec["duration_s"] / 2
+    for generation in range(2):
+        cm, run = await start_worker()
+        samples: list[tuple[float, float]] = []
+        workers.append((run, samples))
+        samplers.append(asyncio.create_task(_sample_rss(run, samples, stop_sampling)))
+        if generation == 0:
+            await asyncio.sleep(max(0.0, restart_at - time.time()))
+            # ECS's way: SIGTERM, payments in flight finish, the rest go back to the queue.
+            await asyncio.to_thread(cm.__exit__, None, None, None)
+    load = await load_task
+    accepted = [o.order_id for o in load.outcomes if o.status == 202]
+    async with sqs_client(aws) as sqs:
+        # Transient failures come back after backoff; declines go round to the DLQ.
+        async def settled() -> bool:
+            return await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+        deadline = time.monotonic() + 60 + 10 * pay
+        # A remote queue has no event to wait on: poll it.
+        while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        drained = await settled()
+        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
+    await asyncio.to_thread(cm.__exit__, None, None, None)
+    stop_sampling.set()
+    await asyncio.gather(*samplers)
+    async with get_session().create_client(
+        "dynamodb",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=4, read_timeout=30),
+    ) as db:
+        states = await _states(db, topology.table, accepted)
+    by_status: dict[str, int] = {}
+    for state in states.values():
+        by_status[state["status"]] = by_status.get(state["status"], 0) + 1
+    answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
+    return {
+        "sent": len(load.outcomes),
+        "accepted": len(accepted),
+        "rejected": len(load.outcomes) - len(accepted),
+        "paid": by_status.get("paid", 0),
+        "failed": by_status.get("failed", 0),
+        "unsettled": len(accepted) - by_status.get("paid", 0) - by_status.get("failed", 0),
+        "dlq": dlq_visible,
+        "paid_twice": sum(1 for s in states.values() if s["payments"] > 1),
+        "queue_drained": drained,
+        "api_latency_ms": summarize(answered),
+        "workers": [
+            {"stopped": run.stopped, "memory": _memory(samples), "paid": len(run.paid)}
+            for run, samples in workers
+        ],
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    pay = args.payment_seconds or (0.5 if args.quick else 3.0)
+    spec = {
+        "rate": args.rate,
+        "duration_s": float(args.duration or (30 if args.quick else 300)),
+        "payment_seconds": pay,
+        # Retries add load on top of arrivals: plan for the rate they make together.
+        "slots": plan(args.rate * (1 + 2 * args.failure_rate), pay, 0.1).slots,
+        "failure_rate": args.failure_rate,
+        "decline_rate": args.decline_rate,
+    }
+    with local_aws() as aws:
+        topology = asyncio.run(new_topology(aws, "soak"))
+        extra = {"ORDERS_TABLE": topology.table}
+        with api_process(aws, topology.topic_arn, pay, extra) as url:
+            result = asyncio.run(_soak(aws, topology, url, spec))
+    growth = [w["memory"].get("growth_pct") for w in result["workers"]]
+    result = {"settings": spec} | result
+    result["targets"] = [
+        target("soak: accepted = paid + failed", result["unsettled"], "==", 0),
+        target("soak: failed orders in the DLQ", result["dlq"], "==", result["failed"]),
+        target("soak: orders paid twice", result["paid_twice"], "==", 0),
+        target(
+            "soak: worker memory growth after warm-up",
+            max((g for g in growth if g is not None), default=None),
+            "<=",
+            10,
+            "%",
+        ),
+    ]
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    rows = [
+        [
+            f"worker {i + 1}",
+            w["paid"],
+            (w["stopped"] or {}).get("failed"),
+            (w["stopped"] or {}).get("payment_retries"),
+            (w["stopped"] or {}).get("duplicates"),
+            (w["stopped"] or {}).get("handed_back"),
+            w["memory"].get("warm_mb"),
+            w["memory"].get("end_mb"),
+            w["memory"].get("growth_pct"),
+        ]
+        for i, w in enumerate(result["workers"])
+    ]
+    lat = result["api_latency_ms"]
+    return "\n".join(
+        [
+            "## soak: sustained load, payment failures, a worker restart",
+            "",
+            f"{s['rate']:g} orders/s for {s['duration_s']:g} s on /orders/async with order "
+            f"state on; payments {s['payment_seconds']:g} s, {100 * s['failure_rate']:g} % "
+            f"failing transiently, {100 * s['decline_rate']:g} % declined; "
+            f"{s['slots']} slots; the worker replaced (SIGTERM) halfway.",
+            "",
+            table(
+                [
+                    "sent",
+                    "accepted",
+                    "paid",
+                    "failed",
+                    "in DLQ",
+                    "unsettled",
+                    "paid twice",
+                    "API p50 ms",
+                    "API p99 ms",
+                ],
+                [
+                    [
+                        result["sent"],
+                        result["accepted"],
+                        result["paid"],
+                        result["failed"],
+                        result["dlq"],
+                        result["unsettled"],
+                        result["paid_twice"],
+                        lat.get("p50"),
+                        lat.get("p99"),
+                    ]
+                ],
+            ),
+            "",
+            table(
+                [
+                    "worker",
+                    "paid",
+                    "failed",
+                    "retries",
+                    "duplicates",
+                    "handed back",
+                    "RSS warm MB",
+                    "RSS end MB",
+                    "growth %",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import scenario_main
+
+    return scenario_main("soak", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

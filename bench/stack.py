@@ -1,0 +1,343 @@
+"""The pipeline under test, on this machine: local AWS, topology, API and worker processes.
+
+Every process the bench starts listens on or talks to 127.0.0.1 only, and is stopped by the
+context manager that started it, even when a scenario fails half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import orjson
+from aiobotocore.session import get_session
+from tqdm import tqdm
+
+from localaws.process import FAKE_CREDENTIALS, local_aws_process
+from services.common.aws import client_config
+from services.common.settings import AwsSettings
+from services.common.topology import Topology, TopologyNames, create_topology
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+
+LOOPBACK = "127.0.0.1"
+REGION = "us-east-1"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def require_loopback(url: str) -> str:
+    """Refuse any load target but 127.0.0.1: the bench must never load another machine."""
+    host = urlsplit(url).hostname
+    if host != LOOPBACK:
+        raise ValueError(f"the bench only targets {LOOPBACK}, not {host!r} ({url})")
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def local_aws() -> Iterator[AwsSettings]:
+    """Start the local AWS and point this process's AWS settings at it (restored after)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    with local_aws_process(LOOPBACK, 0) as endpoint:
+        require_loopback(endpoint)
+        for name in saved:
+            del os.environ[name]
+        aws = AwsSettings(region=REGION, endpoint_url=endpoint)
+        # The bench's own clients (topology, sampler, preload) must find the fake
+        # credentials and never a developer's real profile.
+        os.environ.update(_aws_env(aws))
+        try:
+            yield aws
+        finally:
+            for name in [k for k in os.environ if k.startswith("AWS_")]:
+                del os.environ[name]
+            os.environ.update(saved)
+
+
+def _aws_env(aws: AwsSettings) -> dict[str, str]:
+    """Every AWS_* variable a process on the bench needs: the local AWS, fake credentials."""
+    return FAKE_CREDENTIALS | {
+        "AWS_ENDPOINT_URL": aws.endpoint_url or "",
+        "AWS_DEFAULT_REGION": aws.region,
+        # No config or credentials file: a developer's profile can never be picked up.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
+def service_env(aws: AwsSettings, **extra: str) -> dict[str, str]:
+    """The environment of a service child process: local AWS, fake credentials, `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return env | _aws_env(aws) | {"PYTHONUNBUFFERED": "1"} | extra
+
+
+def unique_names(prefix: str) -> TopologyNames:
+    suffix = uuid.uuid4().hex[:8]
+    return TopologyNames(
+        topic=f"{prefix}-{suffix}", queue=f"{prefix}-{suffix}", dlq=f"{prefix}-dlq-{suffix}"
+    )
+
+
+async def new_topology(aws: AwsSettings, prefix: str) -> Topology:
+    return await create_topology(aws, unique_names(prefix))
+
+
+async def resubscribe(aws: AwsSettings, old: Topology, prefix: str) -> Topology:
+    """A fresh empty queue on the same topic (the old one unsubscribed): a clean run, same API."""
+    names = unique_names(prefix)
+    topic_name = old.topic_arn.rsplit(":", 1)[1]
+    fresh = await create_topology(
+        aws, TopologyNames(topic=topic_name, queue=names.queue, dlq=names.dlq)
+    )
+    async with sns_client(aws) as sns:
+        await sns.unsubscribe(SubscriptionArn=old.subscription_arn)
+    return fresh
+
+
+@asynccontextmanager
+async def sqs_client(aws: AwsSettings, pool_size: int = 20) -> AsyncIterator[SQSClient]:
+    async with get_session().create_client(
+        "sqs",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=pool_size, read_timeout=30),
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def sns_client(aws: AwsSettings) -> AsyncIterator[SNSClient]:
+    async with get_session().create_client(
+        "sns",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=4, read_timeout=30),
+    ) as client:
+        yield client
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def api_process(
+    aws: AwsSettings,
+    topic_arn: str,
+    payment_seconds: float,
+    extra: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Run `python -m services.api` on a free loopback port; yield its base URL once healthy."""
+    port = free_port()
+    env = service_env(
+        aws,
+        ORDER_TOPIC_ARN=topic_arn,
+        HOST=LOOPBACK,
+        PORT=str(port),
+        PAYMENT_SECONDS=str(payment_seconds),
+        **(extra or {}),
+    )
+    # The API writes two log lines per request; nobody reads them here, and a full pipe
+    # would stall it, so they go nowhere.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.api"], env=env, stdout=subprocess.DEVNULL
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        _wait_listening(proc, port, timeout=30)
+        yield url
+    finally:
+        _terminate(proc, timeout=15)
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with code {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the API did not listen on port {port} within {timeout:g} s")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (a zombie still has it), from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    fields = stat.rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+@dataclass
+class Paid:
+    order_id: str
+    at: float
+    """Unix time the payment finished (the log line's own timestamp)."""
+    queue_ms: float
+    payment_ms: float
+    receive_count: int
+
+
+@dataclass
+class WorkerRun:
+    """What a worker process reported on stdout, collected by a reader thread."""
+
+    pid: int
+    slots: int
+    started_at: float | None = None
+    cpu_at_start: float | None = None
+    cpu_at_exit: float | None = None
+    paid: list[Paid] = field(default_factory=list)
+    stopped: dict[str, Any] | None = None
+    other_events: dict[str, int] = field(default_factory=dict)
+    started: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """CPU spent from `worker_started` to exit: the work, without the interpreter's start."""
+        if self.cpu_at_start is None or self.cpu_at_exit is None:
+            return None
+        return self.cpu_at_exit - self.cpu_at_start
+
+    def paid_ids(self) -> set[str]:
+        return {p.order_id for p in self.paid}
+
+
+def _log_time(line: Mapping[str, Any]) -> float:
+    stamp = line.get("timestamp")
+    if isinstance(stamp, str):
+        return datetime.fromisoformat(stamp).timestamp()
+    return time.time()
+
+
+def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        event = line.get("event")
+        if event == "order_paid":
+            run.paid.append(
+                Paid(
+                    order_id=str(line["order_id"]),
+                    at=_log_time(line),
+                    queue_ms=float(line.get("queue_ms", 0.0)),
+                    payment_ms=float(line.get("payment_ms", 0.0)),
+                    receive_count=int(line.get("receive_count", 1)),
+                )
+            )
+        elif event == "worker_started":
+            run.cpu_at_start = cpu_seconds(proc.pid)
+            run.started_at = _log_time(line)
+            run.started.set()
+        elif event == "worker_stopped":
+            run.stopped = {k: v for k, v in line.items() if isinstance(v, int)}
+        else:
+            run.other_events[str(event)] = run.other_events.get(str(event), 0) + 1
+    # EOF: the process has exited but nobody has reaped it yet, so /proc still has its times.
+    run.cpu_at_exit = cpu_seconds(proc.pid)
+
+
+@contextmanager
+def worker_process(
+    aws: AwsSettings,
+    queue_url: str,
+    *,
+    slots: int,
+    payment_seconds: float,
+    strategy: str = "batched",
+    grace_seconds: float = 0.0,
+    extra: Mapping[str, str] | None = None,
+) -> Iterator[WorkerRun]:
+    """Run `python -m services.worker`; yield its live WorkerRun once it has started.
+
+    On exit the worker gets SIGTERM (`grace_seconds` for payments in flight), and the
+    WorkerRun then holds its `worker_stopped` counters and CPU time.
+    """
+    env = service_env(
+        aws,
+        ORDER_QUEUE_URL=queue_url,
+        NUM_WORKERS=str(slots),
+        PAYMENT_SECONDS=str(payment_seconds),
+        RECEIVE_STRATEGY=strategy,
+        SHUTDOWN_GRACE_SECONDS=str(grace_seconds),
+        **(extra or {}),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.worker"], env=env, stdout=subprocess.PIPE
+    )
+    run = WorkerRun(pid=proc.pid, slots=slots)
+    reader = threading.Thread(target=_read_worker, args=(proc, run), daemon=True)
+    reader.start()
+    try:
+        if not run.started.wait(timeout=30):
+            raise RuntimeError(f"the worker did not start (exit code {proc.poll()})")
+        yield run
+    finally:
+        # os.kill, not send_signal/poll: those reap an exited worker before the reader has
+        # read its CPU time; an unreaped pid cannot be reused, so the signal is safe.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        # Join the reader before reaping, so it can read the zombie's CPU time.
+        reader.join(timeout=grace_seconds + 30)
+        _terminate(proc, timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def poll_until(check: Callable[[], bool], limit: float, interval: float = 0.1) -> bool:
+    """Call `check` every `interval` s until it is true (True) or `limit` s ran out (False)."""
+    deadline = time.monotonic() + limit
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+
+
+async def wait_until_paid(run: WorkerRun, ids: set[str], limit: float) -> bool:
+    """Wait, with a progress bar, until the worker has paid every order in `ids`."""
+    with tqdm(total=len(ids), desc="waiting for payments", unit="order", leave=False) as bar:
+
+        def all_paid() -> bool:
+            done = len(ids & run.paid_ids())
+            bar.update(done - bar.n)
+            return done == len(ids)
+
+        return await poll_until(all_paid, limit)

@@ -1,0 +1,169 @@
+"""Reports render from result dicts alone (as read back from --json), and the CLI's shape."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import cli, compare, plan, receive, scaling
+from bench.capacity import plan as make_plan
+from bench.markdown import fmt, table, target, targets_table
+
+
+def test_table_aligns_numbers_right_and_formats_them() -> None:
+    text = table(["name", "n"], [["a", 1234], ["b", None]])
+    assert text.splitlines() == ["| name | n |", "| --- | ---: |", "| a | 1,234 |", "| b | - |"]
+
+
+def test_fmt_says_what_a_person_reads() -> None:
+    assert fmt(None) == "-"
+    assert fmt(True) == "yes"
+    assert fmt(3.14159, 2) == "3.14"
+    assert fmt(float("inf")) == "∞"
+
+
+def test_a_target_not_measured_is_not_met() -> None:
+    assert target("x", None, ">=", 1)["met"] is False
+    assert target("x", 0.2, "<=", 0.25)["met"] is True
+    assert target("x", 2, ">=", 2)["met"] is True
+    assert "**not met**" in targets_table([target("speed-up", 25.0, ">=", 300, "x")])
+
+
+def _latency(p50: float) -> dict[str, Any]:
+    return {"count": 10, "min": p50, "mean": p50, "p50": p50, "p95": p50, "p99": p50, "max": p50}
+
+
+def test_compare_report_states_the_speedup_and_the_reference() -> None:
+    endpoint = {"requests": 10, "failures": 0, "requests_per_s": 5.7, "latencies_ms": [1.0]}
+    result = {
+        "settings": {
+            "users": 20,
+            "spawn_rate": 10,
+            "duration_s": 60,
+            "pacing_s": 3.5,
+            "payment_seconds": 3.0,
+            "worker_slots": 100,
+        },
+        "endpoints": {
+            "/orders/sync": endpoint | {"latency_ms": _latency(3003.0)},
+            "/orders/async": endpoint | {"latency_ms": _latency(7.5)},
+        },
+        "speedup_p50": 400.4,
+        "async_accepted": 10,
+        "async_lost": 0,
+        "reference": compare.REFERENCE,
+    }
+    text = compare.report(result)
+    assert "400x faster" in text
+    assert "| reference sync (AWS) | 321 | 0 | 3,024.0 |" in text
+
+
+def test_scaling_report_marks_who_falls_behind() -> None:
+    def run(slots: int, end: int) -> dict[str, Any]:
+        return {
+            "slots": slots,
+            "capacity_per_s": slots / 3,
+            "processing_per_s": min(slots / 3, 6),
+            "depth_start": 0,
+            "depth_end": end,
+            "depth_max": end,
+            "keeps_up": end <= 6,
+            "depth": {"t": [0.0], "visible": [end], "in_flight": [0]},
+            "arrivals_s": 60.0,
+        }
+
+    result = {
+        "settings": {"slots": [1, 20], "rate": 6.0, "payment_seconds": 3.0, "duration_s": 60.0},
+        "runs": [run(1, 340), run(20, 0)],
+    }
+    rows = [line for line in scaling.report(result).splitlines() if line.startswith("| 1 ")]
+    assert rows and rows[0].endswith("| **no** |")
+    assert "| 20 | 6.67 |" in scaling.report(result)
+
+
+def test_receive_report_says_why_a_strategy_did_not_run() -> None:
+    result = {
+        "settings": {
+            "slots": 1000,
+            "payment_seconds": 3.0,
+            "waves": 2,
+            "backlog": 3000,
+            "time_limit_s": 30.0,
+            "strategies": ["per-task", "batched"],
+        },
+        "runs": {
+            "per-task": {
+                "strategy": "per-task",
+                "queued": 800,
+                "preload_s": 15.0,
+                "receive_probe_ms": 900.0,
+                "skipped": "one receive takes 900 ms",
+            },
+            "batched": {
+                "strategy": "batched",
+                "queued": 3000,
+                "preload_s": 2.0,
+                "receive_probe_ms": 2.0,
+                "drained": True,
+                "paid": 3000,
+                "requests_per_order": 0.2,
+                "worker": {"receive_calls": 300, "empty_receives": 1, "delete_calls": 300},
+            },
+        },
+    }
+    text = receive.report(result)
+    assert "`per-task` not run: one receive takes 900 ms." in text
+    assert "queued only 800 of 3,000" in text
+    assert "| batched | 3,000 | 3,000 |" in text
+
+
+def test_plan_report_without_a_check_is_just_the_plan() -> None:
+    result = {"plan": make_plan(60.0, 3.0, 0.1).as_dict(), "other_rates": [], "check": None}
+    text = plan.report(result)
+    assert "| 60.0 | 180.0 | 180 | 191 |" in text
+    assert "Checked against" not in text
+
+
+def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
+    meta = {
+        "command": "python -m bench",
+        "mode": "quick",
+        "machine_start": cli.machine(),
+        "machine_end": cli.machine(),
+        "wall_seconds": 1.0,
+    }
+    results = {
+        "plan": {
+            "plan": make_plan(6, 3, 0.1).as_dict(),
+            "other_rates": [],
+            "check": None,
+            "targets": [target("plan: holds", 1.0, "==", 1.0)],
+            "charts": ["plan.png"],
+        },
+        "emulator": {"skipped": "not on this branch"},
+        "receive": {"error": "RuntimeError: boom"},
+    }
+    text = cli.render(results, meta)
+    assert text.index("## Targets") < text.index("## plan")
+    assert "![plan: plan](plan.png)" in text
+    assert "Skipped: not on this branch." in text
+    assert "**Failed:** `RuntimeError: boom`" in text
+
+
+def test_every_scenario_is_a_subcommand_with_quick_as_the_default() -> None:
+    parser = cli.build_parser()
+    for name in cli.SCENARIOS:
+        args = parser.parse_args([name])
+        assert args.scenario == name
+        assert args.quick is True
+    assert parser.parse_args(["scaling", "--full"]).quick is False
+    assert parser.parse_args([]).scenario is None
+
+
+def test_a_scenario_missing_from_the_branch_loads_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(cli.SCENARIOS, "ghost", "bench.ghost_scenario")
+    assert cli.load("ghost") is None
+    assert "Skipped" in cli.section("ghost", cli.run_scenario("ghost", argparse.Namespace()))
