@@ -33,6 +33,10 @@ REGION = "us-east-1"
 
 @pytest.fixture(autouse=True)
 def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> None:
+    isolate_aws_env(monkeypatch, tmp_path_factory)
+
+
+def isolate_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> None:
     # A developer's ~/.aws or AWS_* variables must never steer a test toward a real account.
     for name in list(os.environ):
         if name.startswith("AWS_"):

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from services.common.logging import get_logger
+from services.common.metrics import HTTP_REQUEST, emf
 from services.common.orders import StateUnavailable
 
 log = get_logger()
@@ -95,5 +96,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         path=request.path,
         status=response.status,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **emf(HTTP_REQUEST),
     )
     return response

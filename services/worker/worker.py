@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.common.aws import client_config
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
+from services.common.metrics import ORDER_PAID, emf
 from services.common.orders import OrderRecord, OrderStore, StateUnavailable, Status
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
@@ -415,6 +416,7 @@ class Worker:
             queue_ms=round(max(0.0, job.started - job.order.accepted_at) * 1000, 3),
             receive_count=job.receive_count,
             mode="async",
+            **emf(ORDER_PAID),
         )
         await self._delete(job.message)
 

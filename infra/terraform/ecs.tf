@@ -1,0 +1,207 @@
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+locals {
+  # What both services read: where AWS resources are and how to log.
+  common_env = {
+    AWS_REGION   = var.aws_region
+    ORDERS_TABLE = aws_dynamodb_table.orders.name
+    LOG_LEVEL    = "info"
+  }
+
+  services = {
+    api = {
+      image     = local.api_image
+      cpu       = var.api_cpu
+      memory    = var.api_memory
+      task_role = local.role_arns["api-task"]
+      ports     = [{ containerPort = 8080, protocol = "tcp" }]
+      # ECS stops with SIGTERM: aiohttp finishes in-flight requests within SHUTDOWN_TIMEOUT.
+      stop_timeout = 30
+      environment = merge(local.common_env, {
+        ORDER_TOPIC_ARN          = aws_sns_topic.orders.arn
+        PORT                     = "8080"
+        PAYMENT_SECONDS          = tostring(var.payment_seconds)
+        SHUTDOWN_TIMEOUT_SECONDS = "10"
+      })
+    }
+    worker = {
+      image        = local.worker_image
+      cpu          = var.worker_cpu
+      memory       = var.worker_memory
+      task_role    = local.role_arns["worker-task"]
+      ports        = []
+      stop_timeout = local.worker_stop_timeout
+      environment = merge(local.common_env, {
+        ORDER_QUEUE_URL        = aws_sqs_queue.orders.url
+        NUM_WORKERS            = tostring(var.num_workers)
+        PAYMENT_SECONDS        = tostring(var.payment_seconds)
+        RECEIVE_STRATEGY       = var.receive_strategy
+        SHUTDOWN_GRACE_SECONDS = tostring(var.worker_shutdown_grace_seconds)
+      })
+    }
+  }
+}
+
+resource "aws_ecs_task_definition" "this" {
+  for_each = local.services
+
+  family                   = "${var.name}-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = each.value.cpu
+  memory                   = each.value.memory
+  execution_role_arn       = local.role_arns["ecs-execution"]
+  task_role_arn            = each.value.task_role
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([{
+    name                   = each.key
+    image                  = each.value.image
+    essential              = true
+    readonlyRootFilesystem = true
+    stopTimeout            = each.value.stop_timeout
+    portMappings           = each.value.ports
+    environment            = [for k in sort(keys(each.value.environment)) : { name = k, value = each.value.environment[k] }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.service[each.key].name
+        awslogs-region        = var.aws_region
+        awslogs-stream-prefix = each.key
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "api" {
+  name             = "${var.name}-api"
+  cluster          = aws_ecs_cluster.this.id
+  task_definition  = aws_ecs_task_definition.this["api"].arn
+  desired_count    = var.api_desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+
+  network_configuration {
+    subnets          = local.private_subnet_ids
+    security_groups  = [aws_security_group.api.id]
+    assign_public_ip = false
+  }
+
+  load_balancer {
+    target_group_arn = aws_lb_target_group.api.arn
+    container_name   = "api"
+    container_port   = 8080
+  }
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  depends_on = [aws_lb_listener.http]
+}
+
+resource "aws_ecs_service" "worker" {
+  name             = "${var.name}-worker"
+  cluster          = aws_ecs_cluster.this.id
+  task_definition  = aws_ecs_task_definition.this["worker"].arn
+  desired_count    = var.worker_min_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+
+  network_configuration {
+    subnets          = local.private_subnet_ids
+    security_groups  = [aws_security_group.worker.id]
+    assign_public_ip = false
+  }
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  # Autoscaling owns the count once the service exists.
+  lifecycle {
+    ignore_changes = [desired_count]
+  }
+}
+
+# --- autoscaling on backlog per task -----------------------------------------------------------
+
+resource "aws_appautoscaling_target" "worker" {
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.worker.name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = var.worker_min_count
+  max_capacity       = var.worker_max_count
+}
+
+# Visible messages ÷ running tasks, tracked toward what one task clears in the acceptable delay
+# (acceptable_delay_seconds ÷ payment_seconds × num_workers); see locals.backlog_target.
+resource "aws_appautoscaling_policy" "worker_backlog" {
+  name               = "${var.name}-worker-backlog-per-task"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.worker.service_namespace
+  resource_id        = aws_appautoscaling_target.worker.resource_id
+  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = local.backlog_target
+    scale_out_cooldown = 30
+    scale_in_cooldown  = 120
+
+    customized_metric_specification {
+      metrics {
+        id          = "visible"
+        return_data = false
+        metric_stat {
+          stat = "Sum"
+          metric {
+            namespace   = "AWS/SQS"
+            metric_name = "ApproximateNumberOfMessagesVisible"
+            dimensions {
+              name  = "QueueName"
+              value = aws_sqs_queue.orders.name
+            }
+          }
+        }
+      }
+      metrics {
+        id          = "tasks"
+        return_data = false
+        metric_stat {
+          stat = "Average"
+          metric {
+            namespace   = "ECS/ContainerInsights"
+            metric_name = "RunningTaskCount"
+            dimensions {
+              name  = "ClusterName"
+              value = aws_ecs_cluster.this.name
+            }
+            dimensions {
+              name  = "ServiceName"
+              value = aws_ecs_service.worker.name
+            }
+          }
+        }
+      }
+      metrics {
+        id          = "backlog_per_task"
+        label       = "Visible messages per running worker task"
+        expression  = "visible / tasks"
+        return_data = true
+      }
+    }
+  }
+}

@@ -1,0 +1,118 @@
+"""One order's life through the real API and worker processes, started from their images' CMDs.
+
+Used against the topology Terraform made (test_terraform_local_aws) and against a fresh one
+(test_observability): the log lines it returns are what the queries and EMF are checked against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from services.common.settings import AwsSettings
+
+from ..conftest import order_body, service_env
+from .images import Service
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+
+POISON = "this is not an order"
+
+
+@dataclass
+class Outcome:
+    order_id: str
+    exit_codes: dict[str, int]
+    dead_letters: list[str]
+    lines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def all_lines(self) -> list[dict[str, Any]]:
+        return [line for lines in self.lines.values() for line in lines]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _healthy(url: str, http: aiohttp.ClientSession, within: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            async with http.get(f"{url}/health") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.1)
+
+
+async def _drain(sqs: SQSClient, queue_url: str, within: float) -> list[str]:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        got = await sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        if got.get("Messages"):
+            return [m["Body"] for m in got["Messages"]]
+    return []
+
+
+async def order_journey(
+    aws: AwsSettings,
+    sns: SNSClient,
+    sqs: SQSClient,
+    *,
+    topic_arn: str,
+    queue_url: str,
+    dlq_url: str,
+    tmp: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Outcome:
+    """Pay one order, reject one bad request, dead-letter one poisoned message; stop both."""
+    port = free_port()
+    base = service_env(aws, **(extra_env or {}))
+    api_env = {**base, "ORDER_TOPIC_ARN": topic_arn, "PORT": str(port), "HOST": "127.0.0.1"}
+    worker_env = {
+        **base,
+        "ORDER_QUEUE_URL": queue_url,
+        "NUM_WORKERS": "4",
+        "PAYMENT_SECONDS": "0.2",
+        "WAIT_TIME_SECONDS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    url = f"http://127.0.0.1:{port}"
+    with Service("api", api_env, tmp) as api, Service("worker", worker_env, tmp) as worker:
+        async with aiohttp.ClientSession() as http:
+            await _healthy(url, http)
+            async with http.post(f"{url}/orders/async", json=order_body()) as resp:
+                assert resp.status == 202, await resp.text()
+                order_id = (await resp.json())["order_id"]
+            async with http.post(f"{url}/orders/async", json={"customer_id": 1}) as resp:
+                assert resp.status == 400, await resp.text()
+        await sns.publish(TopicArn=topic_arn, Message=POISON)
+
+        paid = await worker.wait_for(
+            lambda line: line.get("event") == "order_paid" and line.get("order_id") == order_id
+        )
+        assert paid["mode"] == "async"
+        # Handed back at once after each failed decode, the poison is received maxReceiveCount
+        # (5) times; the next receive moves it to the dead-letter queue.
+        await worker.wait_for(
+            lambda line: (
+                line.get("event") == "message_undecodable" and line.get("receive_count") == 5
+            ),
+            within=60,
+        )
+        dead = await _drain(sqs, dlq_url, within=30)
+        codes = {"api": api.terminate(), "worker": worker.terminate()}
+        return Outcome(order_id, codes, dead, {"api": api.lines, "worker": worker.lines})

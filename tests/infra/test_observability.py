@@ -1,0 +1,151 @@
+"""The Logs Insights queries and the EMF lines, checked against what the real services write."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import pytest
+
+from services.common.metrics import HTTP_REQUEST, ORDER_PAID, emf
+from services.common.settings import AwsSettings
+from services.common.topology import create_topology
+
+from ..conftest import unique_names
+from .scenario import Outcome, order_journey
+from .tf import TERRAFORM_DIR
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+
+QUERIES = sorted((TERRAFORM_DIR / "queries").glob("*.logsinsights"))
+SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
+
+# Logs Insights words that are not fields.
+_KEYWORDS = {
+    "fields", "filter", "stats", "sort", "by", "as", "asc", "desc", "and", "or", "not", "in",
+    "like", "limit", "display", "parse", "dedup",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def journey(
+    aws: AwsSettings,
+    sns: SNSClient,
+    sqs: SQSClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_aws_env: None,
+) -> Outcome:
+    topology = await create_topology(aws, unique_names())
+    return await order_journey(
+        aws,
+        sns,
+        sqs,
+        topic_arn=topology.topic_arn,
+        queue_url=topology.queue_url,
+        dlq_url=topology.dlq_url,
+        tmp=tmp_path_factory.mktemp("journey"),
+        extra_env={"ORDERS_TABLE": topology.table},
+    )
+
+
+def query_fields(query: str) -> tuple[set[str], set[str]]:
+    """(fields the query reads, event names it filters on); @-fields are built in."""
+    # Only a filter that names events and nothing else narrows the lines a field must be in.
+    events = set() if " or " in query else set(re.findall(r'\bevent\s*=\s*"([^"]+)"', query))
+    text = re.sub(r'"[^"]*"', " ", query)
+    aliases = set(re.findall(r"\bas\s+([A-Za-z_][\w.]*)", text))
+    names = set()
+    for match in re.finditer(r"(?<![\w@.])([A-Za-z_][\w.]*)(\s*\()?", text):
+        name, is_call = match.group(1), match.group(2)
+        if is_call or name in _KEYWORDS or name in aliases:
+            continue
+        names.add(name)
+    return names, events
+
+
+def emf_problems(line: dict[str, Any]) -> list[str]:
+    """Why `line` is not a valid EMF line: the schema, then the spec's target-member rules."""
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    problems = [error.message for error in validator.iter_errors(line)]
+    if problems:
+        return problems
+    for directive in line["_aws"]["CloudWatchMetrics"]:
+        for dimension_set in directive["Dimensions"]:
+            for name in dimension_set:
+                if not isinstance(line.get(name), str):
+                    problems.append(f"dimension {name!r} is not a string member of the line")
+        for metric in directive["Metrics"]:
+            value = line.get(metric["Name"])
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                problems.append(f"metric {metric['Name']!r} is not a numeric member of the line")
+    return problems
+
+
+def test_every_query_is_checked() -> None:
+    assert {q.stem for q in QUERIES} >= {
+        "throughput-per-minute",
+        "payment-and-queue-percentiles",
+        "errors-by-code",
+        "order-journey",
+    }
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda p: p.stem)
+def test_query_fields_exist_in_real_log_lines(query: Path, journey: Outcome) -> None:
+    fields, events = query_fields(query.read_text())
+    assert fields, "found no fields: the parser is broken"
+    lines = journey.all_lines()
+    candidates = [line for line in lines if not events or line.get("event") in events]
+    assert candidates, f"no log line has event in {events}"
+    missing = {name for name in fields if not any(name in line for line in candidates)}
+    assert not missing, f"{query.name}: no real log line has {sorted(missing)}"
+
+
+def test_order_journey_query_follows_one_order(journey: Outcome) -> None:
+    # Both services stamp the order's id, so filtering on it shows the API and the worker side.
+    services = {
+        line["service"] for line in journey.all_lines() if line.get("order_id") == journey.order_id
+    }
+    assert services == {"api", "worker"}
+
+
+def test_emf_lines_validate(journey: Outcome) -> None:
+    emf_lines = [line for line in journey.all_lines() if "_aws" in line]
+    events = {(line["service"], line["event"]) for line in emf_lines}
+    assert ("api", "http_request") in events
+    assert ("worker", "order_paid") in events
+    for line in emf_lines:
+        assert emf_problems(line) == [], line
+
+
+def test_emf_declares_the_metrics_of_each_line(journey: Outcome) -> None:
+    declared = {
+        line["event"]: {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        for line in journey.all_lines()
+        if "_aws" in line
+    }
+    assert declared["order_paid"] == set(ORDER_PAID)
+    assert declared["http_request"] == set(HTTP_REQUEST)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ({"service": "worker", "payment_ms": 1.0}, "'_aws' is a required property"),
+        ({**emf(ORDER_PAID), "service": "worker", "queue_ms": 1.0}, "'payment_ms' is not"),
+        ({**emf(ORDER_PAID), "payment_ms": 1, "queue_ms": 2}, "'service' is not a string"),
+        ({**emf({"x": "Millis"}), "service": "a", "x": 1}, "is not one of"),  # type: ignore[dict-item]
+        ({**emf(HTTP_REQUEST), "service": "api", "duration_ms": "3"}, "not a numeric"),
+    ],
+)
+def test_emf_check_rejects_invalid_lines(line: dict[str, Any], problem: str) -> None:
+    problems = emf_problems(line)
+    assert any(problem in p for p in problems), problems
