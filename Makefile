@@ -18,8 +18,8 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m localaws.stack
 
-## test: lint, type-check and the whole test suite
-test: lint pytest
+## test: lint, type-check, the test suite and the infra checks
+test: lint pytest infra-test
 
 lint: $(STAMP)
 	$(PY) -m ruff check services localaws bench tests

@@ -108,7 +108,8 @@ def _record(item: dict[str, Any]) -> OrderRecord:
         return float(item[name]["N"]) if name in item else None
 
     return OrderRecord(
-        order_id=item["order_id"]["S"],
+        # The key is on every item, whichever write made it.
+        order_id=item["pk"]["S"].removeprefix("order#"),
         status=Status(item["status"]["S"]),
         total=float(item["total"]["N"]),
         request_hash=item.get("request_hash", {}).get("S", ""),
