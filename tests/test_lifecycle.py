@@ -180,3 +180,26 @@ async def test_api_drains_in_flight_requests_on_sigterm(
         assert await api.wait(timeout=15) == 0
     finally:
         await api.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "wrong"),
+    [
+        ("ORDER_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:no-such-topic"),
+        ("ORDERS_TABLE", "no-such-table"),
+    ],
+)
+async def test_api_refuses_to_start_on_a_missing_topic_or_table(
+    aws: AwsSettings, topology: Topology, unused_tcp_port: int, setting: str, wrong: str
+):
+    env = service_env(
+        aws,
+        ORDER_TOPIC_ARN=topology.topic_arn,
+        ORDERS_TABLE=topology.table,
+        PORT=str(unused_tcp_port),
+        HOST="127.0.0.1",
+    )
+    code, stderr = await run_to_exit("services.api", env | {setting: wrong})
+    assert code == 2
+    [line] = stderr.strip().splitlines()
+    assert line.startswith(f"api: {setting} ") and wrong in line

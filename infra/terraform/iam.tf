@@ -63,8 +63,9 @@ data "aws_iam_policy_document" "execution" {
 
 data "aws_iam_policy_document" "api_task" {
   statement {
+    # GetTopicAttributes: the API checks its topic at start (and warms its client with it).
     sid       = "PublishOrders"
-    actions   = ["sns:Publish"]
+    actions   = ["sns:Publish", "sns:GetTopicAttributes"]
     resources = [aws_sns_topic.orders.arn]
   }
   statement {
@@ -74,9 +75,13 @@ data "aws_iam_policy_document" "api_task" {
     resources = [aws_kms_key.this.arn]
   }
   statement {
-    # DeleteItem: a pending order whose publish failed is forgotten (services/common/orders.py).
-    sid       = "OrderState"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    # DeleteItem: a pending order whose publish failed is forgotten (services/common/orders.py);
+    # DescribeTable: the start-up check of the table.
+    sid = "OrderState"
+    actions = [
+      "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+      "dynamodb:DescribeTable",
+    ]
     resources = [aws_dynamodb_table.orders.arn]
   }
 }

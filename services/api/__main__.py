@@ -22,17 +22,21 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, service="api")
     get_logger().info("api_starting", host=settings.host, port=settings.port)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout,
-        # aiohttp arms this timer when a connection opens and re-arms it only after a response,
-        # so it also bounds how long a client may take to send its headers (slowloris).
-        keepalive_timeout=settings.idle_timeout,
-        access_log=None,  # the middleware writes one canonical line per request instead
-        print=None,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+            # aiohttp arms this timer when a connection opens and re-arms it only after a
+            # response, so it also bounds how long a client may take to send its headers.
+            keepalive_timeout=settings.idle_timeout,
+            access_log=None,  # the middleware writes one canonical line per request instead
+            print=None,
+        )
+    except SettingsError as exc:  # a start-up check found the topic or table wrong
+        print(f"api: {exc}", file=sys.stderr)
+        return 2
     get_logger().info("api_stopped")
     return 0
 

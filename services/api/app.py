@@ -11,6 +11,7 @@ from services.common.aws import client_config
 from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
+from .checks import check_table, check_topic
 from .errors import error_middleware
 from .handlers import routes
 from .keys import ORDERS, PAYMENTS, SETTINGS, SNS
@@ -30,6 +31,7 @@ async def _sns_client(app: web.Application) -> AsyncIterator[None]:
         endpoint_url=settings.aws.endpoint_url,
         config=config,
     ) as sns:
+        await check_topic(sns, settings.topic_arn)
         app[SNS] = sns
         yield
 
@@ -47,6 +49,7 @@ async def _order_store(app: web.Application) -> AsyncIterator[None]:
         endpoint_url=settings.aws.endpoint_url,
         config=config,
     ) as dynamodb:
+        await check_table(dynamodb, settings.orders_table)
         app[ORDERS] = OrderStore(dynamodb, settings.orders_table)
         yield
 
