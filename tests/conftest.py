@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -70,42 +71,35 @@ def service_env(aws: AwsSettings, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-async def sqs(aws: AwsSettings) -> AsyncIterator[SQSClient]:
+@asynccontextmanager
+async def aws_client(aws: AwsSettings, service: str) -> AsyncIterator[Any]:
+    """A test's own client of the local AWS (the services open theirs themselves)."""
     async with get_session().create_client(
-        "sqs",
+        service,
         region_name=aws.region,
         endpoint_url=aws.endpoint_url,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         config=client_config(pool_size=20, read_timeout=30),
     ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def sqs(aws: AwsSettings) -> AsyncIterator[SQSClient]:
+    async with aws_client(aws, "sqs") as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 async def sns(aws: AwsSettings) -> AsyncIterator[SNSClient]:
-    async with get_session().create_client(
-        "sns",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=client_config(pool_size=20, read_timeout=30),
-    ) as client:
+    async with aws_client(aws, "sns") as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 async def dynamodb(aws: AwsSettings) -> AsyncIterator[DynamoDBClient]:
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=client_config(pool_size=20, read_timeout=30),
-    ) as client:
+    async with aws_client(aws, "dynamodb") as client:
         yield client
 
 

@@ -9,7 +9,8 @@ first customer does not pay for that.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -40,23 +41,20 @@ def _refuse(setting: str, value: str, exc: ClientError) -> SettingsError:
     return SettingsError(f"{setting} {value!r}: {error.get('Code')}: {error.get('Message')}")
 
 
-async def check_topic(sns: SNSClient, topic_arn: str) -> None:
+async def _check(target: str, setting: str, value: str, call: Coroutine[Any, Any, object]) -> None:
     try:
-        await sns.get_topic_attributes(TopicArn=topic_arn)
+        await call
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in _BAD_SETTING:
-            raise _refuse("ORDER_TOPIC_ARN", topic_arn, exc) from None
-        log.warning("startup_check_failed", target="sns", detail=str(exc))
+            raise _refuse(setting, value, exc) from None
+        log.warning("startup_check_failed", target=target, detail=str(exc))
     except BotoCoreError as exc:
-        log.warning("startup_check_failed", target="sns", detail=str(exc))
+        log.warning("startup_check_failed", target=target, detail=str(exc))
+
+
+async def check_topic(sns: SNSClient, topic_arn: str) -> None:
+    await _check("sns", "ORDER_TOPIC_ARN", topic_arn, sns.get_topic_attributes(TopicArn=topic_arn))
 
 
 async def check_table(dynamodb: DynamoDBClient, table: str) -> None:
-    try:
-        await dynamodb.describe_table(TableName=table)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _BAD_SETTING:
-            raise _refuse("ORDERS_TABLE", table, exc) from None
-        log.warning("startup_check_failed", target="dynamodb", detail=str(exc))
-    except BotoCoreError as exc:
-        log.warning("startup_check_failed", target="dynamodb", detail=str(exc))
+    await _check("dynamodb", "ORDERS_TABLE", table, dynamodb.describe_table(TableName=table))

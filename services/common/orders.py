@@ -183,6 +183,19 @@ class OrderStore:
         got = await self._call("get_item", Key=_order_key(order_id), ConsistentRead=True)
         return _record(got["Item"]) if "Item" in got else None
 
+    async def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """Put `item` unless its key exists: None when put, else the item found ({} if unsaid)."""
+        try:
+            await self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            return _old_item(exc) or {}
+        return None
+
     async def bind_idempotency_key(
         self, key: str, order_id: str, fingerprint: str
     ) -> tuple[str, str]:
@@ -193,21 +206,13 @@ class OrderStore:
             "request_hash": _s(fingerprint),
             "expires_at": _n(int(time.time()) + RETENTION_SECONDS),
         }
-        try:
-            await self._call(
-                "put_item",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            old = _old_item(exc)
-            if not old:
-                old = (
-                    await self._call("get_item", Key={"pk": _s(f"idem#{key}")}, ConsistentRead=True)
-                )["Item"]
-            return old["order_id"]["S"], old["request_hash"]["S"]
-        return order_id, fingerprint
+        old = await self._put_new(item)
+        if old is None:
+            return order_id, fingerprint
+        if not old:
+            key_item = {"pk": _s(f"idem#{key}")}
+            old = (await self._call("get_item", Key=key_item, ConsistentRead=True))["Item"]
+        return old["order_id"]["S"], old["request_hash"]["S"]
 
     async def create_pending(self, order: OrderMessage, fingerprint: str) -> OrderRecord | None:
         """Record a new order as pending; if the order_id exists, return it untouched instead."""
@@ -225,17 +230,10 @@ class OrderStore:
             "attempts": _n(0),
             "expires_at": _n(int(time.time()) + RETENTION_SECONDS),
         }
-        try:
-            await self._call(
-                "put_item",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            old = _old_item(exc)
-            return _record(old) if old else await self.get(order.order_id)
-        return None
+        old = await self._put_new(item)
+        if old is None:
+            return None
+        return _record(old) if old else await self.get(order.order_id)
 
     async def _update(self, order_id: str, update: str, condition: str, **values: Any) -> bool:
         """One conditional update; False when the condition did not hold."""
