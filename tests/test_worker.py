@@ -176,3 +176,24 @@ async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
     for order_id in ids:
         record = await store.get(order_id)
         assert record.status == "paid" and record.payments == 1
+
+
+async def test_a_crashed_receiver_stops_the_worker_loudly(
+    aws: AwsSettings, sns: SNSClient, topology: Topology, monkeypatch: pytest.MonkeyPatch
+):
+    await publish_orders(sns, topology, 3)
+
+    async def broken(messages: Any) -> Any:
+        raise RuntimeError("a bug in the receive path")
+
+    settings = worker_settings(aws, topology)
+    with capture_logs() as logs:
+        async with open_worker(settings) as worker:
+            monkeypatch.setattr(worker, "_prepare", broken)
+            # Not a silent worker with fewer receivers: run() ends and says why.
+            with pytest.raises(RuntimeError, match="a bug in the receive path"):
+                await asyncio.wait_for(worker.run(), timeout=30)
+    assert [e["event"] for e in logs if e["event"] in ("receiver_crashed", "worker_stopped")] == [
+        "receiver_crashed",
+        "worker_stopped",
+    ]

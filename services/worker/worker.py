@@ -187,13 +187,21 @@ class Worker:
             max_receive_count=self._queue.max_receive_count,
             order_state=self._store is not None,
         )
+        crashed: BaseException | None = None
         try:
-            await stop_waiter
+            await asyncio.wait({stop_waiter, *receivers}, return_when=asyncio.FIRST_COMPLETED)
+            # Receivers only end on stop; one that ended otherwise hit a bug. Stop whole (and
+            # exit non-zero, so ECS replaces the task) rather than run on with fewer receivers.
+            crashed = next((t.exception() for t in receivers if t.done() and t.exception()), None)
+            if crashed is not None:
+                log.error("receiver_crashed", error=repr(crashed))
         finally:
             await self._shutdown(receivers)
             heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            await asyncio.gather(heartbeat, stop_waiter, return_exceptions=True)
         log.info("worker_stopped", **self.stats.as_dict())
+        if crashed is not None:
+            raise crashed
         return self.stats
 
     async def _shutdown(self, receivers: Sequence[asyncio.Task[None]]) -> None:
