@@ -17,14 +17,15 @@ from .handlers import routes
 from .keys import ORDERS, PAYMENTS, SETTINGS, SNS
 from .settings import ApiSettings
 
-# Concurrent calls to one AWS service that one API process may have in flight before they
-# queue for a connection.
-SNS_POOL_SIZE = 100
+# Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in
+# flight before they queue for a connection. Both clients share the publish timeout: it is
+# the API's bound on any AWS call a request waits for.
+AWS_POOL_SIZE = 100
 
 
 async def _sns_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    config = client_config(pool_size=SNS_POOL_SIZE, read_timeout=settings.publish_timeout)
+    config = client_config(pool_size=AWS_POOL_SIZE, read_timeout=settings.publish_timeout)
     async with get_session().create_client(
         "sns",
         region_name=settings.aws.region,
@@ -42,7 +43,7 @@ async def _order_store(app: web.Application) -> AsyncIterator[None]:
         app[ORDERS] = None
         yield
         return
-    config = client_config(pool_size=SNS_POOL_SIZE, read_timeout=settings.publish_timeout)
+    config = client_config(pool_size=AWS_POOL_SIZE, read_timeout=settings.publish_timeout)
     async with get_session().create_client(
         "dynamodb",
         region_name=settings.aws.region,

@@ -136,7 +136,8 @@ def _old_item(exc: ClientError) -> dict[str, Any] | None:
 
 
 def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    code = exc.response.get("Error", {}).get("Code")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 Update = dict[str, Any]
@@ -166,11 +167,12 @@ class OrderStore:
         self._db = dynamodb
         self._table = table
 
-    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, operation: str, *, table: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """One DynamoDB call; a refused condition stays a ClientError, all else is an outage."""
+        if table:
+            kwargs["TableName"] = self._table
         try:
-            result: dict[str, Any] = await getattr(self._db, operation)(
-                TableName=self._table, **kwargs
-            )
+            result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
         except ClientError as exc:
             if _conditional_failed(exc):
                 raise
@@ -237,19 +239,16 @@ class OrderStore:
 
     async def _update(self, order_id: str, update: str, condition: str, **values: Any) -> bool:
         """One conditional update; False when the condition did not hold."""
-        names = {"#s": "status"}
-        try:
-            await self._call(
-                "update_item",
-                Key=_order_key(order_id),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":{k}": v for k, v in values.items()},
-            )
-        except ClientError:
-            return False
-        return True
+        applied = await self._apply(
+            {
+                "Key": _order_key(order_id),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+            }
+        )
+        return applied is None
 
     async def mark_accepted(self, order_id: str) -> bool:
         return await self._update(
@@ -391,17 +390,12 @@ class OrderStore:
         return results
 
     async def _call_transact(self, updates: list[Update]) -> None:
+        items = [{"Update": u} for u in updates]
         try:
-            await self._db.transact_write_items(
-                TransactItems=[{"Update": u} for u in updates]  # type: ignore[typeddict-item]
-            )
+            await self._call("transact_write_items", table=False, TransactItems=items)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                reasons: Any = exc.response.get("CancellationReasons", [])
-                raise _Cancelled(list(reasons)) from None
-            raise StateUnavailable(f"transact_write_items: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StateUnavailable(f"transact_write_items: {exc}") from exc
+            reasons: Any = exc.response.get("CancellationReasons", [])
+            raise _Cancelled(list(reasons)) from None
 
     async def claim(self, order: OrderMessage, lease_seconds: float) -> Claim:
         """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
