@@ -1,7 +1,12 @@
 """The simulated payment processor, shared by /orders/sync and the worker.
 
 It behaves like a remote processor: a fixed latency awaited without blocking the loop, and
-failures at configurable rates. Like a card network's test cards, a few customer ids always
+failures at configurable rates. It keeps its own ledger, as a real processor's dashboard
+would: one log line per call, `payment_charged` for every charge it actually made (with
+`order_id`, `amount`, `attempt`), `payment_declined` or `payment_unavailable` otherwise.
+Charges are counted from these lines, never from a field the order workflow writes.
+
+Like a card network's test cards, a few customer ids always
 take one path, so tests can pick an outcome without depending on chance:
 `decline@test` is declined, `unavailable@test` always fails transiently, `flaky@test` fails
 transiently on its first attempt only, `timeout@test` never answers.
@@ -15,8 +20,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .logging import get_logger
 from .messages import OrderMessage
 from .settings import env_float, env_int
+
+log = get_logger()
 
 
 class PaymentError(Exception):
@@ -82,9 +90,16 @@ class PaymentProcessor:
             async with asyncio.timeout(self.settings.timeout):
                 await self._call(order, attempt)
         except TimeoutError:
-            raise PaymentUnavailable(
-                f"payment timed out after {self.settings.timeout:g} s"
-            ) from None
+            reason = f"payment timed out after {self.settings.timeout:g} s"
+            log.info("payment_unavailable", order_id=order.order_id, attempt=attempt, reason=reason)
+            raise PaymentUnavailable(reason) from None
+        except PaymentError as exc:
+            declined = isinstance(exc, PaymentDeclined)
+            event = "payment_declined" if declined else "payment_unavailable"
+            log.info(event, order_id=order.order_id, attempt=attempt, reason=str(exc))
+            raise
+        # The ledger line: written once the money moved, before anyone records it.
+        log.info("payment_charged", order_id=order.order_id, amount=order.total, attempt=attempt)
         return (time.perf_counter() - started) * 1000
 
     async def _call(self, order: OrderMessage, attempt: int) -> None:
