@@ -7,8 +7,14 @@ retry, a redelivered SQS message, a worker taking over from a dead one) can neve
        (API)                      ▲                  │ ╲
                                   └──transient error─┘  ╲──declined / out of retries──▶ failed
 
-A claim is a lease (`lease_until`): a worker killed mid-payment leaves `paying` behind, and
-the next delivery of its message may take over once the lease has run out.
+A claim is a lease (`lease_until`) held by one claimant (`claim_message`: the SQS message id
+the worker is paying from, or a one-off id for /orders/sync). A live claimant renews its lease
+until its paid-mark lands. A worker killed mid-payment stops keeping its message invisible, so
+the *same* message comes back: its next receiver may take over once the lease has run out.
+Anyone else (a duplicate copy of the message, a client's retry of /orders/sync) must wait
+TAKEOVER_GRACE_SECONDS past the lease: after a long DynamoDB outage, the lease of a claimant
+that already charged has run out while it is still alive and retrying its paid-mark, and only
+the claimant's own message proves it stopped.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 
 # Orders and idempotency keys expire from the table after this long (DynamoDB TTL).
 RETENTION_SECONDS = 7 * 24 * 3600
+# How long past its lease a claim stays closed to anyone but its own message (see above).
+TAKEOVER_GRACE_SECONDS = 600.0
 
 
 class Status(StrEnum):
@@ -296,23 +304,28 @@ class OrderStore:
                 ExpressionAttributeValues={":pending": _s(Status.PENDING)},
             )
 
-    def _claim_update(self, order: OrderMessage, token: str, lease_seconds: float) -> Update:
+    def _claim_update(
+        self, order: OrderMessage, token: str, lease_seconds: float, claimant: str
+    ) -> Update:
         now = time.time()
         return {
             "TableName": self._table,
             "Key": _order_key(order.order_id),
             "UpdateExpression": (
                 "SET #s = :paying, claim_token = :token, lease_until = :lease, "
+                "claim_message = :claimant, "
                 "updated_at = :now_iso, order_id = :order_id, "
                 "#t = if_not_exists(#t, :total), "
                 "accepted_at = if_not_exists(accepted_at, :now_iso), "
                 "expires_at = if_not_exists(expires_at, :expires) "
                 "ADD attempts :one"
             ),
-            # Unknown (the API's write was lost), not yet claimed, or its claimant's lease ran out.
+            # Unknown (the API's write was lost), not yet claimed, or its claimant stopped: the
+            # lease ran out and its own message came back, or the lease ran out long ago.
             "ConditionExpression": (
                 "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
-                "OR (#s = :paying AND lease_until < :now)"
+                "OR (#s = :paying AND lease_until < :now AND claim_message = :claimant) "
+                "OR (#s = :paying AND lease_until < :stale)"
             ),
             "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
             "ExpressionAttributeValues": {
@@ -322,6 +335,8 @@ class OrderStore:
                 ":token": _s(token),
                 ":lease": _n(now + lease_seconds),
                 ":now": _n(now),
+                ":stale": _n(now - TAKEOVER_GRACE_SECONDS),
+                ":claimant": _s(claimant),
                 ":now_iso": _s(_now_iso()),
                 ":order_id": _s(order.order_id),
                 ":total": _n(order.total),
@@ -338,7 +353,7 @@ class OrderStore:
             "Key": _order_key(order_id),
             "UpdateExpression": (
                 "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
-                "REMOVE claim_token, lease_until ADD payments :one"
+                "REMOVE claim_token, lease_until, claim_message ADD payments :one"
             ),
             "ConditionExpression": "#s = :paying AND claim_token = :token",
             "ExpressionAttributeNames": {"#s": "status"},
@@ -397,22 +412,27 @@ class OrderStore:
             reasons: Any = exc.response.get("CancellationReasons", [])
             raise _Cancelled(list(reasons)) from None
 
-    async def claim(self, order: OrderMessage, lease_seconds: float) -> Claim:
+    async def claim(self, order: OrderMessage, lease_seconds: float, claimant: str) -> Claim:
         """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
-        return (await self.claim_many([order], lease_seconds))[0]
+        return (await self.claim_many([(order, claimant)], lease_seconds))[0]
 
-    async def claim_many(self, orders: list[OrderMessage], lease_seconds: float) -> list[Claim]:
-        """Claim several orders in one call.
+    async def claim_many(
+        self, wanted: list[tuple[OrderMessage, str]], lease_seconds: float
+    ) -> list[Claim]:
+        """Claim several (order, claimant) pairs in one call.
 
         A transaction may touch an item once, so an order_id repeated in the batch (a duplicate
         delivery) is claimed once; its twins are refused with what its own claim saw.
         """
+        orders = [order for order, _ in wanted]
         first: dict[str, int] = {}
         for i, order in enumerate(orders):
             first.setdefault(order.order_id, i)
         unique = sorted(first.values())
         tokens = {i: uuid.uuid4().hex for i in unique}
-        updates = [self._claim_update(orders[i], tokens[i], lease_seconds) for i in unique]
+        updates = [
+            self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1]) for i in unique
+        ]
         won: dict[int, Claim] = {}
         for i, old in zip(unique, await self._apply_many(updates), strict=True):
             won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
@@ -435,7 +455,7 @@ class OrderStore:
         return await self._update(
             order_id,
             "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason "
-            "REMOVE claim_token, lease_until",
+            "REMOVE claim_token, lease_until, claim_message",
             "#s = :paying AND claim_token = :token",
             failed=_s(Status.FAILED),
             now=_s(now),
@@ -444,11 +464,22 @@ class OrderStore:
             token=_s(token),
         )
 
-    async def release(self, order_id: str, token: str, reason: str | None = None) -> bool:
-        """Give a claim back (transient failure, shutdown): the next delivery may pay."""
-        update = "SET #s = :accepted, updated_at = :now REMOVE claim_token, lease_until"
+    async def release(
+        self,
+        order_id: str,
+        token: str,
+        reason: str | None = None,
+        *,
+        to: Status = Status.ACCEPTED,
+    ) -> bool:
+        """Give a claim back (transient failure, shutdown): the next delivery may pay.
+
+        /orders/sync gives it back as `pending`: nothing will deliver it again, its client was
+        told to retry, and a pending order is not shown as accepted.
+        """
+        update = "SET #s = :to, updated_at = :now REMOVE claim_token, lease_until, claim_message"
         values: dict[str, Any] = {
-            "accepted": _s(Status.ACCEPTED),
+            "to": _s(to),
             "now": _s(_now_iso()),
             "paying": _s(Status.PAYING),
             "token": _s(token),
@@ -459,3 +490,22 @@ class OrderStore:
         return await self._update(
             order_id, update, "#s = :paying AND claim_token = :token", **values
         )
+
+    def _renew_update(self, order_id: str, token: str, lease_seconds: float) -> Update:
+        return {
+            "TableName": self._table,
+            "Key": _order_key(order_id),
+            "UpdateExpression": "SET lease_until = :lease",
+            "ConditionExpression": "#s = :paying AND claim_token = :token",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":lease": _n(time.time() + lease_seconds),
+                ":paying": _s(Status.PAYING),
+                ":token": _s(token),
+            },
+        }
+
+    async def renew_many(self, claims: list[tuple[str, str]], lease_seconds: float) -> list[bool]:
+        """Extend the leases of (order_id, token) claims; False where a claim is no longer held."""
+        updates = [self._renew_update(order_id, token, lease_seconds) for order_id, token in claims]
+        return [old is None for old in await self._apply_many(updates)]

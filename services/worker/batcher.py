@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Generic, TypeVar
 
 from services.common.orders import OrderStore
 
 from .settings import SQS_BATCH
 from .stats import WorkerStats
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,25 +73,6 @@ class Batcher(Generic[T, R]):
         self._flush()
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
-
-
-def delete_batcher(sqs: SQSClient, queue_url: str, stats: WorkerStats) -> Batcher[str, str | None]:
-    """DeleteMessageBatch by receipt handle; each result is None or SQS's reason for failing."""
-
-    async def send(receipts: list[str]) -> list[str | None]:
-        stats.delete_calls += 1
-        entries = [{"Id": str(i), "ReceiptHandle": rh} for i, rh in enumerate(receipts)]
-        try:
-            response = await sqs.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=entries,  # type: ignore[arg-type]
-            )
-        except (BotoCoreError, ClientError) as exc:
-            return [str(exc)] * len(receipts)
-        failed = {f["Id"]: f.get("Message", f["Code"]) for f in response.get("Failed", [])}
-        return [failed.get(str(i)) for i in range(len(receipts))]
-
-    return Batcher(send)
 
 
 def paid_batcher(store: OrderStore, stats: WorkerStats) -> Batcher[tuple[str, str, float], bool]:

@@ -13,6 +13,14 @@ class WorkerStats:
     duplicates: int = 0
     """Redeliveries of orders already paid, deleted without paying again."""
     claims_lost: int = 0
+    """Claims refused because another claimant holds the order (the message waits)."""
+    claims_lost_after_payment: int = 0
+    """Charged, then found the claim taken over: an alert, never counted as paid."""
+    dead_lettered: int = 0
+    """Messages this worker moved to the dead-letter queue (declined, out of retries, junk)."""
+    state_retries: int = 0
+    """DynamoDB calls retried in process through an outage."""
+    lease_renewals: int = 0
     payment_retries: int = 0
     heartbeats: int = 0
     undecodable: int = 0
