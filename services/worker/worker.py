@@ -148,6 +148,8 @@ class Worker:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, Job] = {}
+        # Tasks inside a charge right now: the ones cut off when the grace period is over.
+        self._charging: set[asyncio.Task[object]] = set()
 
     def stop(self) -> None:
         """Ask the worker to stop; idempotent and safe to call from a signal handler."""
@@ -205,7 +207,10 @@ class Worker:
                 break
             await asyncio.wait(pending, timeout=timeout)
         if pending:
-            # Retry loops (a paid-mark through an outage) settle what they hold, then go.
+            # Payments still running are cut off (their messages are handed back below);
+            # retry loops (a paid-mark through an outage) settle what they hold, then go.
+            for task in self._charging:
+                task.cancel()
             self._abandon.set()
             _, pending = await asyncio.wait(pending, timeout=SETTLE_SECONDS)
         for task in pending:
@@ -372,6 +377,9 @@ class Worker:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         job.started = time.time()
+        me = asyncio.current_task()
+        assert me is not None
+        self._charging.add(me)
         try:
             payment_ms = await self._payments.charge(order, attempt=job.message.receive_count)
         except PaymentDeclined as exc:
@@ -382,6 +390,7 @@ class Worker:
                 return await self._fail(job, f"gave up after {count} attempts: {exc}")
             return await self._retry_payment(job, str(exc))
         finally:
+            self._charging.discard(me)
             stats.in_flight -= 1
             # The slot is for paying: recording and settling go on without holding it.
             release_slot()
