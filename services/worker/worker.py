@@ -639,18 +639,20 @@ class Worker:
     async def _renew_leases(
         self, jobs: list[Job], store: OrderStore, lease: float, now: float
     ) -> None:
+        jobs = [j for j in jobs if j.order is not None and j.claim_token is not None]
         claims = [(j.order.order_id, j.claim_token) for j in jobs if j.order and j.claim_token]
         try:
             held = await store.renew_many(claims, lease)
         except StateUnavailable as exc:
             log.warning("lease_renewal_failed", count=len(claims), detail=str(exc))
             return
-        for job, still in zip(jobs, held, strict=True):
+        for job, (order_id, token), still in zip(jobs, claims, held, strict=True):
             if still:
                 job.lease_until = now + lease
                 self.stats.lease_renewals += 1
-            else:
-                log.error("claim_lost", order_id=job.order.order_id if job.order else None)
+            elif job.claim_token == token:
+                # Not merely settled meanwhile (a paid-mark that landed first): really lost.
+                log.error("claim_lost", order_id=order_id)
 
 
 @asynccontextmanager
