@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .batcher import Batcher
+from services.common.groupcommit import GroupCommit
+
 from .settings import SQS_BATCH
 from .stats import WorkerStats
 
@@ -60,7 +61,10 @@ class OrderQueue:
         self.url = url
         self.stats = stats
         self._batched = batched
-        self._deletes: Batcher[str, str | None] = Batcher(self._delete_batch)
+        # Deletes issued while one DeleteMessageBatch is in flight share the next one.
+        self._deletes: GroupCommit[str, str | None] = GroupCommit(
+            self._delete_batch, max_items=SQS_BATCH
+        )
         self.config: QueueConfig | None = None
 
     async def read_config(self) -> QueueConfig:

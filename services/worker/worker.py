@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, TypeVar
 from aiobotocore.session import get_session
 
 from services.common.aws import client_config
+from services.common.groupcommit import GroupCommit
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
 from services.common.metrics import ORDER_PAID, emf
@@ -51,7 +52,6 @@ from services.common.orders import OrderRecord, OrderStore, StateUnavailable, St
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 from services.common.retry import Backoff, Stopped, retry, sleep_unless
 
-from .batcher import paid_batcher
 from .outcomes import DeadLetter, Duplicate, HandBack, Keep, Outcome, Paid, RetryAfter
 from .queue import OrderQueue, QueueConfig, QueueNotFound, QueueUnavailable, Received
 from .settings import SQS_BATCH, WorkerSettings
@@ -140,12 +140,13 @@ class Worker:
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
         self._slots = Slots(settings.num_workers)
-        # Batched strategy: paid-marks go 10 per DynamoDB transaction, like deletes per call.
-        self._paid = (
-            paid_batcher(store, self.stats)
-            if store is not None and settings.receive_strategy == "batched"
-            else None
-        )
+        # Batched strategy: paid-marks made while one transaction is in flight share the next
+        # (up to 10 orders, each once), like deletes per call.
+        self._paid: GroupCommit[tuple[str, str, float], bool] | None = None
+        if store is not None and settings.receive_strategy == "batched":
+            self._paid = GroupCommit(
+                self._mark_paid_many, max_items=SQS_BATCH, key_of=lambda paid: paid[0]
+            )
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, Job] = {}
         # Tasks inside a charge right now: the ones cut off when the grace period is over.
@@ -426,6 +427,11 @@ class Worker:
             log.error("claim_lost_after_payment", order_id=order_id)
             return Keep("claim lost after payment")
         return Paid(payment_ms)
+
+    async def _mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
+        assert self._store is not None
+        self.stats.state_batches += 1
+        return await self._store.mark_paid_many(paid)
 
     async def _fail(self, job: Job, reason: str) -> Outcome:
         assert job.order is not None
