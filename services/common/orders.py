@@ -19,6 +19,7 @@ the claimant's own message proves it stopped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .groupcommit import GroupCommit
 from .messages import OrderMessage, OrderRequest
 
 if TYPE_CHECKING:
@@ -143,6 +145,13 @@ def _old_item(exc: ClientError) -> dict[str, Any] | None:
     return item if isinstance(item, dict) and item else None
 
 
+def _write_key(write: Write) -> tuple[str, str]:
+    """A transaction may touch an item once: writes to one item never share a call."""
+    [request] = write.values()
+    key = request["Key"] if "Key" in request else {"pk": request["Item"]["pk"]}
+    return request["TableName"], key["pk"]["S"]
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -150,6 +159,12 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 Update = dict[str, Any]
 """One UpdateItem request (TableName, Key, expressions), usable alone or in a transaction."""
+Write = dict[str, dict[str, Any]]
+"""One write as a TransactWriteItems entry: {"Put" | "Update" | "Delete": request}."""
+_SINGLE = {"Put": "put_item", "Update": "update_item", "Delete": "delete_item"}
+# Writes made while a call is in flight share the next one, this many at most (DynamoDB
+# takes up to 100 per transaction; a smaller batch keeps each call short).
+WRITE_BATCH = 25
 
 
 class _Cancelled(Exception):
@@ -171,9 +186,23 @@ class Claim:
 class OrderStore:
     """Reads and conditional writes of order state; DynamoDB errors become StateUnavailable."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, *, concurrency: int = 4) -> None:
         self._db = dynamodb
         self._table = table
+        # Group commit: every conditional write of this process goes through one path, so
+        # concurrent requests (API) or payments (worker) share TransactWriteItems calls; a
+        # lone write on an idle path is sent at once as a single PutItem/UpdateItem.
+        self._writes: GroupCommit[Write, dict[str, Any] | None] = GroupCommit(
+            self._send_writes,
+            max_items=WRITE_BATCH,
+            key_of=_write_key,
+            concurrency=concurrency,
+        )
+
+    @property
+    def write_calls(self) -> int:
+        """DynamoDB calls that carried writes (each a batch of one or more)."""
+        return self._writes.stats.calls
 
     async def _call(self, operation: str, *, table: bool = True, **kwargs: Any) -> dict[str, Any]:
         """One DynamoDB call; a refused condition stays a ClientError, all else is an outage."""
@@ -195,16 +224,16 @@ class OrderStore:
 
     async def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Put `item` unless its key exists: None when put, else the item found ({} if unsaid)."""
-        try:
-            await self._call(
-                "put_item",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            return _old_item(exc) or {}
-        return None
+        return await self._write(
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        )
 
     async def bind_idempotency_key(
         self, key: str, order_id: str, fingerprint: str
@@ -247,13 +276,16 @@ class OrderStore:
 
     async def _update(self, order_id: str, update: str, condition: str, **values: Any) -> bool:
         """One conditional update; False when the condition did not hold."""
-        applied = await self._apply(
+        applied = await self._write(
             {
-                "Key": _order_key(order_id),
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _order_key(order_id),
                 "UpdateExpression": update,
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+                    "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+                }
             }
         )
         return applied is None
@@ -271,18 +303,18 @@ class OrderStore:
     async def record_accepted(self, order: OrderMessage) -> None:
         """Record an order SNS has acknowledged; a worker that got there first keeps its state."""
         now = _now_iso()
-        await self._call(
-            "update_item",
-            Key=_order_key(order.order_id),
-            UpdateExpression=(
+        update = {
+            "TableName": self._table,
+            "Key": _order_key(order.order_id),
+            "UpdateExpression": (
                 "SET #s = if_not_exists(#s, :accepted), order_id = :order_id, "
                 "#t = if_not_exists(#t, :total), customer_id = :customer, "
                 "accepted_at = if_not_exists(accepted_at, :now), "
                 "updated_at = if_not_exists(updated_at, :now), "
                 "expires_at = if_not_exists(expires_at, :expires)"
             ),
-            ExpressionAttributeNames={"#s": "status", "#t": "total"},
-            ExpressionAttributeValues={
+            "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
+            "ExpressionAttributeValues": {
                 ":accepted": _s(Status.ACCEPTED),
                 ":order_id": _s(order.order_id),
                 ":total": _n(order.total),
@@ -290,18 +322,23 @@ class OrderStore:
                 ":now": _s(now),
                 ":expires": _n(int(time.time()) + RETENTION_SECONDS),
             },
-        )
+        }
+        await self._write({"Update": update})
 
     async def forget_pending(self, order_id: str) -> None:
         """Remove an order whose publish failed, so nothing claims it was accepted."""
         # Already moved on, or unreachable: then it stays pending, which is never shown.
-        with contextlib.suppress(ClientError, StateUnavailable):
-            await self._call(
-                "delete_item",
-                Key=_order_key(order_id),
-                ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":pending": _s(Status.PENDING)},
+        with contextlib.suppress(StateUnavailable):
+            await self._write(
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": _order_key(order_id),
+                        "ConditionExpression": "#s = :pending",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {":pending": _s(Status.PENDING)},
+                    }
+                }
             )
 
     def _claim_update(
@@ -367,30 +404,26 @@ class OrderStore:
             },
         }
 
-    async def _apply(self, update: Update) -> dict[str, Any] | None:
-        """One conditional update; None when applied, else the item the condition saw ({})."""
-        spec = {k: v for k, v in update.items() if k != "TableName"}
-        try:
-            await self._call("update_item", **spec)
-        except ClientError as exc:
-            return _old_item(exc) or {}
-        return None
+    async def _write(self, write: Write) -> dict[str, Any] | None:
+        """One conditional write; None when applied, else the item the condition saw ({})."""
+        return await self._writes.submit(write)
 
-    async def _apply_many(self, updates: list[Update]) -> list[dict[str, Any] | None]:
-        """Conditional updates in one TransactWriteItems call (one per item, each judged alone).
+    async def _send_writes(self, writes: list[Write]) -> list[dict[str, Any] | None]:
+        """Writes in one call: a single request alone, several in one TransactWriteItems.
 
         A transaction is all or nothing, so when some conditions fail the others are sent
-        again without them; every round settles at least one item.
+        again without them; every round settles at least one write. Each write is judged
+        alone: its caller gets None (applied) or the item its condition saw.
         """
-        if len(updates) == 1:
-            return [await self._apply(updates[0])]
-        results: list[dict[str, Any] | None] = [None] * len(updates)
-        todo = list(range(len(updates)))
-        for _ in range(len(updates) + 3):
+        if len(writes) == 1:
+            return [await self._send_one(writes[0])]
+        results: list[dict[str, Any] | None] = [None] * len(writes)
+        todo = list(range(len(writes)))
+        for _ in range(len(writes) + 3):
             if not todo:
                 break
             try:
-                await self._call_transact([updates[i] for i in todo])
+                await self._call_transact([writes[i] for i in todo])
                 return results
             except _Cancelled as cancelled:
                 retry = []
@@ -404,13 +437,24 @@ class OrderStore:
             raise StateUnavailable("transaction kept being cancelled")
         return results
 
-    async def _call_transact(self, updates: list[Update]) -> None:
-        items = [{"Update": u} for u in updates]
+    async def _send_one(self, write: Write) -> dict[str, Any] | None:
+        [(kind, request)] = write.items()
         try:
-            await self._call("transact_write_items", table=False, TransactItems=items)
+            await self._call(_SINGLE[kind], table=False, **request)
+        except ClientError as exc:
+            return _old_item(exc) or {}
+        return None
+
+    async def _call_transact(self, writes: list[Write]) -> None:
+        try:
+            await self._call("transact_write_items", table=False, TransactItems=writes)
         except ClientError as exc:
             reasons: Any = exc.response.get("CancellationReasons", [])
             raise _Cancelled(list(reasons)) from None
+
+    async def _write_all(self, updates: list[Update]) -> list[dict[str, Any] | None]:
+        """Several updates at once: submitted together, so they share calls."""
+        return list(await asyncio.gather(*(self._write({"Update": u}) for u in updates)))
 
     async def claim(self, order: OrderMessage, lease_seconds: float, claimant: str) -> Claim:
         """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
@@ -434,7 +478,7 @@ class OrderStore:
             self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1]) for i in unique
         ]
         won: dict[int, Claim] = {}
-        for i, old in zip(unique, await self._apply_many(updates), strict=True):
+        for i, old in zip(unique, await self._write_all(updates), strict=True):
             won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
         claims = []
         for i, order in enumerate(orders):
@@ -448,7 +492,7 @@ class OrderStore:
     async def mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
         """Record payments; False where the claim was no longer held (it was taken over)."""
         updates = [self._paid_update(*p) for p in paid]
-        return [old is None for old in await self._apply_many(updates)]
+        return [old is None for old in await self._write_all(updates)]
 
     async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
         now = _now_iso()
@@ -508,4 +552,4 @@ class OrderStore:
     async def renew_many(self, claims: list[tuple[str, str]], lease_seconds: float) -> list[bool]:
         """Extend the leases of (order_id, token) claims; False where a claim is no longer held."""
         updates = [self._renew_update(order_id, token, lease_seconds) for order_id, token in claims]
-        return [old is None for old in await self._apply_many(updates)]
+        return [old is None for old in await self._write_all(updates)]

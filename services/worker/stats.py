@@ -34,7 +34,7 @@ class WorkerStats:
     receive_errors: int = 0
     delete_calls: int = 0
     state_batches: int = 0
-    """Claim and paid-mark calls to DynamoDB that carried a batch of orders."""
+    """DynamoDB write calls (claims, paid-marks, ...), each carrying one or more orders."""
 
     @property
     def sqs_requests(self) -> int:

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, TypeVar
 from aiobotocore.session import get_session
 
 from services.common.aws import client_config
-from services.common.groupcommit import GroupCommit
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
 from services.common.metrics import ORDER_PAID, emf
@@ -140,13 +139,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
         self._slots = Slots(settings.num_workers)
-        # Batched strategy: paid-marks made while one transaction is in flight share the next
-        # (up to 10 orders, each once), like deletes per call.
-        self._paid: GroupCommit[tuple[str, str, float], bool] | None = None
-        if store is not None and settings.receive_strategy == "batched":
-            self._paid = GroupCommit(
-                self._mark_paid_many, max_items=SQS_BATCH, key_of=lambda paid: paid[0]
-            )
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, Job] = {}
         # Tasks inside a charge right now: the ones cut off when the grace period is over.
@@ -189,6 +181,8 @@ class Worker:
             await self._shutdown(receivers)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, stop_waiter, return_exceptions=True)
+        if self._store is not None:
+            self.stats.state_batches = self._store.write_calls
         log.info("worker_stopped", **self.stats.as_dict())
         if crashed is not None:
             raise crashed
@@ -218,8 +212,6 @@ class Worker:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._abandon.set()
-        if self._paid is not None:
-            await self._paid.close()
         await self._queue.close()
         # Whatever is still held was cut short (a payment cancelled at the deadline).
         await self._hand_back(list(self._held.values()))
@@ -346,7 +338,6 @@ class Worker:
             for job in jobs:
                 await self._settle(job, HandBack())
             return []
-        self.stats.state_batches += 1
         claimed_at = time.monotonic()
         ready = []
         for job, claim in zip(jobs, claims, strict=True):
@@ -404,15 +395,14 @@ class Worker:
             return Paid(payment_ms)
         assert job.order is not None
         order_id = job.order.order_id
-        paid = self._paid
-
-        async def mark() -> bool:
-            if paid is not None:
-                return await paid.submit((order_id, token, payment_ms))
-            return await store.mark_paid(order_id, token, payment_ms)
-
         try:
-            held = await self._retry_state(mark, "mark_paid", self._abandon, order_id=order_id)
+            # Concurrent paid-marks share DynamoDB transactions (the store's group commit).
+            held = await self._retry_state(
+                lambda: store.mark_paid(order_id, token, payment_ms),
+                "mark_paid",
+                self._abandon,
+                order_id=order_id,
+            )
         except Stopped:
             # Out of time with the charge unrecorded: the message must not come back early.
             # It returns after its visibility timeout; the claim's lease and the takeover rule
@@ -427,11 +417,6 @@ class Worker:
             log.error("claim_lost_after_payment", order_id=order_id)
             return Keep("claim lost after payment")
         return Paid(payment_ms)
-
-    async def _mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
-        assert self._store is not None
-        self.stats.state_batches += 1
-        return await self._store.mark_paid_many(paid)
 
     async def _fail(self, job: Job, reason: str) -> Outcome:
         assert job.order is not None
