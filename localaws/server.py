@@ -20,7 +20,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import calls, control, longpoll, patches, wsgi
+from . import calls, chaos, control, longpoll, patches, wsgi
 
 
 class Server(Protocol):
@@ -66,7 +66,8 @@ class LocalAws:
         self._app = DomainDispatcherApplication(create_backend_app)
         self._polls = longpoll.Registry()
         self._counts = calls.Counts()
-        self._control = control.Control(self._counts)
+        self._faults = chaos.Faults()
+        self._control = control.Control(self._counts, self._faults)
         self._loop = asyncio.new_event_loop()
         # Binding here, not in the thread, so a taken port fails the constructor (OSError).
         # handler_cancellation: a poll whose client hung up stops waiting at once, so it can
@@ -112,6 +113,8 @@ class LocalAws:
         call = calls.identify(request.method, request.headers, query, body)
         # Counted once here, so a long poll that parks and runs again is one request.
         self._counts.add(call)
+        if self._faults.rules and (failed := await self._faults.inject(call)) is not None:
+            return failed
         poll = longpoll.LongPoll()
         response = self._run(wsgi.environ(request, body), poll)
         while (index := poll.parked_on) is not None:
