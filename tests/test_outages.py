@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from localaws.chaos import set_faults
 from structlog.testing import capture_logs
 
 from bench.ledger import charges
+from localaws.client import set_faults
 from services.api.app import create_app
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
@@ -120,8 +120,8 @@ async def test_a_paid_mark_failing_past_the_lease_with_a_duplicate_charges_once(
     order = new_order()
     body = encode_message(order)
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=body)
-    # Lease = payment timeout + 5 s = 6 s; the writes after the charge fail for 10 s.
-    settings = worker_settings(aws, topology, payment=PaymentSettings(seconds=1, timeout=1))
+    # Lease = payment timeout + 5 s = 7 s; the writes after the charge fail for 10 s.
+    settings = worker_settings(aws, topology, payment=PaymentSettings(seconds=1, timeout=2))
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = await running_worker(worker)
