@@ -311,7 +311,7 @@ async def _post(endpoint: str, body: bytes, path: str = "/_localaws/chaos/faults
 
 
 async def test_get_lists_the_rules_with_their_defaults_and_empty_clears(aws: Aws) -> None:
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"service": "dynamodb", "operation": "UpdateItem", "error": {}},
         {"service": "sns", "region": "us-east-1", "probability": 0.25, "latency_ms": 50},
     ]
