@@ -18,8 +18,6 @@ from urllib.parse import unquote_plus
 # string's X-Amz-Credential (presigned URLs), percent-encoded there.
 _SCOPE = re.compile(r"Credential=[^/,\s]*/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _QUERY_SCOPE = re.compile(r"(?:^|&)X-Amz-Credential=[^&]*?%2F\d{8}%2F([^&%]+)%2F([^&%]+)%2F")
-# A regex instead of parse_qs: a form body can be a 256 KiB message, and only Action matters.
-_ACTION = re.compile(rb"(?:^|&)Action=([^&]*)")
 
 Protocol = Literal["json", "query", "other"]
 """How the client speaks, so an injected error comes back in the shape it parses."""
@@ -44,13 +42,25 @@ def identify(method: str, headers: Mapping[str, str], query: str, body: bytes) -
     target = headers.get("X-Amz-Target")
     if target:
         return AwsCall(service, region, target.rpartition(".")[2], "json")
-    action = _ACTION.search(query.encode("latin-1", "replace"))
+    action = _action(query.encode("latin-1", "replace"))
     if action is None and "x-www-form-urlencoded" in headers.get("Content-Type", ""):
-        action = _ACTION.search(body)
+        action = _action(body)
     if action is not None:
-        name = unquote_plus(action.group(1).decode("latin-1"))
-        return AwsCall(service, region, name, "query")
+        return AwsCall(service, region, action, "query")
     return AwsCall(service, region, method, "other")
+
+
+def _action(form: bytes) -> str | None:
+    """The Action parameter of a form; bytes.find, not parse_qs or a regex: a form body can
+    be a 256 KiB message (a regex alternation took 6 ms on one), and only Action matters."""
+    if form.startswith(b"Action="):
+        start = 7
+    elif (at := form.find(b"&Action=")) >= 0:
+        start = at + 8
+    else:
+        return None
+    end = form.find(b"&", start)
+    return unquote_plus(form[start : end if end >= 0 else len(form)].decode("latin-1"))
 
 
 class Counts:

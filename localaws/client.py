@@ -32,6 +32,18 @@ async def request_counts(endpoint: str) -> dict[str, dict[str, int]]:
     return counts
 
 
+def counts_between(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """The requests made between two `request_counts` snapshots (operations with none left out)."""
+    made: dict[str, dict[str, int]] = {}
+    for service, operations in after.items():
+        for operation, count in operations.items():
+            if n := count - before.get(service, {}).get(operation, 0):
+                made.setdefault(service, {})[operation] = n
+    return made
+
+
 async def get_faults(endpoint: str) -> list[dict[str, Any]]:
     """The fault rules in force, with their defaults filled in."""
     rules: list[dict[str, Any]] = await _call("GET", f"{endpoint}/_localaws/chaos/faults")

@@ -18,7 +18,14 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from localaws.client import ControlError, faults, get_faults, request_counts, set_faults
+from localaws.client import (
+    ControlError,
+    counts_between,
+    faults,
+    get_faults,
+    request_counts,
+    set_faults,
+)
 from localaws.process import local_aws_process
 from services.common.aws import client_config
 
@@ -65,13 +72,9 @@ async def aws(own_endpoint: str) -> AsyncIterator[Aws]:
 
 
 def _delta(after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]) -> dict[str, int]:
-    """Per "service.Operation", what changed between two snapshots."""
-    changed = {}
-    for service, ops in after.items():
-        for op, n in ops.items():
-            if n != before.get(service, {}).get(op, 0):
-                changed[f"{service}.{op}"] = n - before.get(service, {}).get(op, 0)
-    return changed
+    """Per "service.Operation", the requests made between two snapshots."""
+    made = counts_between(before, after)
+    return {f"{service}.{op}": n for service, ops in made.items() for op, n in ops.items()}
 
 
 async def test_requests_are_counted_by_service_and_operation(aws: Aws) -> None:
@@ -106,10 +109,12 @@ async def test_query_protocol_requests_are_counted_by_action(aws: Aws) -> None:
         "aws4_request, SignedHeaders=host, Signature=0",
     }
     async with aiohttp.ClientSession() as http:
-        for _ in range(2):
-            async with http.post(
-                aws.endpoint, data="Action=ListQueues&Version=2012-11-05", headers=headers
-            ) as response:
+        # botocore writes Action first; other clients need not.
+        for form in (
+            "Action=ListQueues&Version=2012-11-05",
+            "Version=2012-11-05&Action=ListQueues",
+        ):
+            async with http.post(aws.endpoint, data=form, headers=headers) as response:
                 assert response.status == 200
     assert _delta(await request_counts(aws.endpoint), before) == {"sqs.ListQueues": 2}
 
@@ -311,7 +316,7 @@ async def _post(endpoint: str, body: bytes, path: str = "/_localaws/chaos/faults
 
 
 async def test_get_lists_the_rules_with_their_defaults_and_empty_clears(aws: Aws) -> None:
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"service": "dynamodb", "operation": "UpdateItem", "error": {}},
         {"service": "sns", "region": "us-east-1", "probability": 0.25, "latency_ms": 50},
     ]
