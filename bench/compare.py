@@ -114,7 +114,7 @@ def _locust(
         "BENCH_SAMPLES": str(samples),
         "PYTHONPATH": repo,
     }
-    stop_timeout = args.payment_seconds + 5
+    stop_timeout = math.ceil(args.payment_seconds + 5)  # Locust takes whole seconds only
     command = [
         sys.executable,
         "-m",
