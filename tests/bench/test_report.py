@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from bench import cli, compare, plan, receive, scaling
+from bench import cli, compare, plan, readme, receive, scaling
 from bench.capacity import plan as make_plan
 from bench.markdown import fmt, table, target, targets_table
 
@@ -196,3 +197,43 @@ def test_a_scenario_missing_from_the_branch_loads_as_none(monkeypatch: pytest.Mo
     monkeypatch.setitem(cli.SCENARIOS, "ghost", "bench.ghost_scenario")
     assert cli.load("ghost") is None
     assert "Skipped" in cli.section("ghost", cli.run_scenario("ghost", argparse.Namespace()))
+
+
+def _doc(stateless: bool, p99: float) -> dict[str, Any]:
+    start = cli.machine() | {"commit": "abc1234", "dirty": True}
+    meta = {
+        "command": "python -m bench",
+        "mode": "quick",
+        "stateless": stateless,
+        "machine_start": start,
+        "machine_end": start,
+        "wall_seconds": 1.0,
+    }
+    step = {
+        "rate": 60.0,
+        "latency_ms": _latency(10.0) | {"p99": p99},
+        "cpu_ms_per_order": {"api": 1.5, "worker": 0.5, "local_aws": 9.0},
+    }
+    pipeline = {
+        "steps": [step],
+        "targets": [target("pipeline: p99 at 60 orders/s", p99, "<=", 25, "ms")],
+    }
+    return {"meta": meta, "scenarios": {"pipeline": pipeline, "soak": {"error": "boom"}}}
+
+
+def test_the_readme_table_is_written_from_the_json_alone(tmp_path: Path) -> None:
+    docs = [(tmp_path / "a.json", _doc(False, 30.0)), (tmp_path / "b.json", _doc(True, 12.0))]
+    for path, doc in docs:
+        path.write_bytes(orjson.dumps(doc))
+    readme_file = tmp_path / "README.md"
+    readme_file.write_text(f"# x\n\n{readme.START}\nstale\n{readme.END}\n\nrest\n")
+    args = [str(p) for p, _ in docs] + ["--readme", str(readme_file)]
+    assert readme.main([*args, "--check"]) == 1  # the stale table is caught
+    assert readme.main(args) == 0
+    text = readme_file.read_text()
+    assert "stale" not in text and text.endswith("\n\nrest\n")
+    assert "order state on (quick) | this bench, stateless (quick) |" in text
+    assert "60/s: p50 10.0 ms, p99 30.0 ms" in text and "p99 12.0 ms" in text
+    assert "| 0 of 1 met; failed to run: soak | 1 of 1 met; failed to run: soak |" in text
+    assert "commit `abc1234`, uncommitted changes" in text
+    assert readme.main([*args, "--check"]) == 0
