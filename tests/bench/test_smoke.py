@@ -36,7 +36,7 @@ TOY = {
     ],
     "pipeline": [
         "--rates", "5,10", "--duration", "1", "--slots", "20", "--payment-seconds", "0.1",
-        "--min-rate", "10",
+        "--min-rate", "10", "--warmup", "0.5",
     ],
     "emulator": [
         "--backlogs", "10,100", "--samples", "2", "--stock-max-backlog", "100",
