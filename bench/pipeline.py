@@ -362,7 +362,9 @@ def report(result: dict[str, Any]) -> str:
             f"`order_id`; the sweep stops past p99 {s['p99_limit_ms']:g} ms or at the first "
             f"refusal, not before {s['min_rate']:g}/s; {s.get('warmup_s', 0):g} s at "
             f"{WARMUP_RATE:g}/s first, not counted. AWS requests{counted} and CPU per "
-            "accepted order, from the first arrival until every accepted order is paid. "
+            "accepted order (a 202 the client received), from the first arrival until every "
+            "accepted order is paid; a request the client gave up on may still have been "
+            "published and paid, so a rate with timeouts overstates both. "
             f"{result['charged_twice']} orders charged twice.",
             "",
             table(headers, rows, digits=2),
