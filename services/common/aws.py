@@ -16,11 +16,9 @@ from aiobotocore.config import AioConfig
 # botocore builds its default User-Agent afresh for every request, twice (once for the
 # request, once more just before signing, to add feature ids): 15-20 % of a call's client
 # CPU in the profile. A fixed string is botocore's documented override; it still names the
-# SDK and Python versions for anyone reading AWS-side logs. Feature-id telemetry is lost.
-USER_AGENT = (
-    f"orderflow aiobotocore/{version('aiobotocore')} botocore/{version('botocore')} "
-    f"Python/{platform.python_version()}"
-)
+# SDK and Python versions for anyone reading AWS-side logs (aiobotocore's session appends
+# "botocore/<version>" to it). Feature-id telemetry is lost.
+USER_AGENT = f"orderflow aiobotocore/{version('aiobotocore')} Python/{platform.python_version()}"
 
 LEAN_OPTIONS: dict[str, Any] = {
     "user_agent": USER_AGENT,
