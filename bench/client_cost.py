@@ -8,6 +8,12 @@ TransactWriteItems of 10. It reports this process's CPU (user + system, `process
 call and per item. The machine is shared, so configs and operations are interleaved round
 by round and the best round is reported beside the median: interference only ever adds.
 `--ablation` also runs each of `LEAN_OPTIONS` alone, to show what each one is worth.
+
+Then (unless `--skip-load`) the API's publish path under open-loop arrivals, with the lean
+config and the services' topology (topic -> SQS subscription): one `sns.publish` per order
+against `services.api.publisher.Publisher` (group-committed PublishBatch) at several
+concurrencies. Per rate and mode: SNS calls per message, client CPU ms per message (net of
+the same arrival loop with a no-op publish), and p50/p99 latency from each scheduled arrival.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -28,7 +35,10 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from localaws.process import FAKE_CREDENTIALS, local_aws_server
+from services.api.publisher import Publisher
 from services.common.aws import LEAN_OPTIONS, client_config
+from services.common.settings import AwsSettings
+from services.common.topology import TopologyNames, create_topology
 
 REGION = "us-east-1"
 # About the size of an order message with a few items.
@@ -125,14 +135,20 @@ async def callers(endpoint: str, config: AioConfig) -> AsyncIterator[dict[str, C
         await sqs.purge_queue(QueueUrl=queue)
 
 
+def cpu_times() -> tuple[float, float]:
+    """This process's (user, system) CPU seconds, to the microsecond (os.times has 10 ms)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
 async def cpu_ms_per_call(call: Call, calls: int) -> tuple[float, float]:
     """(user + system, system) ms of this process's CPU per call."""
-    start = os.times()
+    start = cpu_times()
     for _ in range(calls):
         await call()
-    end = os.times()
-    system = end.system - start.system
-    return ((end.user - start.user + system) * 1000 / calls, system * 1000 / calls)
+    end = cpu_times()
+    system = end[1] - start[1]
+    return ((end[0] - start[0] + system) * 1000 / calls, system * 1000 / calls)
 
 
 async def measure(
@@ -196,6 +212,123 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class LoadRun:
+    rate: float
+    mode: str
+    messages: int
+    calls: int
+    cpu_ms: float
+    """Client CPU per message, net of the arrival loop's own."""
+    p50_ms: float
+    p99_ms: float
+
+
+async def open_loop(
+    publish: Callable[[str], Awaitable[Any]], rate: float, seconds: float
+) -> tuple[float, list[float]]:
+    """Arrivals at a fixed rate, each publishing once: (CPU ms per message, latencies ms)."""
+    loop = asyncio.get_running_loop()
+    count = round(rate * seconds)
+    latencies: list[float] = []
+
+    async def one(due: float) -> None:
+        await publish(MESSAGE)
+        latencies.append((loop.time() - due) * 1000)
+
+    tasks = []
+    begin = cpu_times()
+    start = loop.time() + 0.01
+    for i in range(count):
+        due = start + i / rate
+        if (delay := due - loop.time()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    end = cpu_times()
+    cpu = (end[0] - begin[0] + end[1] - begin[1]) * 1000 / count
+    return cpu, latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def publish_load(endpoint: str, rates: list[float], seconds: float) -> list[LoadRun]:
+    """Direct publishes against the group-committed Publisher, rate by rate."""
+    aws = AwsSettings(region=REGION, endpoint_url=endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    topology = await create_topology(
+        aws,
+        TopologyNames(f"load-{suffix}", f"load-{suffix}", f"load-dlq-{suffix}", f"load-{suffix}"),
+    )
+    config = client_config(pool_size=100, read_timeout=10)
+    runs: list[LoadRun] = []
+    async with get_session().create_client(
+        "sns", region_name=REGION, endpoint_url=endpoint, config=config
+    ) as sns:
+        arn = topology.topic_arn
+
+        async def nothing(_: str) -> None:
+            await asyncio.sleep(0)
+
+        async def direct(message: str) -> None:
+            await sns.publish(TopicArn=arn, Message=message)
+
+        modes: dict[str, Callable[[], Publisher | None]] = {
+            "publish each": lambda: None,
+            "group commit, 1 call in flight": lambda: Publisher(sns, arn, 5, concurrency=1),
+            "group commit, 2 in flight": lambda: Publisher(sns, arn, 5, concurrency=2),
+            "group commit, 4 in flight": lambda: Publisher(sns, arn, 5, concurrency=4),
+            "group commit, 2 in flight, 2 ms linger": lambda: Publisher(
+                sns, arn, 5, concurrency=2, linger=0.002
+            ),
+        }
+        # The subscribed queue is left to fill: the local AWS allows one purge a minute, and
+        # its sends stay O(1) whatever the backlog.
+        await open_loop(direct, 50, 0.5)  # warm the connection pool
+        for rate in rates:
+            base_cpu, _ = await open_loop(nothing, rate, seconds)
+            for mode, make in modes.items():
+                publisher = make()
+                calls_before = 0
+                if publisher is None:
+                    cpu, latencies = await open_loop(direct, rate, seconds)
+                    calls = len(latencies)
+                else:
+                    calls_before = publisher.stats.calls
+                    cpu, latencies = await open_loop(publisher.publish, rate, seconds)
+                    calls = publisher.stats.calls - calls_before
+                    await publisher.close()
+                runs.append(
+                    LoadRun(
+                        rate=rate,
+                        mode=mode,
+                        messages=len(latencies),
+                        calls=calls,
+                        cpu_ms=round(cpu - base_cpu, 4),
+                        p50_ms=round(percentile(latencies, 0.5), 2),
+                        p99_ms=round(percentile(latencies, 0.99), 2),
+                    )
+                )
+                print(f"  {rate:g}/s {mode}: done", file=sys.stderr, flush=True)
+    return runs
+
+
+def render_load(runs: list[LoadRun]) -> str:
+    lines = [
+        "| orders/s | mode | SNS calls per message | client CPU ms per message | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.rate:g} | {r.mode} | {r.calls / r.messages:.3f} | {r.cpu_ms:.3f} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.client_cost", description=__doc__)
     parser.add_argument("--calls", type=int, default=300, help="calls per round (300)")
@@ -203,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30, help="uncounted calls first (30)")
     parser.add_argument("--config", choices=("both", "lean", "default"), default="both")
     parser.add_argument("--ablation", action="store_true", help="also each lean option alone")
+    parser.add_argument("--skip-load", action="store_true", help="only the per-call figures")
+    parser.add_argument(
+        "--rates",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[120.0, 480.0],
+        help="open-loop publish rates, orders/s (120,480)",
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="per rate and mode (4)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     # The local AWS takes any credentials; never let a developer's real ones be used.
@@ -210,8 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["AWS_DEFAULT_REGION"] = REGION
     named = configs(args.ablation, args.config)
     load_before = os.getloadavg()[0]
+    runs: list[LoadRun] = []
     with local_aws_server() as server:
         samples = asyncio.run(measure(server.endpoint, named, args.calls, args.rounds, args.warmup))
+        if not args.skip_load:
+            runs = asyncio.run(publish_load(server.endpoint, args.rates, args.seconds))
     summary = summarise(samples)
     meta = {
         "calls": args.calls,
@@ -221,10 +365,14 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
     }
     print(render(summary))
+    if runs:
+        print("\nPublishing under open-loop arrivals (lean config):\n")
+        print(render_load(runs))
     print(f"\nload average {meta['load_average'][0]} at start, {meta['load_average'][1]} at end")
     if args.json:
         with open(args.json, "wb") as f:
-            f.write(orjson.dumps({"meta": meta, "results": summary}, option=orjson.OPT_INDENT_2))
+            figures = {"meta": meta, "results": summary, "publish_load": [asdict(r) for r in runs]}
+            f.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
     return 0
 
 
