@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
+from importlib import import_module
 from typing import Any
 
 import orjson
@@ -344,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         help="open-loop publish rates, orders/s (120,480)",
     )
     parser.add_argument("--seconds", type=float, default=4.0, help="per rate and mode (4)")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop the clients run on (uvloop must be installed)",
+    )
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     # The local AWS takes any credentials; never let a developer's real ones be used.
@@ -352,10 +359,17 @@ def main(argv: list[str] | None = None) -> int:
     named = configs(args.ablation, args.config)
     load_before = os.getloadavg()[0]
     runs: list[LoadRun] = []
-    with local_aws_server() as server:
-        samples = asyncio.run(measure(server.endpoint, named, args.calls, args.rounds, args.warmup))
+    loop_factory = None
+    if args.loop == "uvloop":
+        try:
+            loop_factory = import_module("uvloop").new_event_loop
+        except ImportError:
+            print("--loop uvloop: uvloop is not installed (pip install uvloop)", file=sys.stderr)
+            return 2
+    with local_aws_server() as server, asyncio.Runner(loop_factory=loop_factory) as runner:
+        samples = runner.run(measure(server.endpoint, named, args.calls, args.rounds, args.warmup))
         if not args.skip_load:
-            runs = asyncio.run(publish_load(server.endpoint, args.rates, args.seconds))
+            runs = runner.run(publish_load(server.endpoint, args.rates, args.seconds))
     summary = summarise(samples)
     meta = {
         "calls": args.calls,
@@ -363,10 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "python": sys.version.split()[0],
+        "loop": args.loop,
     }
     print(render(summary))
     if runs:
-        print("\nPublishing under open-loop arrivals (lean config):\n")
+        print(f"\nPublishing under open-loop arrivals (lean config, {args.loop} loop):\n")
         print(render_load(runs))
     print(f"\nload average {meta['load_average'][0]} at start, {meta['load_average'][1]} at end")
     if args.json:
