@@ -328,6 +328,18 @@ async def test_fill_wait_ends_when_the_batch_is_full():
     await asyncio.gather(*tasks)
 
 
+async def test_fill_wait_ends_when_the_batch_reaches_its_byte_limit():
+    backend = Backend()
+    gc = GroupCommit(backend.send, max_bytes=10, size_of=len, fill_wait=MAX_FILL_WAIT)
+    tasks = submit_all(gc, ["aaaa"])
+    await settle()
+    assert backend.calls == []
+    tasks += submit_all(gc, ["bbbbbb"])
+    await settle()
+    assert backend.calls == [["aaaa", "bbbbbb"]]
+    await asyncio.gather(*tasks)
+
+
 async def test_close_flushes_everything_and_refuses_new_requests():
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=2)

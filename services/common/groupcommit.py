@@ -168,7 +168,11 @@ class GroupCommit(Generic[T, R]):
             await self._call(batch)
 
     def _full(self) -> bool:
-        return len(self._pending) >= self.max_items
+        """Enough is queued for a whole batch (by count, or by bytes when that is limited)."""
+        if len(self._pending) >= self.max_items:
+            return True
+        # Fewer than max_items entries here, so the sum is short.
+        return self.max_bytes is not None and sum(e.size for e in self._pending) >= self.max_bytes
 
     def _take(self) -> list[_Entry[T, R]]:
         """The next batch, in arrival order, within the limits; skipped entries keep order."""
