@@ -9,6 +9,12 @@ call and per item. The machine is shared, so configs and operations are interlea
 by round and the best round is reported beside the median: interference only ever adds.
 `--ablation` also runs each of `LEAN_OPTIONS` alone, to show what each one is worth.
 
+Figures that other load on the machine cannot move: count this process's instructions with
+valgrind (the local AWS, a child process, is not traced), once with `--calls 0` and once
+with `--calls 200`; the difference over 200 is instructions per call:
+`valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null python -m
+bench.client_cost --skip-load --rounds 1 --config lean --ops sns.publish --calls 200`.
+
 Then (unless `--skip-load`) the API's publish path under open-loop arrivals, with the lean
 config and the services' topology (topic -> SQS subscription): one `sns.publish` per order
 against `services.api.publisher.Publisher` (group-committed PublishBatch) at several
@@ -149,29 +155,35 @@ async def cpu_ms_per_call(call: Call, calls: int) -> tuple[float, float]:
         await call()
     end = cpu_times()
     system = end[1] - start[1]
-    return ((end[0] - start[0] + system) * 1000 / calls, system * 1000 / calls)
+    per = 1000 / max(calls, 1)
+    return ((end[0] - start[0] + system) * per, system * per)
 
 
 async def measure(
-    endpoint: str, named: dict[str, AioConfig], calls: int, rounds: int, warmup: int
+    endpoint: str,
+    named: dict[str, AioConfig],
+    ops: tuple[Operation, ...],
+    calls: int,
+    rounds: int,
+    warmup: int,
 ) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """(CPU, system CPU) ms per call, per config and operation, one sample per round."""
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {
-        name: {op.name: [] for op in OPERATIONS} for name in named
+        name: {op.name: [] for op in ops} for name in named
     }
     async with AsyncExitStack() as stack:
         per_config = {
             name: await stack.enter_async_context(callers(endpoint, config))
             for name, config in named.items()
         }
-        for ops in per_config.values():
-            for call in ops.values():
+        for calls_of in per_config.values():
+            for call in calls_of.values():
                 for _ in range(warmup):
                     await call()
         for _ in range(rounds):
-            for op in OPERATIONS:
-                for name, ops in per_config.items():
-                    samples[name][op.name].append(await cpu_ms_per_call(ops[op.name], calls))
+            for op in ops:
+                for name, calls_of in per_config.items():
+                    samples[name][op.name].append(await cpu_ms_per_call(calls_of[op.name], calls))
     return samples
 
 
@@ -180,6 +192,8 @@ def summarise(samples: dict[str, dict[str, list[tuple[float, float]]]]) -> dict[
     for name, per_op in samples.items():
         out[name] = {}
         for op in OPERATIONS:
+            if op.name not in per_op:
+                continue
             values = per_op[op.name]
             best, system = min(values)
             median = statistics.median(total for total, _ in values)
@@ -196,7 +210,8 @@ def render(summary: dict[str, Any]) -> str:
     names = list(summary)
     head = "| operation | items | " + " | ".join(f"{n}: ms/call [sys] (median)" for n in names)
     lines = [head + " |", "|" + " --- |" * (2 + len(names))]
-    for op in OPERATIONS:
+    ops = [op for op in OPERATIONS if op.name in summary[names[0]]]
+    for op in ops:
         cells = [
             f"{summary[n][op.name]['best_ms_per_call']:.3f} "
             f"[{summary[n][op.name]['best_round_system_ms']:.3f}] "
@@ -206,7 +221,7 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"| {op.name} | {op.items} | " + " | ".join(cells) + " |")
     if "default" in summary and "lean" in summary:
         lines.append("")
-        for op in OPERATIONS:
+        for op in ops:
             before = summary["default"][op.name]["best_ms_per_call"]
             after = summary["lean"][op.name]["best_ms_per_call"]
             lines.append(f"{op.name}: lean saves {100 * (1 - after / before):.0f} % (best rounds)")
@@ -336,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
     parser.add_argument("--warmup", type=int, default=30, help="uncounted calls first (30)")
     parser.add_argument("--config", choices=("both", "lean", "default"), default="both")
+    parser.add_argument(
+        "--ops",
+        type=lambda v: tuple(v.split(",")),
+        default=tuple(op.name for op in OPERATIONS),
+        help="operations to measure, comma-separated (all)",
+    )
     parser.add_argument("--ablation", action="store_true", help="also each lean option alone")
     parser.add_argument("--skip-load", action="store_true", help="only the per-call figures")
     parser.add_argument(
@@ -357,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_DEFAULT_REGION"] = REGION
     named = configs(args.ablation, args.config)
+    ops = tuple(op for op in OPERATIONS if op.name in args.ops)
+    if not ops:
+        print(f"--ops: none of {', '.join(args.ops)} is known", file=sys.stderr)
+        return 2
     load_before = os.getloadavg()[0]
     runs: list[LoadRun] = []
     loop_factory = None
@@ -367,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             print("--loop uvloop: uvloop is not installed (pip install uvloop)", file=sys.stderr)
             return 2
     with local_aws_server() as server, asyncio.Runner(loop_factory=loop_factory) as runner:
-        samples = runner.run(measure(server.endpoint, named, args.calls, args.rounds, args.warmup))
+        samples = runner.run(
+            measure(server.endpoint, named, ops, args.calls, args.rounds, args.warmup)
+        )
         if not args.skip_load:
             runs = runner.run(publish_load(server.endpoint, args.rates, args.seconds))
     summary = summarise(samples)
