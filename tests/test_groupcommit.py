@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from services.common.groupcommit import MAX_LINGER, GroupCommit, GroupCommitClosed
+from services.common.groupcommit import (
+    MAX_FILL_WAIT,
+    MAX_LINGER,
+    GroupCommit,
+    GroupCommitClosed,
+)
 
 
 class Backend:
@@ -279,6 +284,62 @@ async def test_linger_applies_only_while_another_call_is_in_flight(
     await asyncio.gather(*tasks)
 
 
+async def test_a_linger_ends_early_when_the_batch_fills():
+    backend = Backend()
+    gc = GroupCommit(backend.send, max_items=3, concurrency=2, linger=MAX_LINGER)
+    backend.hold()
+    tasks = submit_all(gc, [0])
+    await settle()
+    tasks += submit_all(gc, [1])
+    await settle()
+    tasks += submit_all(gc, [2, 3])
+    await settle()
+    assert backend.calls == [[0], [1, 2, 3]]
+    backend.release()
+    await asyncio.gather(*tasks)
+
+
+async def test_fill_wait_holds_even_a_lone_request(monkeypatch: pytest.MonkeyPatch):
+    backend = Backend()
+    gc = GroupCommit(backend.send, fill_wait=0.01)
+    timers = CountingLoop(monkeypatch)
+    task = asyncio.create_task(gc.submit(1))
+    await settle()
+    assert backend.calls == [] and timers.timers == 1
+    assert await task == "ok 1"
+    assert backend.calls == [[1]]
+
+
+async def test_fill_wait_ends_when_the_batch_is_full():
+    backend = Backend()
+    gc = GroupCommit(backend.send, max_items=4, fill_wait=MAX_FILL_WAIT)
+    tasks = submit_all(gc, [0])
+    await settle()
+    assert backend.calls == []
+    tasks += submit_all(gc, [1, 2, 3, 4])
+    await settle()
+    # Full at the fourth entry: it leaves without waiting; the fifth waits for the next.
+    assert backend.calls == [[0, 1, 2, 3]]
+    closing = asyncio.create_task(gc.close())
+    await settle()
+    # close() ends the wait too.
+    assert backend.calls == [[0, 1, 2, 3], [4]]
+    await closing
+    await asyncio.gather(*tasks)
+
+
+async def test_fill_wait_ends_when_the_batch_reaches_its_byte_limit():
+    backend = Backend()
+    gc = GroupCommit(backend.send, max_bytes=10, size_of=len, fill_wait=MAX_FILL_WAIT)
+    tasks = submit_all(gc, ["aaaa"])
+    await settle()
+    assert backend.calls == []
+    tasks += submit_all(gc, ["bbbbbb"])
+    await settle()
+    assert backend.calls == [["aaaa", "bbbbbb"]]
+    await asyncio.gather(*tasks)
+
+
 async def test_close_flushes_everything_and_refuses_new_requests():
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=2)
@@ -315,6 +376,7 @@ async def test_a_path_recovers_after_many_rounds():
         {"concurrency": 0},
         {"linger": MAX_LINGER * 2},
         {"linger": -1.0},
+        {"fill_wait": MAX_FILL_WAIT * 2},
         {"max_bytes": 10},
         {"size_of": len},
     ],

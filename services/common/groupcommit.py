@@ -14,6 +14,7 @@ batch; one cancelled after its batch left leaves the batch alone (its result is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -25,6 +26,9 @@ R = TypeVar("R")
 # The linger is only a way to let a batch fill while other calls are in flight; longer than
 # this it would be a latency cost, not a batching aid.
 MAX_LINGER = 0.002
+# fill_wait is for paths no caller is waiting on with a client behind it (the worker's
+# deletes); a second is already far past any gain.
+MAX_FILL_WAIT = 1.0
 
 
 class GroupCommitClosed(RuntimeError):
@@ -63,6 +67,10 @@ class GroupCommit(Generic[T, R]):
     concurrency: calls in flight at once on this path.
     linger: seconds (at most MAX_LINGER) a batch may wait to fill, only when a slot is free
         while another call is still in flight; never when the path is idle.
+    fill_wait: seconds (at most MAX_FILL_WAIT) any batch that is not full waits for more
+        entries, even on an idle path: fewer calls where latency does not matter (the
+        worker's deletes), never on a path a client is waiting on. 0 (the default): off.
+    A batch that fills while it waits leaves at once; close() ends every wait.
     """
 
     send: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
@@ -73,6 +81,7 @@ class GroupCommit(Generic[T, R]):
     key_of: Callable[[T], Hashable] | None = None
     concurrency: int = 1
     linger: float = 0.0
+    fill_wait: float = 0.0
     stats: GroupCommitStats = field(default_factory=GroupCommitStats)
 
     def __post_init__(self) -> None:
@@ -82,6 +91,8 @@ class GroupCommit(Generic[T, R]):
             raise ValueError("concurrency must be at least 1")
         if not 0 <= self.linger <= MAX_LINGER:
             raise ValueError(f"linger must be between 0 and {MAX_LINGER} s")
+        if not 0 <= self.fill_wait <= MAX_FILL_WAIT:
+            raise ValueError(f"fill_wait must be between 0 and {MAX_FILL_WAIT} s")
         if (self.max_bytes is None) != (self.size_of is None):
             raise ValueError("max_bytes and size_of go together")
         self._pending: deque[_Entry[T, R]] = deque()
@@ -90,6 +101,8 @@ class GroupCommit(Generic[T, R]):
         # so entries submitted in the same loop iteration share its batch; only one is kept.
         self._starting = False
         self._closing = False
+        # Set while the starting sender waits for its batch to fill: wakes it when it has.
+        self._filled: asyncio.Event | None = None
 
     async def submit(self, item: T) -> R:
         """Queue `item` for the next batch and return its own result (or raise its error)."""
@@ -99,6 +112,8 @@ class GroupCommit(Generic[T, R]):
         key = self.key_of(item) if self.key_of is not None else None
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append(_Entry(item, future, size, key))
+        if self._filled is not None and self._full():
+            self._filled.set()
         self._start()
         # A cancelled caller cancels its future: a queued entry is then skipped by `_take`,
         # and a batch already in flight ignores it when results come back.
@@ -117,6 +132,8 @@ class GroupCommit(Generic[T, R]):
     async def close(self) -> None:
         """Refuse new requests, send every queued one and wait for all calls to return."""
         self._closing = True
+        if self._filled is not None:
+            self._filled.set()
         while self._pending or self._tasks:
             self._start()
             if self._tasks:
@@ -135,9 +152,14 @@ class GroupCommit(Generic[T, R]):
 
     async def _run(self) -> None:
         try:
-            if self.linger and len(self._tasks) > 1 and not self._closing and not self._full():
-                await asyncio.sleep(self.linger)
+            wait = self.fill_wait or (self.linger if len(self._tasks) > 1 else 0.0)
+            if wait and not self._closing and not self._full():
+                self._filled = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._filled.wait()
         finally:
+            self._filled = None
             self._starting = False
         batch = self._take()
         # Whatever did not fit may start now on another free slot.
@@ -146,7 +168,11 @@ class GroupCommit(Generic[T, R]):
             await self._call(batch)
 
     def _full(self) -> bool:
-        return len(self._pending) >= self.max_items
+        """Enough is queued for a whole batch (by count, or by bytes when that is limited)."""
+        if len(self._pending) >= self.max_items:
+            return True
+        # Fewer than max_items entries here, so the sum is short.
+        return self.max_bytes is not None and sum(e.size for e in self._pending) >= self.max_bytes
 
     def _take(self) -> list[_Entry[T, R]]:
         """The next batch, in arrival order, within the limits; skipped entries keep order."""
