@@ -45,7 +45,7 @@ def test_the_config_carries_pool_size_timeouts_and_retries():
     config = client_config(pool_size=7, read_timeout=12, max_attempts=2)
     assert config.max_pool_connections == 7
     assert config.read_timeout == 12
-    assert config.retries == {"mode": "standard", "max_attempts": 2}
+    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
 
 
 async def test_lean_clients_send_the_fixed_user_agent(aws: AwsSettings, topology: Topology):

@@ -181,7 +181,7 @@ async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202
     body = order_body(order_id=order_id)
     async with TestClient(TestServer(create_app(settings))) as api:
         # SNS publishes, but answers after the API stopped waiting.
-        await chaos([{"service": "sns", "operation": "Publish", "latency_ms": 1500}])
+        await chaos([{"service": "sns", "operation": "PublishBatch", "latency_ms": 1500}])
         first = await api.post("/orders/async", json=body)
         assert first.status == 503
         await chaos([])

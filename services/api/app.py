@@ -15,9 +15,10 @@ from .checks import check_table, check_topic
 from .errors import error_middleware
 from .handlers import routes
 from .keys import ORDERS, PAYMENTS, SETTINGS, SETTLER, SNS, WORKFLOW
+from .publisher import Publisher
 from .settings import ApiSettings
 from .settler import Settler
-from .workflow import OrderWorkflow, sns_publisher
+from .workflow import OrderWorkflow
 
 # Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in
 # flight before they queue for a connection. Both clients share the publish timeout: it is
@@ -61,15 +62,18 @@ async def _workflow(app: web.Application) -> AsyncIterator[None]:
     """The order workflow over the clients opened before it; its late writes land on close."""
     settings = app[SETTINGS]
     settler = app[SETTLER] = Settler()
+    # Concurrent orders share PublishBatch calls; a lone order is published at once.
+    publisher = Publisher(app[SNS], settings.topic_arn, settings.publish_timeout)
     app[WORKFLOW] = OrderWorkflow(
         app[ORDERS],
-        sns_publisher(app[SNS], settings.topic_arn, settings.publish_timeout),
+        publisher.publish,
         app[PAYMENTS],
         settler,
         publish_timeout=settings.publish_timeout,
     )
     yield
     # Runs before the clients close (cleanup_ctx unwinds in reverse).
+    await publisher.close()
     await settler.close(settings.shutdown_timeout)
 
 

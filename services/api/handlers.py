@@ -17,7 +17,8 @@ from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
 from .keys import ORDERS, SETTINGS, WORKFLOW
-from .workflow import InProgress, KeyReused, PublishFailed
+from .publisher import PublishFailed
+from .workflow import InProgress, KeyReused
 
 log = get_logger()
 routes = web.RouteTableDef()

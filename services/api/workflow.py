@@ -17,7 +17,6 @@ resolve:
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,12 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
 
 from services.common.logging import get_logger
 from services.common.messages import OrderMessage, OrderRequest, encode_message
@@ -43,12 +36,13 @@ from services.common.orders import (
 )
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
+from .publisher import PublishAmbiguous, PublishFailed
 from .settler import Settler
 
 log = get_logger()
 
 Publish = Callable[[str], Awaitable[object]]
-"""Publishes one encoded order message; raises PublishFailed."""
+"""Publishes one encoded order message; raises PublishFailed (services/api/publisher.py)."""
 
 
 class KeyReused(Exception):
@@ -57,14 +51,6 @@ class KeyReused(Exception):
 
 class InProgress(Exception):
     """The first request with this key is still being processed."""
-
-
-class PublishFailed(Exception):
-    """SNS did not acknowledge the order. `ambiguous`: it may have published it all the same."""
-
-    def __init__(self, detail: str, *, ambiguous: bool) -> None:
-        super().__init__(detail)
-        self.ambiguous = ambiguous
 
 
 @dataclass(frozen=True)
@@ -80,25 +66,6 @@ class PaidNow:
     total: float
     payment_ms: float | None
     replayed: bool = False
-
-
-def sns_publisher(sns: object, topic_arn: str, timeout: float) -> Publish:
-    """Publish through an SNS client, one call per order, bounded by `timeout`."""
-
-    async def publish(message: str) -> object:
-        try:
-            async with asyncio.timeout(timeout):
-                return await sns.publish(TopicArn=topic_arn, Message=message)  # type: ignore[attr-defined]
-        except ClientError as exc:
-            raise PublishFailed(str(exc), ambiguous=False) from exc
-        except (EndpointConnectionError, ConnectTimeoutError) as exc:
-            # Never connected: nothing was sent.
-            raise PublishFailed(str(exc), ambiguous=False) from exc
-        except (BotoCoreError, TimeoutError) as exc:
-            # Sent, and no answer: SNS may have published it.
-            raise PublishFailed(str(exc) or "publish timed out", ambiguous=True) from exc
-
-    return publish
 
 
 def _age_seconds(iso: str) -> float:
@@ -166,8 +133,9 @@ class OrderWorkflow:
         try:
             await self._publish(encode_message(order))
         except PublishFailed as exc:
-            log.error("publish_failed", ambiguous=exc.ambiguous, detail=str(exc))
-            if store is not None and keyed and not exc.ambiguous:
+            ambiguous = isinstance(exc, PublishAmbiguous)
+            log.error("publish_failed", error=exc.code, ambiguous=ambiguous, detail=str(exc))
+            if store is not None and keyed and not ambiguous:
                 # Certainly not queued: a retry (same key or order_id) starts afresh.
                 await store.forget_pending(order.order_id)
             raise

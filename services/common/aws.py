@@ -53,7 +53,8 @@ def client_config(
         "max_pool_connections": pool_size,
         "connect_timeout": 3,
         "read_timeout": read_timeout,
-        "retries": {"mode": "standard", "max_attempts": max_attempts},
+        # total_max_attempts counts the first try; botocore reads `max_attempts` as retries.
+        "retries": {"mode": "standard", "total_max_attempts": max_attempts},
     }
     if lean:
         options |= LEAN_OPTIONS

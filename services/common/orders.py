@@ -281,9 +281,9 @@ class OrderStore:
                 "Update": {
                     "TableName": self._table,
                     "Key": _order_key(order_id),
-                "UpdateExpression": update,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": {"#s": "status"},
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#s": "status"},
                     "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
                 }
             }

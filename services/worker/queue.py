@@ -61,9 +61,10 @@ class OrderQueue:
         self.url = url
         self.stats = stats
         self._batched = batched
-        # Deletes issued while one DeleteMessageBatch is in flight share the next one.
+        # Deletes share DeleteMessageBatch calls: nobody waits on a delete, so a batch may
+        # wait up to 50 ms to fill (arrivals x round trip alone would make batches of 1-2).
         self._deletes: GroupCommit[str, str | None] = GroupCommit(
-            self._delete_batch, max_items=SQS_BATCH
+            self._delete_batch, max_items=SQS_BATCH, concurrency=2, fill_wait=0.05
         )
         self.config: QueueConfig | None = None
 

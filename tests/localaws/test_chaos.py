@@ -53,7 +53,7 @@ def own_endpoint() -> Iterator[str]:
 async def aws(own_endpoint: str) -> AsyncIterator[Aws]:
     # botocore's standard mode retries 5xx and throttling, and these tests assert on what
     # one call sees. max_attempts counts retries (botocore adds the first attempt): 0.
-    config = client_config(pool_size=10, read_timeout=30, max_attempts=0)
+    config = client_config(pool_size=10, read_timeout=30, max_attempts=1)
     kwargs: dict[str, Any] = {
         "region_name": "us-east-1",
         "endpoint_url": own_endpoint,
@@ -241,7 +241,7 @@ async def test_only_the_named_operation_fails(aws: Aws) -> None:
 
 
 async def test_only_the_named_region_fails(aws: Aws) -> None:
-    config = client_config(pool_size=2, read_timeout=30, max_attempts=0)
+    config = client_config(pool_size=2, read_timeout=30, max_attempts=1)
     async with (
         faults(aws.endpoint, [_rule("sqs", 503, "ServiceUnavailable", region="eu-west-1")]),
         get_session().create_client(
