@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
 SERVERS = {"stock": ("--stock",), "patched": ()}
 BATCH = 10
@@ -177,7 +178,7 @@ async def _order_path(aws: Aws, pid: int, table: str, rounds: int) -> float:
         await store.mark_paid_many(
             [(o.order_id, c.token, 3000.0) for o, c in zip(orders, claims, strict=True)]
         )
-        handles = [
+        handles: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
             for i, m in enumerate(got.get("Messages", []))
         ]

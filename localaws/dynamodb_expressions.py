@@ -33,9 +33,13 @@ from moto.dynamodb.comparisons import (
     OpDefault,
     Operand,
 )
-from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+from moto.dynamodb.parsing.expressions import (  # type: ignore[attr-defined]
+    UpdateExpressionParser,
+)
 
-_original_make: Any = None
+# Captured at import, before `install` replaces it (the compiler in dynamodb_update uses
+# the cache whether or not the patches are installed in this process).
+_original_make: Any = UpdateExpressionParser.make
 _update_trees: dict[str, Any] = {}
 _templates: dict[tuple[str, Any], _Template | None] = {}
 # Bounds the caches against a client that sends ever-new texts; the services send ~10.
@@ -155,7 +159,7 @@ class CachedConditionParser:
     def parse(self) -> Any:
         expr = self.condition_expression
         if not expr:
-            return OpDefault(None, None)
+            return OpDefault(None, None)  # type: ignore[arg-type]
         template = _template(expr, self.expression_attribute_names) if type(expr) is str else None
         tree = template.bind(self.expression_attribute_values) if template else None
         if template is None or tree is None:
@@ -176,9 +180,6 @@ def create_condition_expression_parser(expr: str | None, names: Any, values: Any
 
 
 def install() -> None:
-    global _original_make
-    if _original_make is None:
-        _original_make = UpdateExpressionParser.make
     UpdateExpressionParser.make = staticmethod(cached_make)
     # Every module that imported the factory by name, and the module that defines it (its
     # `get_filter_expression` looks it up there).

@@ -37,7 +37,7 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
-from moto.dynamodb.parsing.ast_nodes import (
+from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
     ExpressionAttribute,
     ExpressionAttributeName,
     ExpressionAttributeValue,
@@ -323,4 +323,4 @@ def install() -> None:
     global _original_update
     if _original_update is None:
         _original_update = DynamoDBBackend.update_item
-    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign,assignment]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]

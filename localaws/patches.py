@@ -65,12 +65,12 @@ _NAMESPACES: dict[str, object] = {
     "DynamoDBBackend": dynamodb_models.DynamoDBBackend,
     "DynamoHandler": dynamodb_responses.DynamoHandler,
     "Item": DynamoItem,
-    "UpdateExpressionParser": dynamodb_expressions_parsing.UpdateExpressionParser,
+    "UpdateExpressionParser": dynamodb_expressions_parsing.UpdateExpressionParser,  # type: ignore[attr-defined]
     "dynamodb.comparisons": dynamodb_comparisons,
     "ConditionExpressionParser": dynamodb_comparisons.ConditionExpressionParser,
     "AttributeValue": dynamodb_comparisons.AttributeValue,
     "FuncBetween": dynamodb_comparisons.FuncBetween,
-    "Node": dynamodb_ast.Node,
+    "Node": dynamodb_ast.Node,  # type: ignore[attr-defined]
     "UpdateExpressionValidator": dynamodb_validators.UpdateExpressionValidator,
     "ExpressionAttributeValueProcessor": dynamodb_validators.ExpressionAttributeValueProcessor,
     "ExpressionAttributeResolvingProcessor": (
