@@ -200,7 +200,9 @@ async def _measure(endpoint: str, pid: int, calls: int, backlog: int) -> dict[st
     return {"calls": ops, "order_path_ms_per_order": per_order}
 
 
-async def run(calls: int, backlog: int) -> dict[str, Any]:
+async def run(
+    calls: int, backlog: int, servers: tuple[str, ...] = tuple(SERVERS)
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "moto": version("moto"),
         "calls": calls,
@@ -208,22 +210,27 @@ async def run(calls: int, backlog: int) -> dict[str, Any]:
         "load_average_start": os.getloadavg()[0],
         "servers": {},
     }
-    for name, args in SERVERS.items():
-        with local_aws_server(extra_args=args) as server:
+    for name in servers:
+        with local_aws_server(extra_args=SERVERS[name]) as server:
             result["servers"][name] = await _measure(server.endpoint, server.pid, calls, backlog)
     result["load_average_end"] = os.getloadavg()[0]
     return result
 
 
 def table(result: dict[str, Any]) -> str:
-    stock, patched = result["servers"]["stock"], result["servers"]["patched"]
+    none: dict[str, Any] = {"calls": {}, "order_path_ms_per_order": 0.0}
+    stock = result["servers"].get("stock", none)
+    patched = result["servers"].get("patched", none)
+    measured = stock if stock is not none else patched
     lines = [
         f"server CPU ms per call (moto {result['moto']}, {result['calls']} calls each, "
         f"{result['backlog']} orders in the table, load average "
         f"{result['load_average_start']:.2f} -> {result['load_average_end']:.2f})",
         f"{'call':<48} {'stock':>8} {'patched':>8} {'ratio':>7}",
     ]
-    rows = [(k, stock["calls"][k], patched["calls"][k]) for k in stock["calls"]]
+    rows = [
+        (k, stock["calls"].get(k, 0.0), patched["calls"].get(k, 0.0)) for k in measured["calls"]
+    ]
     rows.append(
         (
             "order path, per order (SNS+SQS+DynamoDB)",
@@ -232,7 +239,7 @@ def table(result: dict[str, Any]) -> str:
         )
     )
     for label, s, p in rows:
-        ratio = f"{s / p:.1f}x" if p else "-"
+        ratio = f"{s / p:.1f}x" if p and s else "-"
         lines.append(f"{label:<48} {s:>8.3f} {p:>8.3f} {ratio:>7}")
     return "\n".join(lines)
 
@@ -241,10 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dynamodb_cost", description=__doc__)
     parser.add_argument("--calls", type=int, default=200, help="calls of each kind (200)")
     parser.add_argument("--backlog", type=int, default=1000, help="orders in the table (1000)")
+    parser.add_argument(
+        "--servers",
+        type=lambda s: tuple(s.split(",")),
+        default=tuple(SERVERS),
+        help="which servers to measure (stock,patched)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    result = asyncio.run(run(args.calls, args.backlog))
+    if not args.servers or set(args.servers) - set(SERVERS):
+        parser.error(f"--servers: a comma-separated choice of {', '.join(SERVERS)}")
+    result = asyncio.run(run(args.calls, args.backlog, args.servers))
     result["seconds"] = round(time.monotonic() - started, 1)
     print(table(result))
     if args.json:

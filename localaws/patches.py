@@ -15,6 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import flask_cors.core
+import flask_cors.extension
+import moto.core.responses as core_responses
+import moto.core.utils as core_utils
 import moto.dynamodb.comparisons as dynamodb_comparisons
 import moto.dynamodb.models as dynamodb_models
 import moto.dynamodb.parsing.ast_nodes as dynamodb_ast
@@ -28,6 +32,7 @@ from moto.dynamodb.models.dynamo_type import Item as DynamoItem
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 from . import (
+    dynamodb_dispatch,
     dynamodb_expressions,
     dynamodb_patches,
     dynamodb_update,
@@ -64,6 +69,11 @@ _NAMESPACES: dict[str, object] = {
     "DomainDispatcherApplication": DomainDispatcherApplication,
     "DynamoDBBackend": dynamodb_models.DynamoDBBackend,
     "DynamoHandler": dynamodb_responses.DynamoHandler,
+    "core.utils": core_utils,
+    "convert_to_flask_response": core_utils.convert_to_flask_response,
+    "flask_cors.core": flask_cors.core,
+    "flask_cors.extension": flask_cors.extension,
+    "BaseResponse": core_responses.BaseResponse,
     "Item": DynamoItem,
     "UpdateExpressionParser": dynamodb_expressions_parsing.UpdateExpressionParser,  # type: ignore[attr-defined]
     "dynamodb.comparisons": dynamodb_comparisons,
@@ -212,6 +222,23 @@ PATCHES = (
         guarded=("DynamoHandler.update_item", "Item.to_json"),
         install=dynamodb_patches.install_handler_item_copy,
     ),
+    Patch(
+        name="dynamodb-direct-dispatch",
+        why="once DynamoDB's own work was cheap, Flask's request context, URL matching and "
+        "hooks, and listing the handler's methods per call were most of a request's CPU",
+        guarded=(
+            "DomainDispatcherApplication.__call__",
+            "DomainDispatcherApplication.get_application",
+            "convert_to_flask_response.__call__",
+            "core.utils.method_names_from_class",
+            "BaseResponse.call_action",
+            "BaseResponse.dispatch",
+            "flask_cors.extension.make_after_request_function",
+            "flask_cors.core.set_cors_headers",
+            "flask_cors.core.get_cors_headers",
+        ),
+        install=dynamodb_dispatch.install,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -259,6 +286,15 @@ GUARDS: dict[str, str] = {
     "RemoveExecutor.execute": "2f81b6fc36ad8933",
     "DynamoHandler.update_item": "638893af1afd43d2",
     "Item.to_json": "cf0a9332389d6fd9",
+    "DomainDispatcherApplication.__call__": "7b12179deceda48d",
+    "DomainDispatcherApplication.get_application": "0ff6939685bde917",
+    "convert_to_flask_response.__call__": "2c82766d05909ebb",
+    "core.utils.method_names_from_class": "9dbac89d082b655f",
+    "BaseResponse.call_action": "26076963fd17fd1a",
+    "BaseResponse.dispatch": "f384bce8f69d7e94",
+    "flask_cors.extension.make_after_request_function": "3e1f12121eb348b5",
+    "flask_cors.core.set_cors_headers": "de266239ae2bb639",
+    "flask_cors.core.get_cors_headers": "80f37277960ef3d7",
 }
 
 _applied = False
