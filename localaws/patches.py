@@ -1,4 +1,4 @@
-"""Named patches that take moto's SQS hot paths from O(queue length) to O(1) or O(batch).
+"""Named patches that take moto's hot paths (SQS, DynamoDB, dispatch) off per-call costs.
 
 Each patch replaces or wraps a few moto functions and must not change what any API call
 returns. Every moto function a patch replaces, wraps or relies on is listed in `GUARDS`
@@ -32,7 +32,7 @@ from moto.dynamodb.models.dynamo_type import Item as DynamoItem
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 from . import (
-    dynamodb_dispatch,
+    direct_dispatch,
     dynamodb_expressions,
     dynamodb_patches,
     dynamodb_update,
@@ -223,9 +223,10 @@ PATCHES = (
         install=dynamodb_patches.install_handler_item_copy,
     ),
     Patch(
-        name="dynamodb-direct-dispatch",
+        name="moto-direct-dispatch",
         why="once DynamoDB's own work was cheap, Flask's request context, URL matching and "
-        "hooks, and listing the handler's methods per call were most of a request's CPU",
+        "hooks, and listing the handler's methods per call were most of a request's CPU "
+        "(DynamoDB, SNS and SQS alike)",
         guarded=(
             "DomainDispatcherApplication.__call__",
             "DomainDispatcherApplication.get_application",
@@ -237,7 +238,7 @@ PATCHES = (
             "flask_cors.core.set_cors_headers",
             "flask_cors.core.get_cors_headers",
         ),
-        install=dynamodb_dispatch.install,
+        install=direct_dispatch.install,
     ),
 )
 

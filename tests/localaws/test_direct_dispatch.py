@@ -1,4 +1,4 @@
-"""The direct DynamoDB dispatch answers byte for byte as moto's Flask app does.
+"""The direct dispatch answers byte for byte as moto's Flask app does.
 
 Status, headers (but the request id and date) and body of the same requests, sent once
 through moto's own `DomainDispatcherApplication` and once through the patch's, in this
@@ -8,7 +8,9 @@ HTTP the patched server always takes the direct one).
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,10 +18,10 @@ import pytest
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import EnvironBuilder
 
-from localaws import dynamodb_dispatch
+from localaws import direct_dispatch
 
 _AUTH = (
-    "AWS4-HMAC-SHA256 Credential=testing/20270101/us-east-1/dynamodb/aws4_request, "
+    "AWS4-HMAC-SHA256 Credential=testing/20270101/us-east-1/{}/aws4_request, "
     "SignedHeaders=host, Signature=0"
 )
 _TABLE = {
@@ -47,6 +49,14 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("UpdateItem", {"TableName": "dispatch", "Key": {"pk": {"S": "x"}}, "UpdateExpression": "SET"}),
     ("BatchGetItem", {"RequestItems": {"dispatch": {"Keys": [{"pk": {"S": "x"}}]}}}),
     ("NoSuchOperation", {}),
+    ("sqs.ListQueues", {}),
+    ("sqs.GetQueueUrl", {"QueueName": "nope"}),
+    ("sqs.SendMessage", {"QueueUrl": "http://localhost/123456789012/dispatch", "MessageBody": "m"}),
+    ("sns.ListTopics", {"Action": "ListTopics", "Version": "2010-03-31"}),
+    (
+        "sns.Publish",
+        {"Action": "Publish", "TopicArn": "arn:aws:sns:us-east-1:123456789012:no", "Message": "m"},
+    ),
 ]
 
 
@@ -58,10 +68,39 @@ def _environ(target: str, body: dict[str, Any], **headers: str) -> dict[str, Any
         headers={
             "X-Amz-Target": f"DynamoDB_20120810.{target}",
             "Content-Type": "application/x-amz-json-1.0",
-            "Authorization": _AUTH,
+            "Authorization": _AUTH.format("dynamodb"),
             **headers,
         },
     ).get_environ()
+
+
+def _sqs(target: str, body: dict[str, Any]) -> dict[str, Any]:
+    return EnvironBuilder(
+        path="/",
+        method="POST",
+        data=json.dumps(body),
+        headers={
+            "X-Amz-Target": f"AmazonSQS.{target}",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": _AUTH.format("sqs"),
+        },
+    ).get_environ()
+
+
+def _sns(form: dict[str, str]) -> dict[str, Any]:
+    return EnvironBuilder(
+        path="/",
+        method="POST",
+        data=form,
+        headers={"Authorization": _AUTH.format("sns")},
+    ).get_environ()
+
+
+def _body(environ: dict[str, Any]) -> Any:
+    """A second reading of the same request body (each path reads it once)."""
+    data = environ["wsgi.input"].read()
+    environ["wsgi.input"] = io.BytesIO(data)
+    return io.BytesIO(data)
 
 
 Call = Callable[[Any, dict[str, Any], Any], Iterable[bytes]]
@@ -77,7 +116,9 @@ def _answer(call: Call, app: Any, environ: dict[str, Any]) -> dict[str, Any]:
         )
 
     try:
-        got["body"] = b"".join(call(app, environ, start_response))
+        body = b"".join(call(app, environ, start_response))
+        # A query-protocol body carries a fresh request id, as the header does.
+        got["body"] = re.sub(rb"<RequestId>[^<]*</RequestId>", b"<RequestId/>", body)
     except Exception as exc:  # both paths must fail alike too
         got["raised"] = type(exc).__name__
     return got
@@ -86,8 +127,8 @@ def _answer(call: Call, app: Any, environ: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> Any:
     original = DomainDispatcherApplication.__call__
-    monkeypatch.setattr(dynamodb_dispatch, "_original_call", original)
-    monkeypatch.setattr(dynamodb_dispatch, "_cors", {})
+    monkeypatch.setattr(direct_dispatch, "_original_call", original)
+    monkeypatch.setattr(direct_dispatch, "_apps", {})
     app = DomainDispatcherApplication(create_backend_app)
     original(app, _environ("CreateTable", _TABLE), lambda *a: None)
     original(app, _environ("PutItem", {"TableName": "dispatch", "Item": _ITEM}), lambda *a: None)
@@ -99,10 +140,15 @@ def test_direct_dispatch_answers_as_flask(
     app: Any, target: str, body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taken: list[bool] = []
-    direct = dynamodb_dispatch._direct
-    monkeypatch.setattr(dynamodb_dispatch, "_direct", lambda *a: taken.append(True) or direct(*a))
-    want = _answer(DomainDispatcherApplication.__call__, app, _environ(target, body))
-    got = _answer(dynamodb_dispatch._call, app, _environ(target, body))
+    serve = direct_dispatch._serve
+    monkeypatch.setattr(direct_dispatch, "_serve", lambda *a: taken.append(True) or serve(*a))
+    environ = _sqs(target[4:], body) if target.startswith("sqs.") else _environ(target, body)
+    if target.startswith("sns."):
+        environ = _sns(body)
+    want = _answer(
+        DomainDispatcherApplication.__call__, app, dict(environ, **{"wsgi.input": _body(environ)})
+    )
+    got = _answer(direct_dispatch._call, app, environ)
     assert taken == [True]
     assert got == want
     if "raised" not in got:  # flask-cors's header, added by the direct path too
@@ -110,6 +156,6 @@ def test_direct_dispatch_answers_as_flask(
 
 
 def test_a_browser_request_takes_flask(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dynamodb_dispatch, "_direct", lambda *a: pytest.fail("direct path"))
+    monkeypatch.setattr(direct_dispatch, "_serve", lambda *a: pytest.fail("direct path"))
     environ = _environ("ListTables", {}, Origin="http://example.com")
-    assert _answer(dynamodb_dispatch._call, app, environ)["status"] == "200 OK"
+    assert _answer(direct_dispatch._call, app, environ)["status"] == "200 OK"
