@@ -117,8 +117,9 @@ class Registry:
                 waiters.woken = max(0, waiters.woken - 1)  # woken, but will never run again
             raise
         finally:
-            if not future.done() or future.cancelled():
-                # Timed out or cancelled (client gone): leave the line.
+            if (not future.done() or future.cancelled()) and future in waiters.parked:
+                # Timed out or cancelled (client gone): leave the line (unless a wake-up
+                # already took it off, in the instant between the timeout and this line).
                 waiters.parked.remove(future)
             self._forget_if_idle(index)
         return "message"
@@ -139,7 +140,10 @@ class Registry:
                 continue
             wanted = index.count(State.READY) - waiters.woken
             while wanted > 0 and waiters.parked:
-                waiters.parked.popleft().set_result(None)
+                future = waiters.parked.popleft()
+                if future.done():
+                    continue  # timed out or cancelled a moment ago: its poll is leaving
+                future.set_result(None)
                 waiters.woken += 1
                 wanted -= 1
 

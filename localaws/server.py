@@ -20,7 +20,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import longpoll, patches, wsgi
+from . import calls, chaos, control, longpoll, patches, wsgi
 
 
 class Server(Protocol):
@@ -65,6 +65,9 @@ class LocalAws:
         patches.apply()
         self._app = DomainDispatcherApplication(create_backend_app)
         self._polls = longpoll.Registry()
+        self._counts = calls.Counts()
+        self._faults = chaos.Faults()
+        self._control = control.Control(self._counts, self._faults)
         self._loop = asyncio.new_event_loop()
         # Binding here, not in the thread, so a taken port fails the constructor (OSError).
         # handler_cancellation: a poll whose client hung up stops waiting at once, so it can
@@ -102,8 +105,16 @@ class LocalAws:
         await asyncio.gather(*rest, return_exceptions=True)
 
     async def _handle(self, request: web.BaseRequest) -> web.Response:
+        if control.is_control(request.path):
+            return await self._control.handle(request)
         # Read the whole body first: moto wants it all, and aiohttp's read() caps at 1 MiB.
         body = await request.content.read()
+        query = request.raw_path.partition("?")[2]
+        call = calls.identify(request.method, request.headers, query, body)
+        # Counted once here, so a long poll that parks and runs again is one request.
+        self._counts.add(call)
+        if self._faults.rules and (failed := await self._faults.inject(call)) is not None:
+            return failed
         poll = longpoll.LongPoll()
         response = self._run(wsgi.environ(request, body), poll)
         while (index := poll.parked_on) is not None:

@@ -12,7 +12,7 @@ from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.common.topology import Topology
-from services.worker.batcher import delete_batcher
+from services.worker.queue import OrderQueue
 from services.worker.stats import WorkerStats
 from services.worker.worker import open_worker
 
@@ -95,7 +95,7 @@ async def test_batched_needs_far_fewer_requests_than_per_task(
     assert stats.sqs_requests / stats.paid < 1
 
 
-async def test_delete_batcher_sends_ten_per_call(sqs: SQSClient, topology: Topology):
+async def test_queue_deletes_ten_per_call(sqs: SQSClient, topology: Topology):
     for i in range(25):
         await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=str(i))
     handles = []
@@ -103,9 +103,9 @@ async def test_delete_batcher_sends_ten_per_call(sqs: SQSClient, topology: Topol
         got = await sqs.receive_message(QueueUrl=topology.queue_url, MaxNumberOfMessages=10)
         handles += [m["ReceiptHandle"] for m in got.get("Messages", [])]
     stats = WorkerStats()
-    batcher = delete_batcher(sqs, topology.queue_url, stats)
-    results = await asyncio.gather(*(batcher.submit(h) for h in handles))
-    await batcher.close()
+    queue = OrderQueue(sqs, topology.queue_url, stats, batched=True)
+    results = await asyncio.gather(*(queue.delete(h) for h in handles))
+    await queue.close()
     assert results == [None] * 25
     assert stats.delete_calls == 3  # 10 + 10 at once, the last 5 after the linger
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)

@@ -14,8 +14,10 @@ from services.common.payment import PaymentProcessor
 from .checks import check_table, check_topic
 from .errors import error_middleware
 from .handlers import routes
-from .keys import ORDERS, PAYMENTS, SETTINGS, SNS
+from .keys import ORDERS, PAYMENTS, SETTINGS, SETTLER, SNS, WORKFLOW
 from .settings import ApiSettings
+from .settler import Settler
+from .workflow import OrderWorkflow, sns_publisher
 
 # Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in
 # flight before they queue for a connection. Both clients share the publish timeout: it is
@@ -55,11 +57,28 @@ async def _order_store(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _workflow(app: web.Application) -> AsyncIterator[None]:
+    """The order workflow over the clients opened before it; its late writes land on close."""
+    settings = app[SETTINGS]
+    settler = app[SETTLER] = Settler()
+    app[WORKFLOW] = OrderWorkflow(
+        app[ORDERS],
+        sns_publisher(app[SNS], settings.topic_arn, settings.publish_timeout),
+        app[PAYMENTS],
+        settler,
+        publish_timeout=settings.publish_timeout,
+    )
+    yield
+    # Runs before the clients close (cleanup_ctx unwinds in reverse).
+    await settler.close(settings.shutdown_timeout)
+
+
 def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[PAYMENTS] = PaymentProcessor(settings.payment)
     app.cleanup_ctx.append(_sns_client)
     app.cleanup_ctx.append(_order_store)
+    app.cleanup_ctx.append(_workflow)
     app.add_routes(routes)
     return app

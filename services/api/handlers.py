@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
-from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.logging import get_logger
-from services.common.messages import (
-    InvalidInput,
-    OrderMessage,
-    OrderRequest,
-    encode_message,
-    parse_order_request,
-)
-from services.common.orders import (
-    OrderRecord,
-    OrderStore,
-    StateUnavailable,
-    Status,
-    request_hash,
-)
+from services.common.messages import InvalidInput, OrderRequest, parse_order_request
+from services.common.orders import Status
 from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
-from .keys import ORDERS, PAYMENTS, SETTINGS, SNS
+from .keys import ORDERS, SETTINGS, WORKFLOW
+from .workflow import InProgress, KeyReused, PublishFailed
 
 log = get_logger()
 routes = web.RouteTableDef()
@@ -104,29 +89,6 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def _register(
-    request: web.Request, store: OrderStore, order: OrderMessage, wanted: OrderRequest
-) -> tuple[OrderMessage, OrderRecord | None]:
-    """Record the order as pending, or find the order this request is a retry of."""
-    fingerprint = request_hash(request.path, wanted)
-    key = _idempotency_key(request)
-    if key is not None:
-        order_id, bound = await store.bind_idempotency_key(key, order.order_id, fingerprint)
-        if bound != fingerprint:
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            )
-        order = order.model_copy(update={"order_id": order_id})
-    existing = await store.create_pending(order, fingerprint)
-    if existing is not None and existing.request_hash != fingerprint:
-        raise ApiError(
-            422, "idempotency_key_reused", "this order_id was used with a different request"
-        )
-    return order, existing
-
-
 def _in_progress() -> ApiError:
     return ApiError(
         409,
@@ -140,106 +102,41 @@ def _answer(order_id: str, status: str, total: float, **extra: object) -> dict[s
     return {"order_id": order_id, "status": status, "total": total, **extra}
 
 
-def _accepted_response(order_id: str, total: float) -> web.Response:
-    return json_response(
-        _answer(order_id, "accepted", total), 202, {"Location": f"/orders/{order_id}"}
-    )
-
-
-def _age_seconds(iso: str) -> float:
-    return time.time() - datetime.fromisoformat(iso).timestamp()
-
-
 @routes.post("/orders/async")
 async def create_order_async(request: web.Request) -> web.Response:
     wanted = await _read_order(request)
-    order = OrderMessage.accept(wanted)
-    store = request.app[ORDERS]
-    settings = request.app[SETTINGS]
-    # Only a request that names itself (a key, or its own order_id) can be a retry: only those
-    # pay for the pending write that lets a retry find it. Others cost one write, after SNS.
-    keyed = store is not None and (
-        wanted.order_id is not None or "Idempotency-Key" in request.headers
-    )
-    if store is not None and keyed:
-        order, existing = await _register(request, store, order, wanted)
-        structlog.contextvars.bind_contextvars(order_id=order.order_id)
-        if existing is not None and existing.status != Status.PENDING:
-            log.info("order_replayed", status=str(existing.status))
-            return _accepted_response(existing.order_id, existing.total)
-        if (
-            existing is not None
-            and _age_seconds(existing.updated_at) < 2 * settings.publish_timeout
-        ):
-            raise _in_progress()
-        # A pending order older than that lost its publish (the API died mid-way): retry it.
-    structlog.contextvars.bind_contextvars(order_id=order.order_id)
+    key = _idempotency_key(request)
     try:
-        async with asyncio.timeout(settings.publish_timeout):
-            await request.app[SNS].publish(
-                TopicArn=settings.topic_arn, Message=encode_message(order)
-            )
-    except (BotoCoreError, ClientError, TimeoutError) as exc:
+        accepted = await request.app[WORKFLOW].accept(wanted, key, request.path)
+    except KeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    except InProgress:
+        raise _in_progress() from None
+    except PublishFailed:
         # No 202 unless SNS acknowledged: the client must know the order was not queued.
-        log.error("publish_failed", error=type(exc).__name__, detail=str(exc))
-        if store is not None and keyed:
-            # Not accepted after all: a retry (same key or order_id) starts afresh.
-            await store.forget_pending(order.order_id)
         raise _outage("queue_unavailable", "the order could not be queued; retry later") from None
-    if store is not None:
-        try:
-            if keyed:
-                await store.mark_accepted(order.order_id)
-            else:
-                await store.record_accepted(order)
-        except StateUnavailable as exc:
-            # The order is queued all the same, so it is accepted: the worker's claim writes
-            # its state when it takes it, and GET finds it from then on.
-            log.warning("state_unavailable", detail=str(exc))
-    log.info("order_accepted", total=order.total, items=len(order.items))
-    return _accepted_response(order.order_id, order.total)
+    return json_response(
+        _answer(accepted.order_id, "accepted", accepted.total),
+        202,
+        {"Location": f"/orders/{accepted.order_id}"},
+    )
 
 
 @routes.post("/orders/sync")
 async def create_order_sync(request: web.Request) -> web.Response:
     wanted = await _read_order(request)
-    order = OrderMessage.accept(wanted)
-    store = request.app[ORDERS]
-    payments = request.app[PAYMENTS]
-    token = None
-    if store is not None:
-        order, existing = await _register(request, store, order, wanted)
-        structlog.contextvars.bind_contextvars(order_id=order.order_id)
-        if existing is not None and existing.status == Status.PAID:
-            log.info("order_replayed", status=str(existing.status))
-            return json_response(
-                _answer(order.order_id, "paid", existing.total, payment_ms=existing.payment_ms)
-            )
-        if existing is not None and existing.status == Status.FAILED:
-            raise ApiError(402, "payment_declined", existing.failure_reason or "payment failed")
-        claim = await store.claim(order, lease_seconds=payments.settings.timeout + 5)
-        if not claim.won:
-            raise _in_progress()
-        token = claim.token
-    structlog.contextvars.bind_contextvars(order_id=order.order_id)
+    key = _idempotency_key(request)
     try:
-        payment_ms = await payments.charge(order)
+        paid = await request.app[WORKFLOW].pay_now(wanted, key, request.path)
+    except KeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    except InProgress:
+        raise _in_progress() from None
     except PaymentDeclined as exc:
-        log.info("order_failed", mode="sync", reason=str(exc))
-        if store is not None and token is not None:
-            await store.mark_failed(order.order_id, token, str(exc))
         raise ApiError(402, "payment_declined", str(exc)) from None
     except PaymentUnavailable as exc:
-        log.warning("payment_unavailable", mode="sync", reason=str(exc))
-        if store is not None and token is not None:
-            await store.release(order.order_id, token, str(exc))
         raise _outage("payment_unavailable", f"{exc}; retry later") from None
-    if store is not None and token is not None:
-        await store.mark_paid(order.order_id, token, payment_ms)
-    log.info("order_paid", mode="sync", payment_ms=round(payment_ms, 3), queue_ms=0.0)
-    return json_response(
-        _answer(order.order_id, "paid", order.total, payment_ms=round(payment_ms, 3))
-    )
+    return json_response(_answer(paid.order_id, "paid", paid.total, payment_ms=paid.payment_ms))
 
 
 # Only UUID-shaped ids match, so GET /orders/async stays a 405, not an unknown order.

@@ -10,6 +10,8 @@ from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
 from .settings import ApiSettings
+from .settler import Settler
+from .workflow import OrderWorkflow
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -19,3 +21,5 @@ SNS: web.AppKey[SNSClient] = web.AppKey("sns")
 PAYMENTS = web.AppKey("payments", PaymentProcessor)
 # None when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.
 ORDERS: web.AppKey[OrderStore | None] = web.AppKey("orders")
+SETTLER = web.AppKey("settler", Settler)
+WORKFLOW = web.AppKey("workflow", OrderWorkflow)

@@ -7,12 +7,19 @@ retry, a redelivered SQS message, a worker taking over from a dead one) can neve
        (API)                      ▲                  │ ╲
                                   └──transient error─┘  ╲──declined / out of retries──▶ failed
 
-A claim is a lease (`lease_until`): a worker killed mid-payment leaves `paying` behind, and
-the next delivery of its message may take over once the lease has run out.
+A claim is a lease (`lease_until`) held by one claimant (`claim_message`: the SQS message id
+the worker is paying from, or a one-off id for /orders/sync). A live claimant renews its lease
+until its paid-mark lands. A worker killed mid-payment stops keeping its message invisible, so
+the *same* message comes back: its next receiver may take over once the lease has run out.
+Anyone else (a duplicate copy of the message, a client's retry of /orders/sync) must wait
+TAKEOVER_GRACE_SECONDS past the lease: after a long DynamoDB outage, the lease of a claimant
+that already charged has run out while it is still alive and retrying its paid-mark, and only
+the claimant's own message proves it stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .groupcommit import GroupCommit
 from .messages import OrderMessage, OrderRequest
 
 if TYPE_CHECKING:
@@ -32,6 +40,8 @@ if TYPE_CHECKING:
 
 # Orders and idempotency keys expire from the table after this long (DynamoDB TTL).
 RETENTION_SECONDS = 7 * 24 * 3600
+# How long past its lease a claim stays closed to anyone but its own message (see above).
+TAKEOVER_GRACE_SECONDS = 600.0
 
 
 class Status(StrEnum):
@@ -135,6 +145,13 @@ def _old_item(exc: ClientError) -> dict[str, Any] | None:
     return item if isinstance(item, dict) and item else None
 
 
+def _write_key(write: Write) -> tuple[str, str]:
+    """A transaction may touch an item once: writes to one item never share a call."""
+    [request] = write.values()
+    key = request["Key"] if "Key" in request else {"pk": request["Item"]["pk"]}
+    return request["TableName"], key["pk"]["S"]
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -142,6 +159,12 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 Update = dict[str, Any]
 """One UpdateItem request (TableName, Key, expressions), usable alone or in a transaction."""
+Write = dict[str, dict[str, Any]]
+"""One write as a TransactWriteItems entry: {"Put" | "Update" | "Delete": request}."""
+_SINGLE = {"Put": "put_item", "Update": "update_item", "Delete": "delete_item"}
+# Writes made while a call is in flight share the next one, this many at most (DynamoDB
+# takes up to 100 per transaction; a smaller batch keeps each call short).
+WRITE_BATCH = 25
 
 
 class _Cancelled(Exception):
@@ -163,9 +186,23 @@ class Claim:
 class OrderStore:
     """Reads and conditional writes of order state; DynamoDB errors become StateUnavailable."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, *, concurrency: int = 4) -> None:
         self._db = dynamodb
         self._table = table
+        # Group commit: every conditional write of this process goes through one path, so
+        # concurrent requests (API) or payments (worker) share TransactWriteItems calls; a
+        # lone write on an idle path is sent at once as a single PutItem/UpdateItem.
+        self._writes: GroupCommit[Write, dict[str, Any] | None] = GroupCommit(
+            self._send_writes,
+            max_items=WRITE_BATCH,
+            key_of=_write_key,
+            concurrency=concurrency,
+        )
+
+    @property
+    def write_calls(self) -> int:
+        """DynamoDB calls that carried writes (each a batch of one or more)."""
+        return self._writes.stats.calls
 
     async def _call(self, operation: str, *, table: bool = True, **kwargs: Any) -> dict[str, Any]:
         """One DynamoDB call; a refused condition stays a ClientError, all else is an outage."""
@@ -187,16 +224,16 @@ class OrderStore:
 
     async def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Put `item` unless its key exists: None when put, else the item found ({} if unsaid)."""
-        try:
-            await self._call(
-                "put_item",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            return _old_item(exc) or {}
-        return None
+        return await self._write(
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        )
 
     async def bind_idempotency_key(
         self, key: str, order_id: str, fingerprint: str
@@ -239,13 +276,16 @@ class OrderStore:
 
     async def _update(self, order_id: str, update: str, condition: str, **values: Any) -> bool:
         """One conditional update; False when the condition did not hold."""
-        applied = await self._apply(
+        applied = await self._write(
             {
-                "Key": _order_key(order_id),
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _order_key(order_id),
                 "UpdateExpression": update,
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+                    "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+                }
             }
         )
         return applied is None
@@ -263,18 +303,18 @@ class OrderStore:
     async def record_accepted(self, order: OrderMessage) -> None:
         """Record an order SNS has acknowledged; a worker that got there first keeps its state."""
         now = _now_iso()
-        await self._call(
-            "update_item",
-            Key=_order_key(order.order_id),
-            UpdateExpression=(
+        update = {
+            "TableName": self._table,
+            "Key": _order_key(order.order_id),
+            "UpdateExpression": (
                 "SET #s = if_not_exists(#s, :accepted), order_id = :order_id, "
                 "#t = if_not_exists(#t, :total), customer_id = :customer, "
                 "accepted_at = if_not_exists(accepted_at, :now), "
                 "updated_at = if_not_exists(updated_at, :now), "
                 "expires_at = if_not_exists(expires_at, :expires)"
             ),
-            ExpressionAttributeNames={"#s": "status", "#t": "total"},
-            ExpressionAttributeValues={
+            "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
+            "ExpressionAttributeValues": {
                 ":accepted": _s(Status.ACCEPTED),
                 ":order_id": _s(order.order_id),
                 ":total": _n(order.total),
@@ -282,37 +322,47 @@ class OrderStore:
                 ":now": _s(now),
                 ":expires": _n(int(time.time()) + RETENTION_SECONDS),
             },
-        )
+        }
+        await self._write({"Update": update})
 
     async def forget_pending(self, order_id: str) -> None:
         """Remove an order whose publish failed, so nothing claims it was accepted."""
         # Already moved on, or unreachable: then it stays pending, which is never shown.
-        with contextlib.suppress(ClientError, StateUnavailable):
-            await self._call(
-                "delete_item",
-                Key=_order_key(order_id),
-                ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":pending": _s(Status.PENDING)},
+        with contextlib.suppress(StateUnavailable):
+            await self._write(
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": _order_key(order_id),
+                        "ConditionExpression": "#s = :pending",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {":pending": _s(Status.PENDING)},
+                    }
+                }
             )
 
-    def _claim_update(self, order: OrderMessage, token: str, lease_seconds: float) -> Update:
+    def _claim_update(
+        self, order: OrderMessage, token: str, lease_seconds: float, claimant: str
+    ) -> Update:
         now = time.time()
         return {
             "TableName": self._table,
             "Key": _order_key(order.order_id),
             "UpdateExpression": (
                 "SET #s = :paying, claim_token = :token, lease_until = :lease, "
+                "claim_message = :claimant, "
                 "updated_at = :now_iso, order_id = :order_id, "
                 "#t = if_not_exists(#t, :total), "
                 "accepted_at = if_not_exists(accepted_at, :now_iso), "
                 "expires_at = if_not_exists(expires_at, :expires) "
                 "ADD attempts :one"
             ),
-            # Unknown (the API's write was lost), not yet claimed, or its claimant's lease ran out.
+            # Unknown (the API's write was lost), not yet claimed, or its claimant stopped: the
+            # lease ran out and its own message came back, or the lease ran out long ago.
             "ConditionExpression": (
                 "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
-                "OR (#s = :paying AND lease_until < :now)"
+                "OR (#s = :paying AND lease_until < :now AND claim_message = :claimant) "
+                "OR (#s = :paying AND lease_until < :stale)"
             ),
             "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
             "ExpressionAttributeValues": {
@@ -322,6 +372,8 @@ class OrderStore:
                 ":token": _s(token),
                 ":lease": _n(now + lease_seconds),
                 ":now": _n(now),
+                ":stale": _n(now - TAKEOVER_GRACE_SECONDS),
+                ":claimant": _s(claimant),
                 ":now_iso": _s(_now_iso()),
                 ":order_id": _s(order.order_id),
                 ":total": _n(order.total),
@@ -338,7 +390,7 @@ class OrderStore:
             "Key": _order_key(order_id),
             "UpdateExpression": (
                 "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
-                "REMOVE claim_token, lease_until ADD payments :one"
+                "REMOVE claim_token, lease_until, claim_message ADD payments :one"
             ),
             "ConditionExpression": "#s = :paying AND claim_token = :token",
             "ExpressionAttributeNames": {"#s": "status"},
@@ -352,30 +404,26 @@ class OrderStore:
             },
         }
 
-    async def _apply(self, update: Update) -> dict[str, Any] | None:
-        """One conditional update; None when applied, else the item the condition saw ({})."""
-        spec = {k: v for k, v in update.items() if k != "TableName"}
-        try:
-            await self._call("update_item", **spec)
-        except ClientError as exc:
-            return _old_item(exc) or {}
-        return None
+    async def _write(self, write: Write) -> dict[str, Any] | None:
+        """One conditional write; None when applied, else the item the condition saw ({})."""
+        return await self._writes.submit(write)
 
-    async def _apply_many(self, updates: list[Update]) -> list[dict[str, Any] | None]:
-        """Conditional updates in one TransactWriteItems call (one per item, each judged alone).
+    async def _send_writes(self, writes: list[Write]) -> list[dict[str, Any] | None]:
+        """Writes in one call: a single request alone, several in one TransactWriteItems.
 
         A transaction is all or nothing, so when some conditions fail the others are sent
-        again without them; every round settles at least one item.
+        again without them; every round settles at least one write. Each write is judged
+        alone: its caller gets None (applied) or the item its condition saw.
         """
-        if len(updates) == 1:
-            return [await self._apply(updates[0])]
-        results: list[dict[str, Any] | None] = [None] * len(updates)
-        todo = list(range(len(updates)))
-        for _ in range(len(updates) + 3):
+        if len(writes) == 1:
+            return [await self._send_one(writes[0])]
+        results: list[dict[str, Any] | None] = [None] * len(writes)
+        todo = list(range(len(writes)))
+        for _ in range(len(writes) + 3):
             if not todo:
                 break
             try:
-                await self._call_transact([updates[i] for i in todo])
+                await self._call_transact([writes[i] for i in todo])
                 return results
             except _Cancelled as cancelled:
                 retry = []
@@ -389,32 +437,48 @@ class OrderStore:
             raise StateUnavailable("transaction kept being cancelled")
         return results
 
-    async def _call_transact(self, updates: list[Update]) -> None:
-        items = [{"Update": u} for u in updates]
+    async def _send_one(self, write: Write) -> dict[str, Any] | None:
+        [(kind, request)] = write.items()
         try:
-            await self._call("transact_write_items", table=False, TransactItems=items)
+            await self._call(_SINGLE[kind], table=False, **request)
+        except ClientError as exc:
+            return _old_item(exc) or {}
+        return None
+
+    async def _call_transact(self, writes: list[Write]) -> None:
+        try:
+            await self._call("transact_write_items", table=False, TransactItems=writes)
         except ClientError as exc:
             reasons: Any = exc.response.get("CancellationReasons", [])
             raise _Cancelled(list(reasons)) from None
 
-    async def claim(self, order: OrderMessage, lease_seconds: float) -> Claim:
-        """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
-        return (await self.claim_many([order], lease_seconds))[0]
+    async def _write_all(self, updates: list[Update]) -> list[dict[str, Any] | None]:
+        """Several updates at once: submitted together, so they share calls."""
+        return list(await asyncio.gather(*(self._write({"Update": u}) for u in updates)))
 
-    async def claim_many(self, orders: list[OrderMessage], lease_seconds: float) -> list[Claim]:
-        """Claim several orders in one call.
+    async def claim(self, order: OrderMessage, lease_seconds: float, claimant: str) -> Claim:
+        """Take the right to pay `order` for `lease_seconds`; creates the order if unknown."""
+        return (await self.claim_many([(order, claimant)], lease_seconds))[0]
+
+    async def claim_many(
+        self, wanted: list[tuple[OrderMessage, str]], lease_seconds: float
+    ) -> list[Claim]:
+        """Claim several (order, claimant) pairs in one call.
 
         A transaction may touch an item once, so an order_id repeated in the batch (a duplicate
         delivery) is claimed once; its twins are refused with what its own claim saw.
         """
+        orders = [order for order, _ in wanted]
         first: dict[str, int] = {}
         for i, order in enumerate(orders):
             first.setdefault(order.order_id, i)
         unique = sorted(first.values())
         tokens = {i: uuid.uuid4().hex for i in unique}
-        updates = [self._claim_update(orders[i], tokens[i], lease_seconds) for i in unique]
+        updates = [
+            self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1]) for i in unique
+        ]
         won: dict[int, Claim] = {}
-        for i, old in zip(unique, await self._apply_many(updates), strict=True):
+        for i, old in zip(unique, await self._write_all(updates), strict=True):
             won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
         claims = []
         for i, order in enumerate(orders):
@@ -428,14 +492,14 @@ class OrderStore:
     async def mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
         """Record payments; False where the claim was no longer held (it was taken over)."""
         updates = [self._paid_update(*p) for p in paid]
-        return [old is None for old in await self._apply_many(updates)]
+        return [old is None for old in await self._write_all(updates)]
 
     async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
         now = _now_iso()
         return await self._update(
             order_id,
             "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason "
-            "REMOVE claim_token, lease_until",
+            "REMOVE claim_token, lease_until, claim_message",
             "#s = :paying AND claim_token = :token",
             failed=_s(Status.FAILED),
             now=_s(now),
@@ -444,11 +508,22 @@ class OrderStore:
             token=_s(token),
         )
 
-    async def release(self, order_id: str, token: str, reason: str | None = None) -> bool:
-        """Give a claim back (transient failure, shutdown): the next delivery may pay."""
-        update = "SET #s = :accepted, updated_at = :now REMOVE claim_token, lease_until"
+    async def release(
+        self,
+        order_id: str,
+        token: str,
+        reason: str | None = None,
+        *,
+        to: Status = Status.ACCEPTED,
+    ) -> bool:
+        """Give a claim back (transient failure, shutdown): the next delivery may pay.
+
+        /orders/sync gives it back as `pending`: nothing will deliver it again, its client was
+        told to retry, and a pending order is not shown as accepted.
+        """
+        update = "SET #s = :to, updated_at = :now REMOVE claim_token, lease_until, claim_message"
         values: dict[str, Any] = {
-            "accepted": _s(Status.ACCEPTED),
+            "to": _s(to),
             "now": _s(_now_iso()),
             "paying": _s(Status.PAYING),
             "token": _s(token),
@@ -459,3 +534,22 @@ class OrderStore:
         return await self._update(
             order_id, update, "#s = :paying AND claim_token = :token", **values
         )
+
+    def _renew_update(self, order_id: str, token: str, lease_seconds: float) -> Update:
+        return {
+            "TableName": self._table,
+            "Key": _order_key(order_id),
+            "UpdateExpression": "SET lease_until = :lease",
+            "ConditionExpression": "#s = :paying AND claim_token = :token",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":lease": _n(time.time() + lease_seconds),
+                ":paying": _s(Status.PAYING),
+                ":token": _s(token),
+            },
+        }
+
+    async def renew_many(self, claims: list[tuple[str, str]], lease_seconds: float) -> list[bool]:
+        """Extend the leases of (order_id, token) claims; False where a claim is no longer held."""
+        updates = [self._renew_update(order_id, token, lease_seconds) for order_id, token in claims]
+        return [old is None for old in await self._write_all(updates)]

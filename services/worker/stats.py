@@ -13,6 +13,14 @@ class WorkerStats:
     duplicates: int = 0
     """Redeliveries of orders already paid, deleted without paying again."""
     claims_lost: int = 0
+    """Claims refused because another claimant holds the order (the message waits)."""
+    claims_lost_after_payment: int = 0
+    """Charged, then found the claim taken over: an alert, never counted as paid."""
+    dead_lettered: int = 0
+    """Messages this worker moved to the dead-letter queue (declined, out of retries, junk)."""
+    state_retries: int = 0
+    """DynamoDB calls retried in process through an outage."""
+    lease_renewals: int = 0
     payment_retries: int = 0
     heartbeats: int = 0
     undecodable: int = 0
@@ -26,7 +34,7 @@ class WorkerStats:
     receive_errors: int = 0
     delete_calls: int = 0
     state_batches: int = 0
-    """Claim and paid-mark calls to DynamoDB that carried a batch of orders."""
+    """DynamoDB write calls (claims, paid-marks, ...), each carrying one or more orders."""
 
     @property
     def sqs_requests(self) -> int:

@@ -1,37 +1,47 @@
-"""The worker: receive orders from SQS, pay each in its own asyncio task, delete when paid.
+"""The worker: receive orders from SQS, pay each in its own asyncio task, settle each message.
 
 Two receive strategies share everything but the loop that feeds the slots:
-- `per-task`: each of NUM_WORKERS tasks long-polls for one message, pays, deletes, repeats.
+- `per-task`: each of NUM_WORKERS tasks long-polls for one message, pays, settles, repeats.
 - `batched`: a few pollers receive up to min(10, free slots) at once, payments run as tasks,
   and deletes go out in batches of 10, so SQS requests per order fall toward 0.2.
 
-With ORDERS_TABLE set, each payment is claimed in DynamoDB first (see services/common/orders),
-so a redelivered message for a paid order is deleted without paying again.
+A message goes through three steps, and the last one is always `_settle`:
+1. decode it and (with ORDERS_TABLE) claim its order in DynamoDB, one call per receive;
+2. charge it, holding a payment slot;
+3. record the outcome (paid, failed, released) in DynamoDB, and settle the message with the
+   `Outcome` that processing returned (services/worker/outcomes.py).
 
-Failures: a declined payment marks the order failed and its message goes to the DLQ (made
-visible at once until SQS's maxReceiveCount redrives it); a transient one is retried through
-the message's visibility with a doubling, jittered delay; a message that cannot be decoded goes
-to the DLQ the same way. SQS and DynamoDB errors never stop the worker.
+Exactly once, under faults:
+- Infrastructure errors (DynamoDB or SQS throttling, 5xx, timeouts) never spend a receive:
+  the worker keeps the message, the heartbeat keeps it invisible, and the call is retried in
+  process with capped, jittered backoff (services/common/retry.py). Only payment outcomes
+  (a transient processor failure retried through the message's visibility) count toward the
+  queue's maxReceiveCount.
+- Every message held is kept invisible, and every claim renewed, by one heartbeat, until the
+  message is settled: a charged order's lease cannot run out while its paid-mark is retried.
+- A claim found lost after a charge is an error-level alert (`claim_lost_after_payment`),
+  never an `order_paid`.
+- Declined, out-of-retries and undecodable messages are moved to the dead-letter queue by the
+  worker itself, with their reason as message attributes.
 
-Shutdown (stop(), or SIGTERM in __main__): pending long polls are abandoned at once, payments
-in flight get `shutdown_grace_seconds` to finish and be deleted, and any message still held
-after that is handed back to the queue (visibility 0) so another worker takes it immediately.
+Shutdown (stop(), or SIGTERM in __main__): pending long polls are abandoned at once, work in
+flight gets `shutdown_grace_seconds` to finish (payments, and the paid-marks and deletes after
+them), and any message still held after that is handed back to the queue (visibility 0, claim
+released) so another worker takes it immediately.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.aws import client_config
 from services.common.logging import get_logger
@@ -39,58 +49,48 @@ from services.common.messages import InvalidInput, OrderMessage, decode_message
 from services.common.metrics import ORDER_PAID, emf
 from services.common.orders import OrderRecord, OrderStore, StateUnavailable, Status
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
+from services.common.retry import Backoff, Stopped, retry, sleep_unless
 
-from .batcher import delete_batcher, paid_batcher
+from .outcomes import DeadLetter, Duplicate, HandBack, Keep, Outcome, Paid, RetryAfter
+from .queue import OrderQueue, QueueConfig, QueueNotFound, QueueUnavailable, Received
 from .settings import SQS_BATCH, WorkerSettings
 from .stats import WorkerStats
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+__all__ = ["QueueNotFound", "Worker", "open_worker"]
 
 log = get_logger()
+T = TypeVar("T")
 
 # Backoff after a failed ReceiveMessage: jittered, doubling, capped so an outage costs little.
-BACKOFF_BASE = 0.2
-BACKOFF_CAP = 10.0
+RECEIVE_BACKOFF = Backoff(base=0.2, cap=10.0)
+# Backoff of state writes and SQS settles retried in process: short, so work resumes soon
+# after an outage ends.
+STATE_BACKOFF = Backoff(base=0.1, cap=2.0)
 # How long a stopping worker lets receives already under way come back before cutting them off.
 RECEIVE_DRAIN_SECONDS = 1.0
+# After the grace period, how long retry loops get to settle what they hold before cancelling.
+SETTLE_SECONDS = 2.0
 # SQS's ceiling for a message's visibility timeout, and a sane cap for retry delays.
 MAX_VISIBILITY = 43_200
 RETRY_DELAY_CAP = 900
 
 
-class QueueNotFound(Exception):
-    """ORDER_QUEUE_URL names no queue this worker can read."""
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    """What the worker needs to know of its queue, read once at start."""
-
-    visibility_timeout: int
-    max_receive_count: int | None
-
-
-@dataclass
-class Held:
-    """A message this worker holds while paying it."""
-
-    receipt_handle: str
-    visible_until: float
-    order_id: str | None = None
-    claim_token: str | None = None
-
-
 @dataclass
 class Job:
-    """A decoded (and, with order state, claimed) message on its way to being paid."""
+    """A received message on its way to being settled."""
 
-    message: MessageTypeDef
-    held: Held
-    order: OrderMessage
-    receive_count: int
+    message: Received
+    visible_until: float
+    """Monotonic time at which SQS would make the message visible again."""
+    order: OrderMessage | None = None
+    claim_token: str | None = None
+    lease_until: float = 0.0
+    """Monotonic time at which our claim's lease runs out."""
     started: float = 0.0
+    charged: bool = False
 
 
 class Slots:
@@ -119,48 +119,30 @@ class Slots:
         return taken
 
 
-async def read_queue_config(sqs: SQSClient, queue_url: str) -> QueueConfig:
-    try:
-        got = await sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
-        )
-    except ClientError as exc:
-        raise QueueNotFound(f"ORDER_QUEUE_URL {queue_url!r}: {exc}") from None
-    attributes = got.get("Attributes", {})
-    redrive = attributes.get("RedrivePolicy")
-    return QueueConfig(
-        visibility_timeout=int(attributes.get("VisibilityTimeout", "30")),
-        max_receive_count=int(json.loads(redrive)["maxReceiveCount"]) if redrive else None,
-    )
-
-
 class Worker:
     def __init__(
         self,
         settings: WorkerSettings,
-        sqs: SQSClient,
+        queue: OrderQueue,
+        config: QueueConfig,
         payments: PaymentProcessor,
-        queue: QueueConfig,
         store: OrderStore | None = None,
     ) -> None:
         self.settings = settings
-        self.stats = WorkerStats()
-        self._sqs = sqs
-        self._payments = payments
+        self.stats = queue.stats
         self._queue = queue
+        self._config = config
+        self._payments = payments
         self._store = store
+        # Set by stop(): take no more work. Set when the grace period is over: give up what
+        # is still being retried and hand it back.
         self._stopping = asyncio.Event()
+        self._abandon = asyncio.Event()
         self._slots = Slots(settings.num_workers)
-        self._deletes = delete_batcher(sqs, settings.queue_url, self.stats)
-        # Batched strategy: paid-marks go 10 per DynamoDB transaction, like deletes per call.
-        self._paid = (
-            paid_batcher(store, self.stats)
-            if store is not None and settings.receive_strategy == "batched"
-            else None
-        )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._held: dict[str, Held] = {}
-        self._to_hand_back: list[Held] = []
+        self._held: dict[str, Job] = {}
+        # Tasks inside a charge right now: the ones cut off when the grace period is over.
+        self._charging: set[asyncio.Task[object]] = set()
 
     def stop(self) -> None:
         """Ask the worker to stop; idempotent and safe to call from a signal handler."""
@@ -183,8 +165,8 @@ class Worker:
             strategy=settings.receive_strategy,
             receivers=len(receivers),
             payment_seconds=settings.payment.seconds,
-            visibility_timeout=self._queue.visibility_timeout,
-            max_receive_count=self._queue.max_receive_count,
+            visibility_timeout=self._config.visibility_timeout,
+            max_receive_count=self._config.max_receive_count,
             order_state=self._store is not None,
         )
         crashed: BaseException | None = None
@@ -199,6 +181,8 @@ class Worker:
             await self._shutdown(receivers)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, stop_waiter, return_exceptions=True)
+        if self._store is not None:
+            self.stats.state_batches = self._store.write_calls
         log.info("worker_stopped", **self.stats.as_dict())
         if crashed is not None:
             raise crashed
@@ -209,36 +193,35 @@ class Worker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_grace_seconds
         # Receivers return as soon as their long poll is abandoned (per-task slots after the
-        # payment they hold); then payments in flight get what is left of the grace period.
-        # A receiver may still start payments while it finishes, so look again until none is
+        # message they hold); then work in flight gets what is left of the grace period. A
+        # receiver may still start payments while it finishes, so look again until none is
         # left or the grace period is over.
         while pending := {t for t in (*receivers, *self._tasks) if not t.done()}:
             timeout = deadline - loop.time()
             if timeout <= 0:
                 break
             await asyncio.wait(pending, timeout=timeout)
+        if pending:
+            # Payments still running are cut off (their messages are handed back below);
+            # retry loops (a paid-mark through an outage) settle what they hold, then go.
+            for task in self._charging:
+                task.cancel()
+            self._abandon.set()
+            _, pending = await asyncio.wait(pending, timeout=SETTLE_SECONDS)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if self._paid is not None:
-            await self._paid.close()
-        await self._deletes.close()
-        held, self._to_hand_back = self._to_hand_back, []
-        await self._hand_back(held)
+        self._abandon.set()
+        await self._queue.close()
+        # Whatever is still held was cut short (a payment cancelled at the deadline).
+        await self._hand_back(list(self._held.values()))
+        self._held.clear()
 
     # -- receiving ---------------------------------------------------------------------------
 
-    async def _receive(self, count: int, stop_waiter: asyncio.Task[bool]) -> list[MessageTypeDef]:
+    async def _receive(self, count: int, stop_waiter: asyncio.Task[bool]) -> list[Received]:
         """One ReceiveMessage, abandoned (and its catch handed back) if stop() comes first."""
-        self.stats.receive_calls += 1
-        call = asyncio.ensure_future(
-            self._sqs.receive_message(
-                QueueUrl=self.settings.queue_url,
-                MaxNumberOfMessages=count,
-                WaitTimeSeconds=self.settings.wait_time_seconds,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-        )
+        call = asyncio.ensure_future(self._queue.receive(count, self.settings.wait_time_seconds))
         try:
             await asyncio.wait({call, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
             if not call.done():
@@ -249,16 +232,15 @@ class Worker:
         finally:
             if not call.done():
                 call.cancel()
-                with contextlib.suppress(asyncio.CancelledError, BotoCoreError, ClientError):
+                with contextlib.suppress(asyncio.CancelledError, QueueUnavailable):
                     await call
         if call.cancelled():
             return []
-        messages = call.result().get("Messages", [])
-        received_at = time.monotonic()
+        messages = call.result()
         self.stats.received += len(messages)
         if self._stopping.is_set():
             # The poll completed in the same instant as stop(): give its messages back.
-            self._to_hand_back.extend(Held(m["ReceiptHandle"], received_at) for m in messages)
+            await self._hand_back([self._hold(m) for m in messages])
             return []
         if not messages:
             self.stats.empty_receives += 1
@@ -268,21 +250,20 @@ class Worker:
 
     async def _receive_with_backoff(
         self, count: int, stop_waiter: asyncio.Task[bool], failures: list[int]
-    ) -> list[MessageTypeDef]:
+    ) -> list[Received]:
         try:
             messages = await self._receive(count, stop_waiter)
-        except (BotoCoreError, ClientError) as exc:
+        except QueueUnavailable as exc:
             failures[0] += 1
             self.stats.receive_errors += 1
-            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** failures[0]))
+            delay = RECEIVE_BACKOFF.delay(failures[0])
             log.warning(
                 "receive_failed",
-                error=type(exc).__name__,
+                error=type(exc.__cause__ or exc).__name__,
                 detail=str(exc),
                 retry_in_s=round(delay, 3),
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(stop_waiter), delay)
+            await sleep_unless(self._stopping, delay)
             return []
         failures[0] = 0
         return messages
@@ -292,9 +273,7 @@ class Worker:
         while not self._stopping.is_set():
             messages = await self._receive_with_backoff(1, stop_waiter, failures)
             for job in await self._prepare(messages):
-                payment_ms = await self._pay(job)
-                if payment_ms is not None:
-                    await self._finish(job, payment_ms)
+                await self._settle(job, await self._pay(job, self._no_slot))
 
     async def _batched_poller(self, stop_waiter: asyncio.Task[bool]) -> None:
         failures = [0]
@@ -311,251 +290,360 @@ class Worker:
                 task.add_done_callback(self._tasks.discard)
 
     async def _pay_in_slot(self, job: Job) -> None:
-        try:
-            payment_ms = await self._pay(job)
-        finally:
-            # The slot is for paying: recording and deleting go on without holding it.
-            self._slots.release()
-        if payment_ms is not None:
-            await self._finish(job, payment_ms)
+        await self._settle(job, await self._pay(job, self._slots.release))
+
+    @staticmethod
+    def _no_slot() -> None:
+        """Per-task slots are the tasks themselves: nothing to give back."""
 
     # -- processing --------------------------------------------------------------------------
 
-    async def _prepare(self, messages: list[MessageTypeDef]) -> list[Job]:
+    def _hold(self, message: Received) -> Job:
+        """Start keeping `message` invisible (the heartbeat extends it) until it is settled."""
+        job = Job(message, time.monotonic() + self._config.visibility_timeout)
+        self._held[message.receipt_handle] = job
+        return job
+
+    async def _prepare(self, messages: list[Received]) -> list[Job]:
         """Decode and claim received messages (one claim call for all); return those to pay."""
         jobs: list[Job] = []
-        undecodable: list[Held] = []
         for message in messages:
-            receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            held = Held(message["ReceiptHandle"], time.monotonic() + self._queue.visibility_timeout)
+            job = self._hold(message)
             try:
-                order = decode_message(message["Body"])
+                job.order = decode_message(message.body)
             except InvalidInput as exc:
                 self.stats.undecodable += 1
                 log.warning(
                     "message_undecodable",
-                    message_id=message["MessageId"],
-                    receive_count=receive_count,
+                    message_id=message.message_id,
+                    receive_count=message.receive_count,
                     code=exc.code,
                     reason=exc.message,
                 )
-                undecodable.append(held)
+                await self._settle(job, DeadLetter(f"{exc.code}: {exc.message}"))
                 continue
-            held.order_id = order.order_id
-            jobs.append(Job(message, held, order, receive_count))
-        if undecodable:
-            # Visible again at once: after maxReceiveCount receives SQS moves each to the DLQ,
-            # instead of it sitting out a visibility timeout on every attempt.
-            await self._hand_back(undecodable)
+            jobs.append(job)
         if self._store is None or not jobs:
             return jobs
+        return await self._claim(jobs, self._store)
+
+    async def _claim(self, jobs: list[Job], store: OrderStore) -> list[Job]:
+        lease = self.settings.lease_seconds
+        wanted = [(job.order, job.message.message_id) for job in jobs if job.order is not None]
         try:
-            claims = await self._store.claim_many(
-                [job.order for job in jobs], self.settings.lease_seconds
+            claims = await self._retry_state(
+                lambda: store.claim_many(wanted, lease), "claim", self._stopping, len(jobs)
             )
-        except StateUnavailable as exc:
-            log.warning("state_unavailable", detail=str(exc), orders=len(jobs))
+        except Stopped:
             for job in jobs:
-                await self._retry_later(job.held, job.receive_count)
+                await self._settle(job, HandBack())
             return []
-        self.stats.state_batches += 1
+        claimed_at = time.monotonic()
         ready = []
         for job, claim in zip(jobs, claims, strict=True):
             if claim.won:
-                job.held.claim_token = claim.token
+                job.claim_token = claim.token
+                job.lease_until = claimed_at + lease
                 ready.append(job)
             else:
-                await self._claim_refused(job, claim.record)
+                await self._settle(job, self._claim_refused(job, claim.record))
         return ready
 
-    async def _claim_refused(self, job: Job, record: OrderRecord | None) -> None:
+    def _claim_refused(self, job: Job, record: OrderRecord | None) -> Outcome:
         if record is not None and record.status == Status.PAID:
-            # A redelivery of an order already paid: done, and nothing is charged again.
-            self.stats.duplicates += 1
-            log.info(
-                "order_duplicate", order_id=job.order.order_id, receive_count=job.receive_count
-            )
-            await self._delete(job.message)
-            return
+            return Duplicate()
         if record is not None and record.status == Status.FAILED:
-            await self._hand_back([job.held])  # on its way to the DLQ
-            return
-        # Another worker holds a live claim: look again once its lease has run out.
-        lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
-        await self._set_visibility(job.held, max(1, min(MAX_VISIBILITY, int(lease_left) + 1)))
+            # Failed orders belong in the DLQ: this copy goes there too, with the reason.
+            return DeadLetter(record.failure_reason or "failed")
+        # Another claimant holds it: look again once its lease (and, for anyone but the
+        # claimant's own message, the takeover grace) has run out.
         self.stats.claims_lost += 1
+        lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
+        return RetryAfter(max(1, min(RETRY_DELAY_CAP, int(lease_left) + 1)))
 
-    async def _pay(self, job: Job) -> float | None:
-        """Charge the order; the payment's ms, or None when it failed (and was dealt with)."""
-        order, held = job.order, job.held
+    async def _pay(self, job: Job, release_slot: Callable[[], None]) -> Outcome:
+        """Charge the order holding a slot, then record what happened; return the outcome."""
+        assert job.order is not None
+        order = job.order
         stats = self.stats
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         job.started = time.time()
-        self._held[held.receipt_handle] = held
+        me = asyncio.current_task()
+        assert me is not None
+        self._charging.add(me)
         try:
-            return await self._payments.charge(order, attempt=job.receive_count)
-        except asyncio.CancelledError:
-            # Cut short by shutdown: give the message back so the order is paid elsewhere.
-            self._to_hand_back.append(held)
-            raise
+            payment_ms = await self._payments.charge(order, attempt=job.message.receive_count)
         except PaymentDeclined as exc:
-            await self._fail(job, str(exc))
+            return await self._fail(job, str(exc))
         except PaymentUnavailable as exc:
-            limit = self._queue.max_receive_count
-            if limit is not None and job.receive_count >= limit:
-                await self._fail(job, f"gave up after {job.receive_count} attempts: {exc}")
-            else:
-                await self._retry_payment(job, str(exc))
+            count = job.message.receive_count
+            if count >= self._config.max_receive_count:
+                return await self._fail(job, f"gave up after {count} attempts: {exc}")
+            return await self._retry_payment(job, str(exc))
         finally:
+            self._charging.discard(me)
             stats.in_flight -= 1
-            self._held.pop(held.receipt_handle, None)
-        return None
+            # The slot is for paying: recording and settling go on without holding it.
+            release_slot()
+        job.charged = True
+        return await self._record_paid(job, payment_ms)
 
-    async def _finish(self, job: Job, payment_ms: float) -> None:
-        """Record the payment, log it, and delete the message."""
-        if not await self._record_paid(job, payment_ms):
-            return
-        self.stats.paid += 1
-        log.info(
-            "order_paid",
-            order_id=job.order.order_id,
-            payment_ms=round(payment_ms, 3),
-            queue_ms=round(max(0.0, job.started - job.order.accepted_at) * 1000, 3),
-            receive_count=job.receive_count,
-            mode="async",
-            **emf(ORDER_PAID),
-        )
-        await self._delete(job.message)
-
-    async def _record_paid(self, job: Job, payment_ms: float) -> bool:
-        token = job.held.claim_token
-        if self._store is None or token is None:
-            return True
+    async def _record_paid(self, job: Job, payment_ms: float) -> Outcome:
+        store, token = self._store, job.claim_token
+        if store is None or token is None:
+            return Paid(payment_ms)
+        assert job.order is not None
         order_id = job.order.order_id
-        for attempt in range(3):
-            try:
-                if self._paid is not None and attempt == 0:
-                    held = await self._paid.submit((order_id, token, payment_ms))
-                else:
-                    held = await self._store.mark_paid(order_id, token, payment_ms)
-            except StateUnavailable as exc:
-                log.warning("state_unavailable", order_id=order_id, detail=str(exc))
-                await asyncio.sleep(0.2 * 2**attempt)
-                continue
-            if not held:
-                # Our lease ran out and another worker took the order over: it records it.
-                log.error("claim_lost_after_payment", order_id=order_id)
-            return True
-        # Keep the message: it comes back, and the processor's idempotency key (the order_id)
-        # makes the next charge a no-op at a real processor.
-        log.error("payment_unrecorded", order_id=order_id)
-        return False
+        try:
+            # Concurrent paid-marks share DynamoDB transactions (the store's group commit).
+            held = await self._retry_state(
+                lambda: store.mark_paid(order_id, token, payment_ms),
+                "mark_paid",
+                self._abandon,
+                order_id=order_id,
+            )
+        except Stopped:
+            # Out of time with the charge unrecorded: the message must not come back early.
+            # It returns after its visibility timeout; the claim's lease and the takeover rule
+            # decide what happens then.
+            log.error("payment_unrecorded", order_id=order_id)
+            return Keep("payment unrecorded at shutdown")
+        job.claim_token = None
+        if not held:
+            # Our claim was taken over although we kept renewing it: never report this order
+            # as paid by us; an operator must look at the ledger.
+            self.stats.claims_lost_after_payment += 1
+            log.error("claim_lost_after_payment", order_id=order_id)
+            return Keep("claim lost after payment")
+        return Paid(payment_ms)
 
-    async def _fail(self, job: Job, reason: str) -> None:
+    async def _fail(self, job: Job, reason: str) -> Outcome:
+        assert job.order is not None
         self.stats.failed += 1
         order_id = job.order.order_id
         log.warning(
-            "order_failed", order_id=order_id, receive_count=job.receive_count, reason=reason
+            "order_failed",
+            order_id=order_id,
+            receive_count=job.message.receive_count,
+            reason=reason,
         )
-        token = job.held.claim_token
-        if self._store is not None and token is not None:
-            with contextlib.suppress(StateUnavailable):
-                await self._store.mark_failed(order_id, token, reason)
-            job.held.claim_token = None
-        await self._hand_back([job.held])  # maxReceiveCount then moves it to the DLQ
+        store, token = self._store, job.claim_token
+        if store is not None and token is not None:
+            try:
+                await self._retry_state(
+                    lambda: store.mark_failed(order_id, token, reason),
+                    "mark_failed",
+                    self._abandon,
+                    order_id=order_id,
+                )
+            except Stopped:
+                return HandBack()  # nothing was charged: the next delivery decides again
+            job.claim_token = None
+        return DeadLetter(reason)
 
-    async def _retry_payment(self, job: Job, reason: str) -> None:
+    async def _retry_payment(self, job: Job, reason: str) -> Outcome:
+        assert job.order is not None
         self.stats.payment_retries += 1
         order_id = job.order.order_id
-        log.warning(
-            "payment_retry", order_id=order_id, receive_count=job.receive_count, reason=reason
-        )
-        token = job.held.claim_token
-        if self._store is not None and token is not None:
-            with contextlib.suppress(StateUnavailable):
-                await self._store.release(order_id, token, reason)
-        await self._retry_later(job.held, job.receive_count)
+        count = job.message.receive_count
+        log.warning("payment_retry", order_id=order_id, receive_count=count, reason=reason)
+        await self._release(job, reason)
+        ceiling = self.settings.retry_backoff_seconds * 2 ** (count - 1)
+        return RetryAfter(min(RETRY_DELAY_CAP, int(random.uniform(ceiling / 2, ceiling))))
 
-    async def _retry_later(self, held: Held, receive_count: int) -> None:
-        """Leave the message invisible for a doubling, jittered delay (SQS is the retry timer)."""
-        ceiling = self.settings.retry_backoff_seconds * 2 ** (receive_count - 1)
-        delay = int(random.uniform(ceiling / 2, ceiling))
-        await self._set_visibility(held, min(RETRY_DELAY_CAP, delay))
-
-    async def _delete(self, message: MessageTypeDef) -> None:
-        receipt = message["ReceiptHandle"]
-        if self.settings.receive_strategy == "batched":
-            failure = await self._deletes.submit(receipt)
-        else:
-            self.stats.delete_calls += 1
-            try:
-                await self._sqs.delete_message(
-                    QueueUrl=self.settings.queue_url, ReceiptHandle=receipt
-                )
-                failure = None
-            except (BotoCoreError, ClientError) as exc:
-                failure = str(exc)
-        if failure is not None:
-            self.stats.delete_failures += 1
-            log.error("delete_failed", message_id=message["MessageId"], detail=failure)
-
-    # -- visibility --------------------------------------------------------------------------
-
-    async def _set_visibility(self, held: Held, seconds: int) -> None:
-        try:
-            await self._sqs.change_message_visibility(
-                QueueUrl=self.settings.queue_url,
-                ReceiptHandle=held.receipt_handle,
-                VisibilityTimeout=seconds,
+    async def _release(self, job: Job, reason: str) -> None:
+        """Give the claim back, a few tries; if that fails, the lease runs out by itself."""
+        store, token = self._store, job.claim_token
+        if store is None or token is None or job.order is None:
+            return
+        order_id = job.order.order_id
+        job.claim_token = None
+        with contextlib.suppress(StateUnavailable, Stopped):
+            await self._retry_state(
+                lambda: store.release(order_id, token, reason),
+                "release",
+                self._abandon,
+                order_id=order_id,
+                attempts=3,
             )
-        except (BotoCoreError, ClientError) as exc:
-            # Not fatal: the message reappears when its current visibility timeout runs out.
-            log.warning("visibility_change_failed", detail=str(exc))
 
-    async def _change_visibility(self, held: Sequence[Held], seconds: int) -> int:
-        """ChangeMessageVisibilityBatch, 10 per call; returns how many SQS accepted."""
-        changed = 0
-        for start in range(0, len(held), SQS_BATCH):
-            chunk = held[start : start + SQS_BATCH]
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h.receipt_handle, "VisibilityTimeout": seconds}
-                for i, h in enumerate(chunk)
-            ]
-            try:
-                got = await self._sqs.change_message_visibility_batch(
-                    QueueUrl=self.settings.queue_url,
-                    Entries=entries,  # type: ignore[arg-type]
+    async def _retry_state(
+        self,
+        call: Callable[[], Awaitable[T]],
+        what: str,
+        stop: asyncio.Event,
+        orders: int = 1,
+        *,
+        order_id: str | None = None,
+        attempts: int | None = None,
+    ) -> T:
+        """A DynamoDB call retried in process through an outage (never through the queue)."""
+
+        def on_error(exc: BaseException, failures: int, delay: float) -> None:
+            self.stats.state_retries += 1
+            log.warning(
+                "state_unavailable",
+                operation=what,
+                order_id=order_id,
+                orders=orders,
+                failures=failures,
+                retry_in_s=round(delay, 3),
+                detail=str(exc),
+            )
+
+        return await retry(
+            call,
+            retry_on=(StateUnavailable,),
+            stop=stop,
+            on_error=on_error,
+            backoff=STATE_BACKOFF,
+            attempts=attempts,
+        )
+
+    # -- settling: the one place a message's fate is applied ----------------------------------
+
+    async def _settle(self, job: Job, outcome: Outcome) -> None:
+        message = job.message
+        order_id = job.order.order_id if job.order is not None else None
+        match outcome:
+            case Paid(payment_ms):
+                assert job.order is not None
+                self.stats.paid += 1
+                log.info(
+                    "order_paid",
+                    order_id=order_id,
+                    payment_ms=round(payment_ms, 3),
+                    queue_ms=round(max(0.0, job.started - job.order.accepted_at) * 1000, 3),
+                    receive_count=message.receive_count,
+                    mode="async",
+                    **emf(ORDER_PAID),
                 )
-            except (BotoCoreError, ClientError) as exc:
-                log.warning("visibility_change_failed", count=len(chunk), detail=str(exc))
-                continue
-            changed += len(got.get("Successful", []))
-        return changed
+                await self._delete(job)
+            case Duplicate():
+                # A redelivery of an order already paid: done, and nothing is charged again.
+                self.stats.duplicates += 1
+                log.info("order_duplicate", order_id=order_id, receive_count=message.receive_count)
+                await self._delete(job)
+            case DeadLetter(reason):
+                await self._dead_letter(job, reason, order_id)
+            case RetryAfter(seconds):
+                with contextlib.suppress(QueueUnavailable):
+                    # If this fails the message reappears when its visibility runs out.
+                    await self._queue.change_visibility([message.receipt_handle], seconds)
+            case HandBack():
+                await self._hand_back([job])
+            case Keep(reason):
+                log.info("message_kept", order_id=order_id, reason=reason)
+        self._held.pop(message.receipt_handle, None)
 
-    async def _hand_back(self, held: Sequence[Held]) -> None:
+    async def _delete(self, job: Job) -> None:
+        message = job.message
+        try:
+            failure = await self._retry_queue(
+                lambda: self._queue.delete(message.receipt_handle), "delete"
+            )
+        except Stopped:
+            failure = "gave up at shutdown"
+        if failure is not None:
+            # It comes back, and its order's state makes the next receiver delete it.
+            self.stats.delete_failures += 1
+            log.error("delete_failed", message_id=message.message_id, detail=failure)
+
+    async def _dead_letter(self, job: Job, reason: str, order_id: str | None) -> None:
+        message = job.message
+        try:
+            await self._retry_queue(
+                lambda: self._queue.dead_letter(message, reason, order_id), "dead_letter"
+            )
+        except Stopped:
+            log.error("dead_letter_failed", message_id=message.message_id, order_id=order_id)
+            return
+        self.stats.dead_lettered += 1
+        log.info(
+            "message_dead_lettered",
+            message_id=message.message_id,
+            order_id=order_id,
+            reason=reason,
+        )
+
+    async def _retry_queue(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        def on_error(exc: BaseException, failures: int, delay: float) -> None:
+            log.warning(f"{what}_retry", failures=failures, detail=str(exc))
+
+        return await retry(
+            call,
+            retry_on=(QueueUnavailable,),
+            stop=self._abandon,
+            on_error=on_error,
+            backoff=STATE_BACKOFF,
+        )
+
+    async def _hand_back(self, jobs: Sequence[Job]) -> None:
         """Make messages visible again at once and give back any claims on their orders."""
+        if not jobs:
+            return
         if self._store is not None:
-            for h in held:
-                if h.order_id and h.claim_token:
+            for job in jobs:
+                if job.order is not None and job.claim_token is not None:
+                    token, job.claim_token = job.claim_token, None
                     with contextlib.suppress(StateUnavailable):
-                        await self._store.release(h.order_id, h.claim_token, "handed back")
-        self.stats.handed_back += await self._change_visibility(held, 0)
+                        await self._store.release(job.order.order_id, token, "handed back")
+        with contextlib.suppress(QueueUnavailable):
+            self.stats.handed_back += await self._queue.change_visibility(
+                [job.message.receipt_handle for job in jobs], 0
+            )
+        for job in jobs:
+            self._held.pop(job.message.receipt_handle, None)
+
+    # -- heartbeat ---------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        """Extend the visibility of payments that outlive half their visibility timeout."""
-        timeout = self._queue.visibility_timeout
-        interval = max(0.5, timeout / 4)
+        """Keep every held message invisible and every claim leased until it is settled."""
+        timeout = self._config.visibility_timeout
+        lease = self.settings.lease_seconds
+        interval = max(0.5, min(timeout, lease) / 4)
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            due = [h for h in self._held.values() if h.visible_until - now < timeout / 2]
-            if not due:
-                continue
-            extended = await self._change_visibility(due, timeout)
-            for h in due:
-                h.visible_until = now + timeout
-            self.stats.heartbeats += extended
+            held = list(self._held.values())
+            due = [j for j in held if j.visible_until - now < timeout / 2]
+            if due:
+                await self._extend_visibility(due, timeout, now)
+            renew = [j for j in held if j.claim_token and j.lease_until - now < lease / 2]
+            if renew and self._store is not None:
+                await self._renew_leases(renew, self._store, lease, now)
+
+    async def _extend_visibility(self, due: list[Job], seconds: int, now: float) -> None:
+        try:
+            extended = await self._queue.change_visibility(
+                [j.message.receipt_handle for j in due], seconds
+            )
+        except QueueUnavailable as exc:
+            # Not fatal yet: the next beat tries again while the messages are still hidden.
+            log.warning("visibility_change_failed", count=len(due), detail=str(exc))
+            return
+        for job in due:
+            job.visible_until = now + seconds
+        self.stats.heartbeats += extended
+
+    async def _renew_leases(
+        self, jobs: list[Job], store: OrderStore, lease: float, now: float
+    ) -> None:
+        jobs = [j for j in jobs if j.order is not None and j.claim_token is not None]
+        claims = [(j.order.order_id, j.claim_token) for j in jobs if j.order and j.claim_token]
+        try:
+            held = await store.renew_many(claims, lease)
+        except StateUnavailable as exc:
+            log.warning("lease_renewal_failed", count=len(claims), detail=str(exc))
+            return
+        for job, (order_id, token), still in zip(jobs, claims, held, strict=True):
+            if still:
+                job.lease_until = now + lease
+                self.stats.lease_renewals += 1
+            elif job.claim_token == token:
+                # Not merely settled meanwhile (a paid-mark that landed first): really lost.
+                log.error("claim_lost", order_id=order_id)
 
 
 @asynccontextmanager
@@ -564,7 +652,7 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
     session = get_session()
     aws = settings.aws
     async with AsyncExitStack() as stack:
-        sqs = await stack.enter_async_context(
+        sqs: SQSClient = await stack.enter_async_context(
             session.create_client(
                 "sqs",
                 region_name=aws.region,
@@ -585,5 +673,8 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
                 )
             )
             store = OrderStore(dynamodb, settings.orders_table)
-        queue = await read_queue_config(sqs, settings.queue_url)
-        yield Worker(settings, sqs, PaymentProcessor(settings.payment), queue, store)
+        queue = OrderQueue(
+            sqs, settings.queue_url, WorkerStats(), batched=settings.receive_strategy == "batched"
+        )
+        config = await queue.read_config()
+        yield Worker(settings, queue, config, PaymentProcessor(settings.payment), store)

@@ -1,0 +1,255 @@
+"""The order workflow behind both POST endpoints: register, publish or claim, charge, mark.
+
+The handlers only translate what these methods return or raise into HTTP. Every path leaves
+the order in a state a client's retry (same Idempotency-Key, or same order_id, and body) can
+resolve:
+
+- async: a keyed order is registered `pending`, published, then marked `accepted`. A publish
+  SNS refused is forgotten (the retry starts afresh); a publish that timed out may have gone
+  through, so its pending record stays and the retry publishes again (the worker pays an
+  order id once). Once SNS acknowledged, the answer is 202 whatever DynamoDB says: a failed
+  mark is retried in the background (services/api/settler.py).
+- sync: the order is claimed with a one-off claimant id, charged, then marked. A transient
+  processor failure gives the claim back as `pending` (not shown, retryable); once charged,
+  the answer is 200 `paid` and a failed paid-mark is retried in the background, while the
+  claim stays closed to a retry (see the takeover rule in services/common/orders.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
+from services.common.logging import get_logger
+from services.common.messages import OrderMessage, OrderRequest, encode_message
+from services.common.orders import (
+    OrderRecord,
+    OrderStore,
+    StateUnavailable,
+    Status,
+    request_hash,
+)
+from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
+
+from .settler import Settler
+
+log = get_logger()
+
+Publish = Callable[[str], Awaitable[object]]
+"""Publishes one encoded order message; raises PublishFailed."""
+
+
+class KeyReused(Exception):
+    """The key (or order_id) was used with a different request."""
+
+
+class InProgress(Exception):
+    """The first request with this key is still being processed."""
+
+
+class PublishFailed(Exception):
+    """SNS did not acknowledge the order. `ambiguous`: it may have published it all the same."""
+
+    def __init__(self, detail: str, *, ambiguous: bool) -> None:
+        super().__init__(detail)
+        self.ambiguous = ambiguous
+
+
+@dataclass(frozen=True)
+class Accepted:
+    order_id: str
+    total: float
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class PaidNow:
+    order_id: str
+    total: float
+    payment_ms: float | None
+    replayed: bool = False
+
+
+def sns_publisher(sns: object, topic_arn: str, timeout: float) -> Publish:
+    """Publish through an SNS client, one call per order, bounded by `timeout`."""
+
+    async def publish(message: str) -> object:
+        try:
+            async with asyncio.timeout(timeout):
+                return await sns.publish(TopicArn=topic_arn, Message=message)  # type: ignore[attr-defined]
+        except ClientError as exc:
+            raise PublishFailed(str(exc), ambiguous=False) from exc
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
+            # Never connected: nothing was sent.
+            raise PublishFailed(str(exc), ambiguous=False) from exc
+        except (BotoCoreError, TimeoutError) as exc:
+            # Sent, and no answer: SNS may have published it.
+            raise PublishFailed(str(exc) or "publish timed out", ambiguous=True) from exc
+
+    return publish
+
+
+def _age_seconds(iso: str) -> float:
+    return time.time() - datetime.fromisoformat(iso).timestamp()
+
+
+class OrderWorkflow:
+    def __init__(
+        self,
+        store: OrderStore | None,
+        publish: Publish,
+        payments: PaymentProcessor,
+        settler: Settler,
+        *,
+        publish_timeout: float,
+    ) -> None:
+        self._store = store
+        self._publish = publish
+        self._payments = payments
+        self._settler = settler
+        self._publish_timeout = publish_timeout
+
+    async def _register(
+        self,
+        store: OrderStore,
+        order: OrderMessage,
+        wanted: OrderRequest,
+        key: str | None,
+        path: str,
+    ) -> tuple[OrderMessage, OrderRecord | None]:
+        """Record the order as pending, or find the order this request is a retry of."""
+        fingerprint = request_hash(path, wanted)
+        if key is not None:
+            order_id, bound = await store.bind_idempotency_key(key, order.order_id, fingerprint)
+            if bound != fingerprint:
+                raise KeyReused("this Idempotency-Key was used with a different request")
+            order = order.model_copy(update={"order_id": order_id})
+        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+        existing = await store.create_pending(order, fingerprint)
+        if existing is not None and existing.request_hash != fingerprint:
+            raise KeyReused("this order_id was used with a different request")
+        return order, existing
+
+    async def accept(self, wanted: OrderRequest, key: str | None, path: str) -> Accepted:
+        """Queue an order: SNS acknowledged it when this returns."""
+        order = OrderMessage.accept(wanted)
+        store = self._store
+        # Only a request that names itself (a key, or its own order_id) can be a retry: only
+        # those pay for the pending write that lets a retry find it. Others cost one write,
+        # after SNS.
+        keyed = store is not None and (wanted.order_id is not None or key is not None)
+        if store is not None and keyed:
+            order, existing = await self._register(store, order, wanted, key, path)
+            if existing is not None and existing.status != Status.PENDING:
+                log.info("order_replayed", status=str(existing.status))
+                return Accepted(existing.order_id, existing.total, replayed=True)
+            if (
+                existing is not None
+                and _age_seconds(existing.updated_at) < 2 * self._publish_timeout
+            ):
+                raise InProgress
+            # An older pending order lost its publish, or its publish timed out and may have
+            # gone through: publish (again). The worker pays an order id once.
+        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+        try:
+            await self._publish(encode_message(order))
+        except PublishFailed as exc:
+            log.error("publish_failed", ambiguous=exc.ambiguous, detail=str(exc))
+            if store is not None and keyed and not exc.ambiguous:
+                # Certainly not queued: a retry (same key or order_id) starts afresh.
+                await store.forget_pending(order.order_id)
+            raise
+        if store is not None:
+            await self._write_or_settle(
+                "mark_accepted",
+                order.order_id,
+                (lambda: store.mark_accepted(order.order_id))
+                if keyed
+                else (lambda: store.record_accepted(order)),
+            )
+        log.info("order_accepted", total=order.total, items=len(order.items))
+        return Accepted(order.order_id, order.total)
+
+    async def pay_now(self, wanted: OrderRequest, key: str | None, path: str) -> PaidNow:
+        """Charge an order while the client waits; raises PaymentDeclined/PaymentUnavailable."""
+        order = OrderMessage.accept(wanted)
+        store = self._store
+        if store is None:
+            structlog.contextvars.bind_contextvars(order_id=order.order_id)
+            payment_ms = await self._charge(order)
+            return PaidNow(order.order_id, order.total, round(payment_ms, 3))
+        order, existing = await self._register(store, order, wanted, key, path)
+        if existing is not None and (answer := self._settled(existing)) is not None:
+            return answer
+        lease = self._payments.settings.timeout + 5
+        claim = await store.claim(order, lease, claimant=f"sync:{uuid.uuid4().hex}")
+        if not claim.won:
+            if claim.record is not None and (answer := self._settled(claim.record)) is not None:
+                return answer
+            raise InProgress
+        token = claim.token
+        order_id = order.order_id
+        try:
+            payment_ms = await self._charge(order)
+        except PaymentDeclined as exc:
+            reason = str(exc)
+            await self._write_or_settle(
+                "mark_failed", order_id, lambda: store.mark_failed(order_id, token, reason)
+            )
+            raise
+        except PaymentUnavailable as exc:
+            reason = str(exc)
+            # Back to pending: not shown, and the client's retry claims it again.
+            await self._write_or_settle(
+                "release",
+                order_id,
+                lambda: store.release(order_id, token, reason, to=Status.PENDING),
+            )
+            raise
+        await self._write_or_settle(
+            "mark_paid", order_id, lambda: store.mark_paid(order_id, token, payment_ms)
+        )
+        return PaidNow(order_id, order.total, round(payment_ms, 3))
+
+    def _settled(self, record: OrderRecord) -> PaidNow | None:
+        """The answer for an order already paid (a replay); raises for one already failed."""
+        if record.status == Status.PAID:
+            log.info("order_replayed", status=str(record.status))
+            return PaidNow(record.order_id, record.total, record.payment_ms, replayed=True)
+        if record.status == Status.FAILED:
+            raise PaymentDeclined(record.failure_reason or "payment failed")
+        return None
+
+    async def _charge(self, order: OrderMessage) -> float:
+        try:
+            payment_ms = await self._payments.charge(order)
+        except PaymentDeclined as exc:
+            log.info("order_failed", mode="sync", reason=str(exc))
+            raise
+        except PaymentUnavailable as exc:
+            log.warning("payment_unavailable", mode="sync", reason=str(exc))
+            raise
+        log.info("order_paid", mode="sync", payment_ms=round(payment_ms, 3), queue_ms=0.0)
+        return payment_ms
+
+    async def _write_or_settle(
+        self, what: str, order_id: str, write: Callable[[], Awaitable[object]]
+    ) -> None:
+        """A state write after the outcome is decided: now if DynamoDB answers, else later."""
+        try:
+            await write()
+        except StateUnavailable as exc:
+            log.warning("state_unavailable", operation=what, detail=str(exc), settling=True)
+            self._settler.submit(what, order_id, write)
