@@ -86,8 +86,14 @@ async def _cpu_per_call(
     return round(1000 * (cpu_seconds(pid) - before) / (calls * per), 3)
 
 
+async def _transact(db: DynamoDBClient, updates: list[dict[str, Any]]) -> None:
+    """One TransactWriteItems of these updates (the worker's claim or paid-mark batch)."""
+    await db.transact_write_items(TransactItems=[{"Update": u} for u in updates])  # type: ignore[typeddict-item]
+
+
 async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, float]:
-    store = OrderStore(aws.db, table)
+    # One write in flight at a time: each write is its own PutItem/UpdateItem/DeleteItem.
+    store = OrderStore(aws.db, table, concurrency=1)
     orders = [_order() for _ in range(calls)]
     batches = [[_order() for _ in range(BATCH)] for _ in range(max(calls // BATCH, 3))]
     got: dict[str, float] = {}
@@ -107,18 +113,17 @@ async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, f
     async def get(i: int) -> None:
         assert await store.get(orders[i].order_id) is not None
 
-    async def claim(i: int) -> None:
-        assert all(c.won for c in await store.claim_many(batches[i], 60))
-
     tokens: list[list[str]] = []
 
-    async def claim_kept(i: int) -> None:
-        claims = await store.claim_many(batches[i], 60)
-        tokens.append([c.token for c in claims])
+    async def claim(i: int) -> None:
+        tokens.append([uuid.uuid4().hex for _ in batches[i]])
+        await _transact(aws.db, [store._claim_update(o, t, 60, "m") for o, t in _pairs(i)])
+
+    def _pairs(i: int) -> list[tuple[OrderMessage, str]]:
+        return list(zip(batches[i], tokens[i], strict=True))
 
     async def paid(i: int) -> None:
-        done = [(o.order_id, t, 3000.0) for o, t in zip(batches[i], tokens[i], strict=True)]
-        assert all(await store.mark_paid_many(done))
+        await _transact(aws.db, [store._paid_update(o.order_id, t, 3000.0) for o, t in _pairs(i)])
 
     async def batch_get(i: int) -> None:
         keys = [{"pk": {"S": f"order#{o.order_id}"}} for o in batches[i]]
@@ -145,9 +150,6 @@ async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, f
     got["GetItem"] = await _cpu_per_call(pid, calls, get)
     n = len(batches)
     got["TransactWriteItems 10 claims"] = await _cpu_per_call(pid, n, claim)
-    # Fresh orders for the claim/paid pair, so every paid-mark holds its claim.
-    batches = [[_order() for _ in range(BATCH)] for _ in range(n)]
-    await _cpu_per_call(pid, n, claim_kept)
     got["TransactWriteItems 10 paid-marks"] = await _cpu_per_call(pid, n, paid)
     got["BatchGetItem 10"] = await _cpu_per_call(pid, n, batch_get)
     got["BatchWriteItem 10 puts"] = await _cpu_per_call(pid, n, batch_write)
@@ -164,7 +166,7 @@ async def _order_path(aws: Aws, pid: int, table: str, rounds: int) -> float:
         topic=f"cost-{uuid.uuid4().hex[:8]}", queue=f"cost-{uuid.uuid4().hex[:8]}", table=table
     )
     topology = await ensure_topology(aws.sns, aws.sqs, names)
-    store = OrderStore(aws.db, table)
+    store = OrderStore(aws.db, table, concurrency=1)
 
     async def one_round(_: int) -> None:
         orders = [_order() for _ in range(BATCH)]
@@ -174,10 +176,10 @@ async def _order_path(aws: Aws, pid: int, table: str, rounds: int) -> float:
         got = await aws.sqs.receive_message(
             QueueUrl=topology.queue_url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=1
         )
-        claims = await store.claim_many(orders, 60)
-        await store.mark_paid_many(
-            [(o.order_id, c.token, 3000.0) for o, c in zip(orders, claims, strict=True)]
-        )
+        tokens = [uuid.uuid4().hex for _ in orders]
+        pairs = list(zip(orders, tokens, strict=True))
+        await _transact(aws.db, [store._claim_update(o, t, 60, "m") for o, t in pairs])
+        await _transact(aws.db, [store._paid_update(o.order_id, t, 3000.0) for o, t in pairs])
         handles: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
             for i, m in enumerate(got.get("Messages", []))
@@ -192,7 +194,7 @@ async def _measure(endpoint: str, pid: int, calls: int, backlog: int) -> dict[st
     async with _clients(endpoint) as aws:
         table = f"cost-{uuid.uuid4().hex[:8]}"
         await ensure_topology(aws.sns, aws.sqs, TopologyNames(table=table), aws.db)
-        store = OrderStore(aws.db, table)
+        store = OrderStore(aws.db, table, concurrency=1)
         for _ in range(backlog):
             await store.create_pending(_order(), "h")
         ops = await _operations(aws, pid, table, calls)

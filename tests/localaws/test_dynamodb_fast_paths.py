@@ -36,7 +36,7 @@ class _Capture:
 
 async def _requests() -> list[dict[str, Any]]:
     db = _Capture()
-    store = OrderStore(db, "orders")  # type: ignore[arg-type]
+    store = OrderStore(db, "orders", concurrency=1)  # type: ignore[arg-type]
     orders = [
         OrderMessage(
             order_id=f"00000000-0000-0000-0000-00000000000{n}",
@@ -52,8 +52,9 @@ async def _requests() -> list[dict[str, Any]]:
     await store.mark_accepted(orders[0].order_id)
     await store.record_accepted(orders[0])
     await store.forget_pending(orders[0].order_id)
-    await store.claim_many(orders, 30)
-    await store.claim(orders[0], 30)
+    await store.claim_many([(o, "m") for o in orders], 30)
+    await store.claim(orders[0], 30, "m")
+    await store.renew_many([(o.order_id, "t") for o in orders], 30)
     await store.mark_paid_many([(o.order_id, "t", 1.0) for o in orders])
     await store.mark_failed(orders[0].order_id, "t", "declined")
     await store.release(orders[0].order_id, "t")

@@ -85,7 +85,8 @@ def _order(n: int, total: float = 19.98) -> OrderMessage:
 
 async def order_store(c: Clients, t: Transcript, name: str) -> None:
     await _table(c, name)
-    store = OrderStore(_Recording(c.dynamodb, t), name)  # type: ignore[arg-type]
+    # One write in flight at a time: both servers see the same calls, in the same order.
+    store = OrderStore(_Recording(c.dynamodb, t), name, concurrency=1)  # type: ignore[arg-type]
     a, b, d, e, f = (_order(n) for n in range(1, 6))
     pending = _order(6, total=0.0)
     assert await store.create_pending(a, "hash-a") is None
@@ -106,10 +107,10 @@ async def order_store(c: Clients, t: Transcript, name: str) -> None:
     await store.create_pending(pending, "hash-p")
     await store.forget_pending(pending.order_id)  # deleted
     await store.forget_pending(a.order_id)  # refused (accepted), quietly
-    claims = await store.claim_many([a, b, d, a], 30)  # d unknown: created; a twice
+    claims = await store.claim_many([(o, f"m-{o.order_id}") for o in (a, b, d, a)], 30)
     assert [c.won for c in claims] == [True, True, True, False]
     # a is being paid: refused with the item (ALL_OLD), e alone is sent again and wins.
-    again_claims = await store.claim_many([a, e], 30)
+    again_claims = await store.claim_many([(a, "m-a"), (e, "m-e")], 30)
     assert [c.won for c in again_claims] == [False, True]
     assert again_claims[0].record is not None and again_claims[0].record.status == "paying"
     paid = await store.mark_paid_many(
@@ -119,11 +120,13 @@ async def order_store(c: Clients, t: Transcript, name: str) -> None:
     assert await store.mark_paid(b.order_id, claims[1].token, 2999.999)
     assert await store.mark_failed(d.order_id, claims[2].token, "declined")
     assert await store.release(e.order_id, again_claims[1].token, "processor timeout")
-    taken = await store.claim(e, -1)  # its lease has already run out: the next may take it
+    taken = await store.claim(e, -1, "m-e")  # its lease has already run out
     assert taken.won
-    assert (await store.claim(e, 30)).won  # taken over
-    assert (await store.claim(f, 30)).won
-    assert not (await store.claim(a, 30)).won  # paid
+    assert (await store.claim(e, 30, "m-e")).won  # its own message back: taken over
+    assert not (await store.claim(e, 30, "m-other")).won  # another message: refused
+    assert await store.renew_many([(e.order_id, "wrong")], 30) == [False]
+    assert (await store.claim(f, 30, "m-f")).won
+    assert not (await store.claim(a, 30, "m-a")).won  # paid
     for o in (a, b, d, e, f, pending):
         record = await store.get(o.order_id)
         t.note(f"get {o.order_id}", record.public() if record else None)
