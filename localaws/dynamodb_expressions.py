@@ -9,9 +9,10 @@ condition, the backend's own). Two caches, both keyed by everything the parse re
   tree is handed out again.
 - Condition expressions: moto's parser reads the text, the names and the values, but the
   values only land in the tree's `AttributeValue` leaves. The text and names are parsed
-  once with a marker in place of each value; each call gets its own copy of that tree
-  with real `AttributeValue(values[name])` leaves, built by moto's own constructor, i.e.
-  the tree a fresh parse would build. A call whose values do not bind cleanly (a
+  once, with a slot in place of each value leaf; a call's values become the leaves
+  `AttributeValue(values[name])` a fresh parse would build (moto's own constructor), and
+  each slot evaluates as its leaf while that call's tree is evaluated (nothing else is
+  ever done with a parsed condition). A call whose values do not bind cleanly (a
   placeholder missing, a value that is not a one-key dict) and any text that fails to
   parse take moto's own parser, so every error is moto's. `BETWEEN` is never templated:
   its constructor inspects the values.
@@ -19,6 +20,7 @@ condition, the backend's own). Two caches, both keyed by everything the parse re
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import moto.dynamodb.comparisons as comparisons
@@ -70,16 +72,58 @@ class _MarkerValues(dict[str, Any]):
 _NODE_TYPES = (Op, Func, Operand)
 
 
+class _Slot(AttributeValue):
+    """A value leaf of a template: it evaluates as the value bound for the current call."""
+
+    def __init__(self, name: str) -> None:  # moto's constructor reads a value; there is none
+        self.name = name
+
+    def expr(self, item: Any) -> Any:
+        return _binding.get()[self.name].expr(item)
+
+    def get_type(self, item: Any) -> Any:
+        return _binding.get()[self.name].get_type(item)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# The values of the call whose tree is being evaluated (a context variable: each thread and
+# each nested evaluation sees its own).
+_binding: ContextVar[dict[str, AttributeValue]] = ContextVar("dynamodb_condition_values")
+
+
+class _Bound:
+    """A template with one call's values: evaluates as the tree a fresh parse would build.
+
+    Every caller of a parsed condition only calls `.expr(item)` on it (or ignores it).
+    """
+
+    def __init__(self, tree: Any, values: dict[str, AttributeValue]) -> None:
+        self._tree = tree
+        self._values = values
+
+    def expr(self, item: Any) -> Any:
+        token = _binding.set(self._values)
+        try:
+            return self._tree.expr(item)
+        finally:
+            _binding.reset(token)
+
+    def __repr__(self) -> str:
+        return repr(self._tree)
+
+
 class _Template:
-    """A condition tree parsed with markers, and what the parse found."""
+    """A condition tree parsed with slots for values, and what the parse found."""
 
     def __init__(self, tree: Any, names_found: list[str], values_found: list[str]) -> None:
-        self.tree = tree
+        self.tree = _with_slots(tree, {})
         self.names_found = names_found
         self.values_found = values_found
 
-    def bind(self, values: Any) -> Any | None:
-        """A fresh tree with real values, or None when moto's parser must judge the call."""
+    def bind(self, values: Any) -> _Bound | None:
+        """The tree with this call's values, or None when moto's parser must judge the call."""
         if not isinstance(values, dict):
             return None
         bound: dict[str, AttributeValue] = {}
@@ -87,32 +131,22 @@ class _Template:
             value = values.get(name)
             if not isinstance(value, dict) or not value:
                 return None
+            # moto's own constructor: the leaf a fresh parse builds from this value.
             bound[name] = AttributeValue(value)
-        return _clone(self.tree, bound, {})
+        return _Bound(self.tree, bound)
 
 
-def _clone(node: Any, bound: dict[str, AttributeValue], memo: dict[int, Any]) -> Any:
-    """Copy a template tree (nodes shared inside it stay shared), values swapped in."""
+def _with_slots(node: Any, memo: dict[int, Any]) -> Any:
+    """The marker leaves of a freshly parsed tree swapped for slots (in place)."""
     if isinstance(node, AttributeValue) and isinstance(node.value, _Marker):
-        # A placeholder used twice gets two equal leaves, as a fresh parse gives.
-        return _fresh(bound[node.value])
+        return memo.setdefault(id(node), _Slot(str(node.value)))
     if isinstance(node, list | tuple):
-        return type(node)(_clone(n, bound, memo) for n in node)
-    if not isinstance(node, _NODE_TYPES):
-        return node
-    done = memo.get(id(node))
-    if done is not None:
-        return done
-    new = object.__new__(type(node))
-    memo[id(node)] = new
-    new.__dict__ = {k: _clone(v, bound, memo) for k, v in node.__dict__.items()}
-    return new
-
-
-def _fresh(value: AttributeValue) -> AttributeValue:
-    new = object.__new__(AttributeValue)
-    new.__dict__ = dict(value.__dict__)
-    return new
+        return type(node)(_with_slots(n, memo) for n in node)
+    if isinstance(node, _NODE_TYPES) and id(node) not in memo:
+        memo[id(node)] = node
+        for k, v in list(node.__dict__.items()):
+            node.__dict__[k] = _with_slots(v, memo)
+    return node
 
 
 def _walk(node: Any) -> Any:
@@ -166,10 +200,10 @@ class CachedConditionParser:
             parser = ConditionExpressionParser(
                 expr, self.expression_attribute_names, self.expression_attribute_values
             )
-            tree = parser.parse()
+            parsed = parser.parse()
             self.expr_attr_names_found.extend(parser.expr_attr_names_found)
             self.expr_attr_values_found.extend(parser.expr_attr_values_found)
-            return tree
+            return parsed
         self.expr_attr_names_found.extend(template.names_found)
         self.expr_attr_values_found.extend(template.values_found)
         return tree

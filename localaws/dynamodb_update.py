@@ -36,7 +36,8 @@ from moto.dynamodb.exceptions import (
     ItemSizeToUpdateTooLarge,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
     ExpressionAttribute,
     ExpressionAttributeName,
@@ -59,6 +60,8 @@ from moto.dynamodb.parsing.validators import (
 from . import dynamodb_expressions
 
 _original_update: Any = None
+# LimitedSizeDict's limit (moto: "between 409 and 410KB" measured, 405,000 set).
+LIMIT = 405_000
 _ACTIONS = [
     UpdateExpressionAddAction,
     UpdateExpressionDeleteAction,
@@ -223,6 +226,44 @@ def _check_sets(plan: _Plan, resolved: list[DynamoType], table: Any) -> None:
             raise EmptyKeyAttributeException(key_in_index=True)
 
 
+def _size(value: Any) -> int:
+    """What LimitedSizeDict counts for a key or a value."""
+    return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+
+class _SizedAttrs:
+    """An item's attributes, written with LimitedSizeDict's 400 KB check kept incrementally.
+
+    LimitedSizeDict re-adds the size of every key and value on each write (quadratic in the
+    attributes an update writes). The same check here: the running total starts as its sum,
+    and each write adjusts it by what changed, which is exact because nothing else writes
+    the item while a plan runs and no compiled action mutates a value in place.
+    """
+
+    def __init__(self, attrs: Any) -> None:
+        self._attrs = attrs
+        self._exact = type(attrs) is LimitedSizeDict
+        if self._exact:
+            self._total = sum(_size(k) + _size(v) for k, v in attrs.items())
+
+    def set(self, key: str, value: DynamoType) -> None:
+        if not self._exact:
+            self._attrs[key] = value
+            return
+        new = bytesize(key) + value.size()
+        # LimitedSizeDict.__setitem__'s check: everything held now, plus the new pair.
+        if self._total + new > LIMIT:
+            raise ItemSizeTooLarge
+        old = self._attrs.get(key)
+        dict.__setitem__(self._attrs, key, value)
+        self._total += new if old is None else new - bytesize(key) - _size(old)
+
+    def pop(self, key: str) -> None:
+        old = self._attrs.pop(key, None)
+        if self._exact and old is not None:
+            self._total -= bytesize(key) + _size(old)
+
+
 def update_item(
     self: DynamoDBBackend,
     table_name: str,
@@ -299,19 +340,20 @@ def update_item(
         table.put_item(data)
         item = table.get_item(hash_value, range_value)
         assert item is not None
+    writes = _SizedAttrs(item.attrs)
     try:
         for action, value in zip(plan.actions, resolved, strict=True):
             if action.kind == "SET":
-                item.attrs[action.attr] = value
+                writes.set(action.attr, value)
             elif action.kind == "REMOVE":
-                item.attrs.pop(action.attr, None)
+                writes.pop(action.attr)
             else:
                 existing = item.attrs.get(action.attr)
                 if existing is None:
                     existing = DynamoType({"N": "0"})
                 if not existing.type == "N":
                     raise IncorrectDataType()
-                item.attrs[action.attr] = existing + value
+                writes.set(action.attr, existing + value)
     except ItemSizeTooLarge:
         raise ItemSizeToUpdateTooLarge() from None
     if table.stream_shard is not None:

@@ -403,6 +403,26 @@ async def errors(c: Clients, t: Transcript, name: str) -> None:
         ),
     ):
         await t.step(label, db.update_item(**request))
+    # moto's 400 KB check counts what the item holds before each write: replacing a value
+    # and then adding another must be judged on the sizes at each step.
+    big = {f":{n}": {"S": n * 150_000} for n in "xyz"}
+    for label, expression in (
+        ("one big value", "SET a = :x"),
+        ("replace it, then add one: fits", "SET a = :y, b = :z"),
+        ("a third one: too large", "SET c = :x"),
+        ("remove one, then add: fits", "REMOVE a SET c = :x"),
+    ):
+        names = [p for p in big if p in expression]
+        await t.step(
+            label,
+            db.update_item(
+                **_update(name, expression),
+                ExpressionAttributeValues={p: big[p] for p in names},
+                ReturnValues="UPDATED_NEW",
+            ),
+        )
+        got = await db.get_item(TableName=name, Key={"pk": {"S": "e"}}, ConsistentRead=True)
+        t.note(f"{label}: sizes", {k: len(next(iter(v.values()))) for k, v in got["Item"].items()})
     await t.step(
         "put with unused name",
         db.put_item(
