@@ -82,3 +82,29 @@ def bars(values: Mapping[str, float], path: Path, title: str, ylabel: str) -> st
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def latency_vs_rate(
+    rates: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    path: Path,
+    title: str,
+    limit_ms: float | None = None,
+) -> str:
+    """Latency percentiles (log axis) against the offered rate, one line per percentile."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, values in series.items():
+        points = [(r, v) for r, v in zip(rates, values, strict=True) if v is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    if limit_ms is not None:
+        ax.axhline(limit_ms, color="grey", linestyle="--", label=f"{limit_ms:g} ms")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(rates), [f"{r:g}" for r in rates])
+    ax.set_xlabel("offered orders/s (open loop)")
+    ax.set_ylabel("response time (ms, log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

@@ -1,8 +1,10 @@
-"""`python -m bench [SCENARIO] [--quick|--full] [--out DIR] [--json PATH]`.
+"""`python -m bench [SCENARIO] [--quick|--full] [--stateless] [--out DIR] [--json PATH]`.
 
 Each scenario is a module with add_arguments(parser), run(args) -> dict, report(result) -> str
 and main(argv); optionally charts(result, out_dir) -> list of PNG file names. Without a
-scenario the whole suite runs, one scenario after the other, into one report.
+scenario the whole suite runs, one scenario after the other, into one report. Exit status:
+0 every target met, 1 a target not met (each named on stderr), 2 a scenario failed to run.
+`python -m bench readme` writes README.md's benchmark table from a results JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 import orjson
 
 from .markdown import targets_table
+from .targets import unmet
 
 # Order matters for the suite: `plan` checks itself against the `flash-sale` run before it.
 SCENARIOS = {
@@ -33,6 +37,7 @@ SCENARIOS = {
     "plan": "bench.plan",
     "receive": "bench.receive",
     "soak": "bench.soak",
+    "pipeline": "bench.pipeline",
     # Written with the fast local AWS and merged separately: absent on some branches.
     "emulator": "bench.emulator",
 }
@@ -66,6 +71,12 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=DEFAULT_OUT, help="report and charts go here (%(default)s)"
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        help="run the services without order state (no ORDERS_TABLE); default: with it, "
+        "as `make run` ships them",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,13 +100,14 @@ def scenario_args(name: str, common: argparse.Namespace) -> argparse.Namespace:
     """A scenario's defaults, with the suite's common flags applied."""
     args = build_parser().parse_args([name])
     args.quick, args.out, args.json = common.quick, common.out, None
+    args.stateless = common.stateless
     return args
 
 
-def _git_commit() -> str | None:
+def _git(*command: str) -> str | None:
     try:
         got = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", *command],
             capture_output=True,
             text=True,
             check=True,
@@ -106,6 +118,13 @@ def _git_commit() -> str | None:
     return got.stdout.strip()
 
 
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was."""
     return {
@@ -114,7 +133,10 @@ def machine() -> dict[str, Any]:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "commit": _git_commit(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        # Uncommitted changes to tracked files: the figures are not the commit's alone.
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "versions": {p: _version(p) for p in ("moto", "aiobotocore", "aiohttp")},
     }
 
 
@@ -153,13 +175,17 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         meta["machine_start"]["load_average"],
         meta["machine_end"]["load_average"],
     )
+    start = meta["machine_start"]
+    versions = ", ".join(f"{k} {v}" for k, v in (start.get("versions") or {}).items())
+    dirty = " (with uncommitted changes)" if start.get("dirty") else ""
+    state = "off (`--stateless`)" if meta.get("stateless") else "on (as `make run` ships it)"
     lines = [
         "# orderflow bench",
         "",
-        f"`{meta['command']}` ({meta['mode']}), commit `{meta['machine_start']['commit']}`, "
-        f"{meta['machine_start']['time_utc']}, {meta['machine_start']['cpus']} CPUs, "
-        f"load average {load_start[0]} at the start and {load_end[0]} at the end, "
-        f"{meta['wall_seconds']} s in all.",
+        f"`{meta['command']}` ({meta['mode']}), order state {state}; commit "
+        f"`{start['commit']}`{dirty}, {start['time_utc']}, {start['cpus']} CPUs, Python "
+        f"{start['python']}, {versions}; load average {load_start[0]} at the start and "
+        f"{load_end[0]} at the end, {meta['wall_seconds']} s in all.",
         "",
     ]
     targets = [t for result in results.values() for t in result.get("targets", [])]
@@ -172,7 +198,6 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
 def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) -> int:
     started, meta_start = time.monotonic(), machine()
     results: dict[str, dict[str, Any]] = {}
-    code = 0
     for name in names:
         args = common if getattr(common, "scenario", None) == name else scenario_args(name, common)
         args.suite_results = results
@@ -181,10 +206,10 @@ def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) ->
         except Exception as exc:
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            code = 1
     meta = {
         "command": command,
         "mode": "quick" if common.quick else "full",
+        "stateless": common.stateless,
         "machine_start": meta_start,
         "machine_end": machine(),
         "wall_seconds": round(time.monotonic() - started, 1),
@@ -200,11 +225,26 @@ def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) ->
         doc = {"meta": meta, "scenarios": results}
         common.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         print(f"json: {common.json}", file=sys.stderr)
-    return code
+    return verdict(results)
+
+
+def verdict(results: dict[str, dict[str, Any]]) -> int:
+    """The exit status: 2 if a scenario failed to run, 1 if a target was not met, else 0."""
+    failed = [name for name, result in results.items() if "error" in result]
+    missed = unmet(results)
+    for name in failed:
+        print(f"bench: scenario {name} failed: {results[name]['error']}", file=sys.stderr)
+    for name in missed:
+        print(f"bench: target not met: {name}", file=sys.stderr)
+    return 2 if failed else 1 if missed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["readme"]:
+        from .readme import main as readme_main
+
+        return readme_main(argv[1:])
     args = build_parser().parse_args(argv)
     command = " ".join(["python -m bench", *argv])
     if args.scenario is None:

@@ -24,6 +24,7 @@ import orjson
 from localaws.process import local_aws_server
 
 from . import emulator_load as load
+from .targets import Op, target
 
 SERVERS = {"stock": ("--stock",), "patched": ()}
 
@@ -150,8 +151,14 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         capacity = result["servers"]["patched"]["ceiling"]["messages_per_server_cpu_s"]
         load_now = result["load_average"]["end"][0]
         found.append(
-            _target(f"end-to-end ceiling at {backlog}", ours, ">=", 1000, "msg/s")
-            | {"note": f"server alone on a core: {capacity or 0:,.0f}/s; load average {load_now}"}
+            target(
+                f"end-to-end ceiling at {backlog}",
+                round(ours, 2),
+                ">=",
+                1000,
+                "msg/s",
+                f"server alone on a core: {capacity or 0:,.0f}/s; load average {load_now}",
+            )
         )
         if theirs:
             found.append(
@@ -170,22 +177,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _target(name: str, measured: float, op: str, threshold: float, unit: str) -> dict[str, Any]:
-    met = (
-        measured <= threshold
-        if op == "<="
-        else measured < threshold
-        if op == "<"
-        else measured >= threshold
-    )
-    return {
-        "name": name,
-        "measured": round(measured, 2),
-        "op": op,
-        "threshold": threshold,
-        "unit": unit,
-        "met": met,
-    }
+def _target(name: str, measured: float, op: Op, limit: float, unit: str) -> dict[str, Any]:
+    return target(name, round(measured, 2), op, limit, unit)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -297,7 +290,7 @@ def targets_section(result: dict[str, Any]) -> str:
         [
             t["name"],
             f"{t['measured']:,} {t['unit']}",
-            f"{t['op']} {t['threshold']:,} {t['unit']}",
+            f"{t['op']} {t['limit']:,} {t['unit']}",
             "met" if t["met"] else "**not met**",
             t.get("note", ""),
         ]

@@ -16,20 +16,24 @@ from services.common.settings import AwsSettings
 
 from .capacity import plan
 from .charts import queue_depth
+from .ledger import twice_charged
 from .load import OpenLoopRun, open_loop
-from .markdown import table, target
+from .markdown import table
 from .queue import sampling
 from .stack import (
     WorkerRun,
     api_process,
     local_aws,
     new_topology,
+    order_state,
     poll_until,
     sqs_client,
+    state_env,
     wait_until_paid,
     worker_process,
 )
 from .stats import summarize
+from .targets import target
 
 TARGET_WAIT_SECONDS = 0.1
 
@@ -88,7 +92,6 @@ async def _async_sale(
         "accepted": len(accepted),
         "paid": len({p.order_id for p in paid}),
         "lost": len(accepted - {p.order_id for p in paid}),
-        "paid_twice": len(paid) - len({p.order_id for p in paid}),
         "drain_s": empty_at - load.ended if empty_at is not None else None,
         "last_paid_s": max(p.at for p in paid) - load.ended if paid else None,
         "queue_wait_ms": summarize([p.queue_ms for p in paid]),
@@ -105,18 +108,26 @@ def sale(spec: dict[str, Any], *, with_sync: bool) -> dict[str, Any]:
     pay = spec["payment_seconds"]
     with local_aws() as aws:
         topology = asyncio.run(new_topology(aws, "flash"))
-        with api_process(aws, topology.topic_arn, pay) as url:
+        extra = state_env(spec["order_state"], topology)
+        with api_process(aws, topology.topic_arn, pay, extra) as api:
             with worker_process(
-                aws, topology.queue_url, slots=spec["slots"], payment_seconds=pay, grace_seconds=pay
+                aws,
+                topology.queue_url,
+                slots=spec["slots"],
+                payment_seconds=pay,
+                grace_seconds=pay,
+                extra=extra,
             ) as worker:
                 result: dict[str, Any] = {
-                    "async": asyncio.run(_async_sale(aws, url, topology.queue_url, worker, spec))
+                    "async": asyncio.run(
+                        _async_sale(aws, api.url, topology.queue_url, worker, spec)
+                    )
                 }
             result["async"]["worker"] = worker.stopped
             if with_sync:
                 sync = asyncio.run(
                     open_loop(
-                        url + "/orders/sync",
+                        api.url + "/orders/sync",
                         rate=spec["rate"],
                         duration=spec["duration_s"],
                         request_timeout=spec["timeout_s"],
@@ -124,6 +135,8 @@ def sale(spec: dict[str, Any], *, with_sync: bool) -> dict[str, Any]:
                     )
                 )
                 result["sync"] = _outcomes(sync, 200)
+    # The processor's ledger over both processes: the worker's and the API's (sync) charges.
+    result["charged_twice"] = len(twice_charged(api.charges, worker.charges))
     return result
 
 
@@ -136,6 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "slots": args.slots or planned.slots,
         "timeout_s": args.timeout,
         "target_wait_s": args.target_wait,
+        "order_state": order_state(args),
     }
     result = {"settings": spec, "plan": planned.as_dict()} | sale(spec, with_sync=True)
     a = result["async"]
@@ -149,6 +163,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             2 * args.payment_seconds,
             "s",
             f"{spec['slots']} slots",
+        ),
+        target(
+            "flash sale: orders charged twice (processor's ledger)",
+            result["charged_twice"],
+            "==",
+            0,
         ),
     ]
     return result
@@ -170,7 +190,7 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"{s['rate']:g} orders/s for {s['duration_s']:g} s (open loop: sent on schedule, answered "
         f"or not), payment {s['payment_seconds']:g} s, {s['slots']} worker slots, client "
-        f"timeout {s['timeout_s']:g} s.",
+        f"timeout {s['timeout_s']:g} s, order state {'on' if s.get('order_state') else 'off'}.",
         "",
         table(["endpoint", "sent", "answered %", "timeouts", "errors", "p50 ms", "p99 ms"], rows),
         "",
@@ -179,7 +199,7 @@ def report(result: dict[str, Any]) -> str:
                 "accepted",
                 "paid",
                 "lost",
-                "paid twice",
+                "charged twice",
                 "max waiting",
                 "drained after s",
                 "last paid after s",
@@ -189,7 +209,7 @@ def report(result: dict[str, Any]) -> str:
                     a["accepted"],
                     a["paid"],
                     a["lost"],
-                    a["paid_twice"],
+                    result.get("charged_twice"),
                     a["max_visible"],
                     drain,
                     a["last_paid_s"],

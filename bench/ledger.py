@@ -37,3 +37,21 @@ def charges(events: Iterable[Mapping[str, Any]]) -> Counter[str]:
 def charged_twice(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Orders the processor charged more than once, with their count."""
     return {order_id: n for order_id, n in charges(events).items() if n > 1}
+
+
+def combined(ledgers: Iterable[Counter[str]]) -> Counter[str]:
+    """One ledger from many processes' (charges per order, summed)."""
+    total: Counter[str] = Counter()
+    for ledger in ledgers:
+        total.update(ledger)
+    return total
+
+
+def twice(ledger: Counter[str]) -> dict[str, int]:
+    """Orders a ledger shows charged more than once, with their count."""
+    return {order_id: n for order_id, n in ledger.items() if n > 1}
+
+
+def twice_charged(*ledgers: Counter[str]) -> dict[str, int]:
+    """Orders charged more than once over every process's ledger of one run."""
+    return twice(combined(ledgers))

@@ -31,14 +31,20 @@ def schedule(rate: float, duration: float) -> list[float]:
     return [i / rate for i in range(count)]
 
 
-def order_body(order_id: str) -> bytes:
-    """The reference order, with an id chosen here so every order can be traced end to end."""
-    body = {
-        "order_id": order_id,
+def order_body(order_id: str | None) -> bytes:
+    """The reference order; with an id chosen by the client (a keyed order) unless None."""
+    body: dict[str, object] = {
         "customer_id": 1,
         "items": [{"product_id": "sku-1", "quantity": 1, "price": 9.99}],
     }
+    if order_id is not None:
+        body["order_id"] = order_id
     return orjson.dumps(body)
+
+
+def is_keyed(index: int, share: float) -> bool:
+    """Whether the index-th request carries a client order id, `share` of them spread evenly."""
+    return math.floor((index + 1) * share) > math.floor(index * share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +69,18 @@ class OpenLoopRun:
 
 
 async def open_loop(
-    url: str, *, rate: float, duration: float, request_timeout: float, desc: str
+    url: str,
+    *,
+    rate: float,
+    duration: float,
+    request_timeout: float,
+    desc: str,
+    keyed: float = 1.0,
 ) -> OpenLoopRun:
-    """POST orders to `url`, `rate` a second for `duration` s, each given `request_timeout` s."""
+    """POST orders to `url`, `rate` a second for `duration` s, each given `request_timeout` s.
+
+    A `keyed` share of them carry a client `order_id`; the others get theirs from the answer.
+    """
     require_loopback(url)
     offsets = schedule(rate, duration)
     limit = min(MAX_CONNECTIONS, math.ceil(rate * request_timeout) + 10)
@@ -77,16 +92,19 @@ async def open_loop(
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
         with tqdm(total=len(offsets), desc=desc, unit="req", leave=False) as bar:
 
-            async def one(due: float) -> None:
-                order_id = str(uuid.uuid4())
+            async def one(due: float, index: int) -> None:
+                key = str(uuid.uuid4()) if is_keyed(index, keyed) else None
+                order_id = key or ""
                 status: int | None = None
                 error: str | None = None
                 latency: float | None = None
                 try:
-                    async with session.post(url, data=order_body(order_id), headers=headers) as r:
-                        await r.read()
+                    async with session.post(url, data=order_body(key), headers=headers) as r:
+                        answer = await r.read()
                         status = r.status
                     latency = (time.time() - due) * 1000
+                    if key is None and status in (200, 202):
+                        order_id = str(orjson.loads(answer)["order_id"])
                 except TimeoutError:
                     error = "timeout"
                 except aiohttp.ClientError as exc:
@@ -96,13 +114,13 @@ async def open_loop(
 
             started = time.time() + 0.05
             tasks = []
-            for offset in offsets:
+            for index, offset in enumerate(offsets):
                 due = started + offset
                 delay = due - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 lag = max(lag, time.time() - due)
-                tasks.append(asyncio.create_task(one(due)))
+                tasks.append(asyncio.create_task(one(due, index)))
             await asyncio.gather(*tasks)
     ended = started + (offsets[-1] if offsets else 0.0)
     return OpenLoopRun(outcomes, started, ended, round(lag * 1000, 3))

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .targets import target
+
+__all__ = ["fmt", "table", "target", "targets_table"]
+
 
 def fmt(value: object, digits: int = 1) -> str:
     """A number as a person reads it: thousands separated, `digits` decimals, `-` for none."""
@@ -36,31 +40,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], digits: int 
     return "\n".join(lines)
 
 
-_OPS = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b}
-
-
-def target(
-    name: str, measured: float | None, op: str, threshold: float, unit: str = "", note: str = ""
-) -> dict[str, Any]:
-    """One target checked against one measured figure (None: not measured, so not met)."""
-    met = measured is not None and bool(_OPS[op](measured, threshold))
-    return {
-        "name": name,
-        "measured": measured,
-        "op": op,
-        "threshold": threshold,
-        "unit": unit,
-        "met": met,
-        "note": note,
-    }
-
-
 def targets_table(targets: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         [
             t["name"],
             f"{fmt(t['measured'], 2)} {t['unit']}".strip(),
-            f"{t['op']} {fmt(t['threshold'], 2)} {t['unit']}".strip(),
+            f"{t['op']} {fmt(t['limit'], 2)} {t['unit']}".strip(),
             "met" if t["met"] else "**not met**",
             t.get("note", ""),
         ]

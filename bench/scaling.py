@@ -23,8 +23,10 @@ from .stack import (
     api_process,
     local_aws,
     new_topology,
+    order_state,
     resubscribe,
     sqs_client,
+    state_env,
     worker_process,
 )
 from .stats import rate_between
@@ -56,6 +58,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate or (18.0 if args.quick else 6.0),
         "payment_seconds": args.payment_seconds or (1.0 if args.quick else 3.0),
         "duration_s": args.duration or (10.0 if args.quick else 60.0),
+        "order_state": order_state(args),
     }
 
 
@@ -99,14 +102,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     with local_aws() as aws:
         topology: Topology = asyncio.run(new_topology(aws, "scaling"))
-        with api_process(aws, topology.topic_arn, pay) as url:
+        extra = state_env(spec["order_state"], topology)
+        with api_process(aws, topology.topic_arn, pay, extra) as api:
             for slots in spec["slots"]:
                 topology = asyncio.run(resubscribe(aws, topology, "scaling"))
                 # No grace: what is still queued or paying when arrivals stop is the answer.
                 with worker_process(
-                    aws, topology.queue_url, slots=slots, payment_seconds=pay
+                    aws, topology.queue_url, slots=slots, payment_seconds=pay, extra=extra
                 ) as worker:
-                    runs.append(asyncio.run(_one(aws, url, topology.queue_url, worker, spec)))
+                    runs.append(asyncio.run(_one(aws, api.url, topology.queue_url, worker, spec)))
     return {"settings": spec, "runs": runs}
 
 
@@ -131,9 +135,10 @@ def report(result: dict[str, Any]) -> str:
                 "",
                 f"{s['rate']:g} orders/s for {s['duration_s']:g} s per run, payment "
                 f"{s['payment_seconds']:g} s, so {s['rate'] * s['payment_seconds']:g} slots are "
-                f"busy on average (Little's law). Processing rate is counted from one payment "
-                f"time in to the end of arrivals; keeps up = under a second of arrivals waiting "
-                f"at the end.",
+                f"busy on average (Little's law); order state "
+                f"{'on' if s.get('order_state') else 'off'}. Processing rate is counted from "
+                "one payment time in to the end of arrivals; keeps up = under a second of "
+                "arrivals waiting at the end.",
                 "",
                 table(
                     [

@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -27,10 +29,12 @@ import orjson
 from aiobotocore.session import get_session
 from tqdm import tqdm
 
-from localaws.process import FAKE_CREDENTIALS, local_aws_process
+from localaws.process import FAKE_CREDENTIALS, local_aws_server
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
 from services.common.topology import Topology, TopologyNames, create_topology
+
+from .ledger import CHARGED, charges, parse_lines
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -59,8 +63,16 @@ def free_port() -> int:
 @contextmanager
 def local_aws() -> Iterator[AwsSettings]:
     """Start the local AWS and point this process's AWS settings at it (restored after)."""
+    with local_aws_server_env() as (aws, _pid):
+        yield aws
+
+
+@contextmanager
+def local_aws_server_env() -> Iterator[tuple[AwsSettings, int]]:
+    """Like local_aws(), yielding the server's pid too (its CPU time is read from /proc)."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    with local_aws_process(LOOPBACK, 0) as endpoint:
+    with local_aws_server(LOOPBACK, 0) as server:
+        endpoint = server.endpoint
         require_loopback(endpoint)
         for name in saved:
             del os.environ[name]
@@ -69,7 +81,7 @@ def local_aws() -> Iterator[AwsSettings]:
         # credentials and never a developer's real profile.
         os.environ.update(_aws_env(aws))
         try:
-            yield aws
+            yield aws, server.pid
         finally:
             for name in [k for k in os.environ if k.startswith("AWS_")]:
                 del os.environ[name]
@@ -148,14 +160,34 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait()
 
 
+def order_state(args: object) -> bool:
+    """Whether a scenario runs the services with order state: on unless `--stateless`."""
+    return not getattr(args, "stateless", False)
+
+
+def state_env(order_state: bool, topology: Topology) -> dict[str, str]:
+    """A service's order-state setting: the table when state is on, as `make run` sets it."""
+    return {"ORDERS_TABLE": topology.table} if order_state else {}
+
+
+@dataclass
+class ApiRun:
+    """A running API process; after it stops, the processor's ledger from its log."""
+
+    url: str
+    pid: int
+    charges: Counter[str] = field(default_factory=Counter)
+    """How many times the processor charged each order in this process (/orders/sync)."""
+
+
 @contextmanager
 def api_process(
     aws: AwsSettings,
     topic_arn: str,
     payment_seconds: float,
     extra: Mapping[str, str] | None = None,
-) -> Iterator[str]:
-    """Run `python -m services.api` on a free loopback port; yield its base URL once healthy."""
+) -> Iterator[ApiRun]:
+    """Run `python -m services.api` on a free loopback port; yield it once healthy."""
     port = free_port()
     env = service_env(
         aws,
@@ -165,17 +197,18 @@ def api_process(
         PAYMENT_SECONDS=str(payment_seconds),
         **(extra or {}),
     )
-    # The API writes two log lines per request; nobody reads them here, and a full pipe
-    # would stall it, so they go nowhere.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.api"], env=env, stdout=subprocess.DEVNULL
-    )
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        _wait_listening(proc, port, timeout=30)
-        yield url
-    finally:
-        _terminate(proc, timeout=15)
+    # Its log goes to a file, read after it stops: a reader in this process would take CPU
+    # from the load generator, and a full pipe would stall the API.
+    with tempfile.TemporaryFile(prefix="bench-api-") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.api"], env=env, stdout=log)
+        run = ApiRun(url=f"http://{LOOPBACK}:{port}", pid=proc.pid)
+        try:
+            _wait_listening(proc, port, timeout=30)
+            yield run
+        finally:
+            _terminate(proc, timeout=15)
+            log.seek(0)
+            run.charges = charges(parse_lines(line for line in log if CHARGED.encode() in line))
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
@@ -221,6 +254,8 @@ class WorkerRun:
     cpu_at_start: float | None = None
     cpu_at_exit: float | None = None
     paid: list[Paid] = field(default_factory=list)
+    charges: Counter[str] = field(default_factory=Counter)
+    """The processor's ledger in this process: charges per order (`payment_charged` lines)."""
     stopped: dict[str, Any] | None = None
     other_events: dict[str, int] = field(default_factory=dict)
     started: threading.Event = field(default_factory=threading.Event)
@@ -261,6 +296,8 @@ def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
                     receive_count=int(line.get("receive_count", 1)),
                 )
             )
+        elif event == CHARGED:
+            run.charges[str(line["order_id"])] += 1
         elif event == "worker_started":
             run.cpu_at_start = cpu_seconds(proc.pid)
             run.started_at = _log_time(line)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -38,20 +40,47 @@ def rate_between(times: Iterable[float], start: float, end: float) -> float:
     return sum(1 for t in times if start < t <= end) / (end - start)
 
 
-def sustained_rate(finished: Sequence[float], slots: int, period: float) -> tuple[float, int]:
-    """Throughput of a worker draining a backlog, with how many whole waves it was measured on.
+@dataclass(frozen=True, slots=True)
+class Sustained:
+    """A worker's throughput over the steady part of a drain, whole payment periods only."""
 
-    Every slot pays one order per `period` seconds, so full slots finish `slots` orders per
-    period. Counting from the first finish over whole periods makes the ideal worker score
-    exactly slots / period, and keeps start-up and the half-empty last wave out of the figure.
-    Needs a backlog of at least (waves + 1) x slots orders.
+    per_period: list[float]
+    """Orders/s finished in each counted period, in order."""
+    first_at: float | None
+    """When the first counted period starts (one period after the first finished payment)."""
+
+    @property
+    def per_s(self) -> float | None:
+        """The mean over the counted periods; None when no whole period was steady."""
+        if not self.per_period:
+            return None
+        return sum(self.per_period) / len(self.per_period)
+
+
+def sustained_rate(
+    finished: Sequence[float], period: float, *, until: float | None = None
+) -> Sustained:
+    """Orders/s of a worker draining a backlog, counted per whole payment period.
+
+    The grid of periods starts at the first finished payment. The first period is left out
+    (slots are still filling), and so is every period not over by `until`: the moment the
+    backlog ran out or the run was stopped, after which slots idle for want of work rather
+    than for want of speed. Every period in between counts, so a worker whose slots idle
+    between payments scores the share of time they pay, not the share of waves it finished.
     """
     if not finished or period <= 0:
-        return 0.0, 0
+        return Sustained([], None)
     ordered = sorted(finished)
     first = ordered[0]
-    waves = math.floor((ordered[-1] - first) / period)
-    waves = min(waves, len(ordered) // slots - 1) if slots else waves
-    if waves < 1:
-        return 0.0, 0
-    return rate_between(ordered, first, first + waves * period), waves
+    end = ordered[-1] if until is None else until
+    periods = math.floor((end - first) / period)
+    rates = []
+    for k in range(1, periods):
+        start = first + k * period
+        rates.append(count_between(ordered, start, start + period) / period)
+    return Sustained(rates, first + period if rates else None)
+
+
+def count_between(ordered: Sequence[float], start: float, end: float) -> int:
+    """How many of the sorted times fall in [start, end)."""
+    return bisect.bisect_left(ordered, end) - bisect.bisect_left(ordered, start)

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from bench import cli, compare, plan, receive, scaling
+from bench import cli, compare, plan, readme, receive, scaling
 from bench.capacity import plan as make_plan
 from bench.markdown import fmt, table, target, targets_table
 
@@ -29,7 +30,29 @@ def test_a_target_not_measured_is_not_met() -> None:
     assert target("x", None, ">=", 1)["met"] is False
     assert target("x", 0.2, "<=", 0.25)["met"] is True
     assert target("x", 2, ">=", 2)["met"] is True
+    assert target("x", 0.3, "<=", 0.25)["met"] is False
     assert "**not met**" in targets_table([target("speed-up", 25.0, ">=", 300, "x")])
+
+
+def test_the_exit_status_names_unmet_targets_and_failed_scenarios(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    met = {"targets": [target("a: fast", 1.0, "<=", 2)]}
+    missed = {"targets": [target("b: cheap", 3.0, "<=", 2)]}
+    assert cli.verdict({"a": met, "skipped": {"skipped": "absent"}}) == 0
+    assert cli.verdict({"a": met, "b": missed}) == 1
+    assert "target not met: b: cheap" in capsys.readouterr().err
+    assert cli.verdict({"b": missed, "c": {"error": "RuntimeError: boom"}}) == 2
+    assert "scenario c failed" in capsys.readouterr().err
+
+
+def test_stateless_is_a_common_flag_and_state_is_the_default() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["receive"]).stateless is False
+    assert parser.parse_args(["--stateless"]).stateless is True
+    assert parser.parse_args(["pipeline", "--stateless"]).stateless is True
+    common = parser.parse_args(["--stateless"])
+    assert cli.scenario_args("receive", common).stateless is True
 
 
 def _latency(p50: float) -> dict[str, Any]:
@@ -46,10 +69,12 @@ def test_compare_report_states_the_speedup_and_the_reference() -> None:
             "pacing_s": 3.5,
             "payment_seconds": 3.0,
             "worker_slots": 100,
+            "order_state": True,
         },
-        "endpoints": {
-            "/orders/sync": endpoint | {"latency_ms": _latency(3003.0)},
-            "/orders/async": endpoint | {"latency_ms": _latency(7.5)},
+        "runs": {
+            "sync, reference shape": endpoint | {"latency_ms": _latency(3003.0)},
+            "async, reference shape": endpoint | {"latency_ms": _latency(7.5)},
+            "async, jittered": endpoint | {"latency_ms": _latency(6.5)},
         },
         "speedup_p50": 400.4,
         "async_accepted": 10,
@@ -58,7 +83,10 @@ def test_compare_report_states_the_speedup_and_the_reference() -> None:
     }
     text = compare.report(result)
     assert "400x faster" in text
+    # The reference's ratio is computed from its figures: 3,024 / 39.
+    assert "3,024 / 39 ms = 78x" in text
     assert "| reference sync (AWS) | 321 | 0 | 3,024.0 |" in text
+    assert "| async, jittered | 10 | 0 | 6.5 |" in text
 
 
 def test_scaling_report_marks_who_falls_behind() -> None:
@@ -89,7 +117,6 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
         "settings": {
             "slots": 1000,
             "payment_seconds": 3.0,
-            "waves": 2,
             "backlog": 3000,
             "time_limit_s": 30.0,
             "strategies": ["per-task", "batched"],
@@ -109,6 +136,8 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
                 "receive_probe_ms": 2.0,
                 "drained": True,
                 "paid": 3000,
+                "periods_measured": 2,
+                "per_period_per_s": [333.0, 320.0],
                 "requests_per_order": 0.2,
                 "worker": {"receive_calls": 300, "empty_receives": 1, "delete_calls": 300},
             },
@@ -117,7 +146,8 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
     text = receive.report(result)
     assert "`per-task` not run: one receive takes 900 ms." in text
     assert "queued only 800 of 3,000" in text
-    assert "| batched | 3,000 | 3,000 |" in text
+    assert "| batched | 3,000 | 3,000 | 2 |" in text
+    assert "`batched` orders/s per period: 333, 320" in text
 
 
 def test_plan_report_without_a_check_is_just_the_plan() -> None:
@@ -140,7 +170,7 @@ def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
             "plan": make_plan(6, 3, 0.1).as_dict(),
             "other_rates": [],
             "check": None,
-            "targets": [target("plan: holds", 1.0, "==", 1.0)],
+            "targets": [target("plan: something", 1.0, "==", 1.0)],
             "charts": ["plan.png"],
         },
         "emulator": {"skipped": "not on this branch"},
@@ -167,3 +197,43 @@ def test_a_scenario_missing_from_the_branch_loads_as_none(monkeypatch: pytest.Mo
     monkeypatch.setitem(cli.SCENARIOS, "ghost", "bench.ghost_scenario")
     assert cli.load("ghost") is None
     assert "Skipped" in cli.section("ghost", cli.run_scenario("ghost", argparse.Namespace()))
+
+
+def _doc(stateless: bool, p99: float) -> dict[str, Any]:
+    start = cli.machine() | {"commit": "abc1234", "dirty": True}
+    meta = {
+        "command": "python -m bench",
+        "mode": "quick",
+        "stateless": stateless,
+        "machine_start": start,
+        "machine_end": start,
+        "wall_seconds": 1.0,
+    }
+    step = {
+        "rate": 60.0,
+        "latency_ms": _latency(10.0) | {"p99": p99},
+        "cpu_ms_per_order": {"api": 1.5, "worker": 0.5, "local_aws": 9.0},
+    }
+    pipeline = {
+        "steps": [step],
+        "targets": [target("pipeline: p99 at 60 orders/s", p99, "<=", 25, "ms")],
+    }
+    return {"meta": meta, "scenarios": {"pipeline": pipeline, "soak": {"error": "boom"}}}
+
+
+def test_the_readme_table_is_written_from_the_json_alone(tmp_path: Path) -> None:
+    docs = [(tmp_path / "a.json", _doc(False, 30.0)), (tmp_path / "b.json", _doc(True, 12.0))]
+    for path, doc in docs:
+        path.write_bytes(orjson.dumps(doc))
+    readme_file = tmp_path / "README.md"
+    readme_file.write_text(f"# x\n\n{readme.START}\nstale\n{readme.END}\n\nrest\n")
+    args = [str(p) for p, _ in docs] + ["--readme", str(readme_file)]
+    assert readme.main([*args, "--check"]) == 1  # the stale table is caught
+    assert readme.main(args) == 0
+    text = readme_file.read_text()
+    assert "stale" not in text and text.endswith("\n\nrest\n")
+    assert "order state on (quick) | this bench, stateless (quick) |" in text
+    assert "60/s: p50 10.0 ms, p99 30.0 ms" in text and "p99 12.0 ms" in text
+    assert "| 0 of 1 met; failed to run: soak | 1 of 1 met; failed to run: soak |" in text
+    assert "commit `abc1234`, uncommitted changes" in text
+    assert readme.main([*args, "--check"]) == 0

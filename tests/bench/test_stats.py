@@ -45,23 +45,48 @@ def test_rate_between_counts_the_half_open_window() -> None:
     assert rate_between([1.0], 2.0, 2.0) == 0.0
 
 
+def _finishes(slots: int, pay: float, idle: float, backlog: int) -> tuple[list[float], float]:
+    """Slots starting spread over the first second, each paying `pay` s then idling `idle` s,
+    until `backlog` orders are taken; the finish times and when the last order started."""
+    starts = [slot / slots for slot in range(slots)]
+    finished, last_start = [], 0.0
+    while len(finished) < backlog:
+        for slot in range(slots):
+            if len(finished) == backlog:
+                break
+            finished.append(starts[slot] + pay)
+            last_start = max(last_start, starts[slot])
+            starts[slot] += pay + idle
+    return finished, last_start
+
+
 def test_an_ideal_worker_sustains_exactly_slots_per_period() -> None:
-    # 4 slots, 2 s payments, 5 full waves finishing at 2, 4, ... 10 s.
-    finished = [2.0 * wave for wave in range(1, 6) for _ in range(4)]
-    rate, waves = sustained_rate(finished, slots=4, period=2.0)
-    assert waves == 4
-    assert rate == pytest.approx(4 / 2.0)
+    finished, backlog_out = _finishes(1000, 3.0, 0.0, 10_000)
+    got = sustained_rate(finished, 3.0, until=backlog_out)
+    assert len(got.per_period) >= 6
+    assert got.per_period == [pytest.approx(1000 / 3.0)] * len(got.per_period)
 
 
-def test_a_half_slow_worker_scores_half() -> None:
-    finished = [4.0 * wave for wave in range(1, 6) for _ in range(4)]
-    rate, _ = sustained_rate(finished, slots=4, period=2.0)
-    assert rate == pytest.approx(1.0)
+def test_slots_idling_between_payments_score_what_they_really_do() -> None:
+    # 3 s payments with 2 s idle in between: busy 60 % of the time, whatever whole waves it
+    # completes (the old count, payments within N periods of the first, gave 99.95 %).
+    finished, backlog_out = _finishes(1000, 3.0, 2.0, 10_000)
+    got = sustained_rate(finished, 3.0, until=backlog_out)
+    assert got.per_s is not None
+    assert 100 * got.per_s / (1000 / 3.0) == pytest.approx(60, abs=2)
+
+
+def test_the_tail_after_the_backlog_runs_out_is_not_counted() -> None:
+    finished, backlog_out = _finishes(1000, 3.0, 0.0, 10_500)
+    assert sustained_rate(finished, 3.0, until=backlog_out).per_s == pytest.approx(1000 / 3.0)
+    # Counting to the last finish instead takes in the half-empty last wave.
+    assert sustained_rate(finished, 3.0).per_s == pytest.approx(1000 / 3.0)
+    assert sustained_rate(finished, 3.0, until=finished[-1] + 3.0).per_s < 1000 / 3.0
 
 
 def test_too_small_a_backlog_gives_no_rate() -> None:
-    assert sustained_rate([2.0, 2.0], slots=4, period=2.0) == (0.0, 0)
-    assert sustained_rate([], slots=4, period=2.0) == (0.0, 0)
+    assert sustained_rate([2.0, 2.0], 2.0).per_s is None
+    assert sustained_rate([], 2.0).per_s is None
 
 
 @pytest.mark.parametrize(

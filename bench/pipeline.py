@@ -1,0 +1,402 @@
+"""pipeline: the whole system as `make run` starts it, at rising open-loop rates.
+
+The local AWS, the topology, the API and one worker (1,000 slots) with order state on
+(`--stateless`: off). Orders arrive open loop at 30, 60, 120, 240, ... a second, half of them
+keyed with a client `order_id`; the sweep stops at the first rate whose p99 passes the limit or
+whose orders are refused, but always runs up to the rate the targets name; a short warm-up
+at 10/s comes first and is not counted. Per rate: p50/p99, accepted %, AWS requests per
+order by service (the local AWS's own counts), and CPU ms per order of each process (API,
+worker, local AWS, from /proc), counted from the first arrival until every accepted order
+is paid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, TypedDict
+
+from localaws.client import ControlError, request_counts
+from services.common.settings import AwsSettings
+
+from .charts import latency_vs_rate
+from .ledger import twice_charged
+from .load import open_loop
+from .markdown import table
+from .stack import (
+    ApiRun,
+    WorkerRun,
+    api_process,
+    cpu_seconds,
+    local_aws_server_env,
+    new_topology,
+    order_state,
+    state_env,
+    wait_until_paid,
+    worker_process,
+)
+from .stats import summarize
+from .targets import target
+
+RATES = (30.0, 60.0, 120.0, 240.0, 480.0, 960.0)
+# The targets (issue 10) name these rates: the sweep never stops before the largest.
+P99_RATE, CPU_RATE = 60.0, 120.0
+PIPELINE_P99_MS = 100.0
+PIPELINE_RATE = 250.0
+WARMUP_RATE = 10.0
+
+
+class Settings(TypedDict):
+    rates: list[float]
+    duration_s: float
+    """Seconds of arrivals per rate."""
+    keyed_share: float
+    slots: int
+    payment_seconds: float
+    p99_limit_ms: float
+    """The sweep stops after the first rate whose p99 is above this."""
+    min_rate: float
+    """...but not before this rate has run."""
+    timeout_s: float
+    warmup_s: float
+    """Seconds of orders at WARMUP_RATE before the sweep, not counted: warm connections."""
+    order_state: bool
+
+
+class Step(TypedDict):
+    rate: float
+    sent: int
+    accepted: int
+    accepted_pct: float | None
+    timeouts: int
+    errors: int
+    latency_ms: dict[str, float | int | None]
+    generator_max_lag_ms: float
+    paid: int
+    all_paid: bool
+    last_paid_after_s: float | None
+    """From the end of arrivals to the last accepted order's payment."""
+    requests_per_order: dict[str, float] | None
+    """AWS requests per accepted order by service (None: the local AWS cannot count them)."""
+    requests_by_operation: dict[str, dict[str, int]] | None
+    cpu_ms_per_order: dict[str, float | None]
+    """api, worker, local_aws: CPU ms per accepted order over the step."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=list(RATES),
+        help="comma-separated orders/s, in order (default 30,60,120,240,480,960)",
+    )
+    parser.add_argument("--duration", type=float, help="seconds per rate (quick 10, full 30)")
+    parser.add_argument("--keyed", type=float, default=0.5, help="share with a client order_id")
+    parser.add_argument("--slots", type=int, default=1000, help="worker slots (default 1000)")
+    parser.add_argument("--payment-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--p99-limit", type=float, default=1000.0, help="stop past this p99 (ms, default 1000)"
+    )
+    parser.add_argument(
+        "--min-rate", type=float, default=CPU_RATE, help="run at least up to this rate"
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="client timeout (s)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help=f"seconds of {WARMUP_RATE:g} orders/s before the sweep, not counted (default 2)",
+    )
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    return {
+        "rates": list(args.rates),
+        "duration_s": float(args.duration or (10 if args.quick else 30)),
+        "keyed_share": args.keyed,
+        "slots": args.slots,
+        "payment_seconds": args.payment_seconds,
+        "p99_limit_ms": args.p99_limit,
+        "min_rate": args.min_rate,
+        "timeout_s": args.timeout,
+        "warmup_s": args.warmup,
+        "order_state": order_state(args),
+    }
+
+
+async def _counts(endpoint: str) -> dict[str, dict[str, int]] | None:
+    try:
+        return await request_counts(endpoint)
+    except (ControlError, OSError, ValueError):
+        return None  # a local AWS without the counting endpoint
+
+
+def _difference(
+    after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    return {
+        service: {
+            op: n - before.get(service, {}).get(op, 0)
+            for op, n in ops.items()
+            if n - before.get(service, {}).get(op, 0)
+        }
+        for service, ops in after.items()
+    }
+
+
+async def _step(
+    aws: AwsSettings, pids: dict[str, int], api: ApiRun, worker: WorkerRun, rate: float, s: Settings
+) -> Step:
+    assert aws.endpoint_url is not None
+    before = await _counts(aws.endpoint_url)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    load = await open_loop(
+        api.url + "/orders/async",
+        rate=rate,
+        duration=s["duration_s"],
+        request_timeout=s["timeout_s"],
+        desc=f"pipeline {rate:g}/s",
+        keyed=s["keyed_share"],
+    )
+    accepted = {o.order_id for o in load.outcomes if o.status == 202}
+    all_paid = await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
+    cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    after = await _counts(aws.endpoint_url)
+    paid_at = [p.at for p in worker.paid if p.order_id in accepted]
+    n = len(accepted)
+    cpu: dict[str, float | None] = {}
+    for name in pids:
+        start, end = cpu_before[name], cpu_after[name]
+        cpu[name] = (
+            (end - start) * 1000 / n if n and start is not None and end is not None else None
+        )
+    by_op = _difference(after, before) if after is not None and before is not None else None
+    per_order = (
+        {service: sum(ops.values()) / n for service, ops in by_op.items()}
+        if by_op is not None and n
+        else None
+    )
+    answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms is not None]
+    return {
+        "rate": rate,
+        "sent": len(load.outcomes),
+        "accepted": n,
+        "accepted_pct": 100 * n / len(load.outcomes) if load.outcomes else None,
+        "timeouts": sum(1 for o in load.outcomes if o.error == "timeout"),
+        "errors": sum(1 for o in load.outcomes if o.status != 202 and o.error != "timeout"),
+        "latency_ms": summarize(answered),
+        "generator_max_lag_ms": load.max_lag_ms,
+        "paid": len(accepted & worker.paid_ids()),
+        "all_paid": all_paid,
+        "last_paid_after_s": max(paid_at) - load.ended if paid_at else None,
+        "requests_per_order": per_order,
+        "requests_by_operation": by_op,
+        "cpu_ms_per_order": cpu,
+    }
+
+
+async def _warm_up(api: ApiRun, worker: WorkerRun, s: Settings) -> None:
+    """A few orders through the whole pipeline first: the figures are not its cold start."""
+    load = await open_loop(
+        api.url + "/orders/async",
+        rate=WARMUP_RATE,
+        duration=s["warmup_s"],
+        request_timeout=s["timeout_s"],
+        desc="pipeline warm-up",
+        keyed=s["keyed_share"],
+    )
+    accepted = {o.order_id for o in load.outcomes if o.status == 202}
+    await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
+
+
+def _past_limit(step: Step, s: Settings) -> bool:
+    p99 = step["latency_ms"]["p99"]
+    refused = step["accepted"] < step["sent"]
+    return refused or p99 is None or p99 > s["p99_limit_ms"]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    s = settings(args)
+    pay = s["payment_seconds"]
+    steps: list[Step] = []
+    with local_aws_server_env() as (aws, aws_pid):
+        topology = asyncio.run(new_topology(aws, "pipeline"))
+        extra = state_env(s["order_state"], topology)
+        with (
+            api_process(aws, topology.topic_arn, pay, extra) as api,
+            worker_process(
+                aws,
+                topology.queue_url,
+                slots=s["slots"],
+                payment_seconds=pay,
+                grace_seconds=pay,
+                extra=extra,
+            ) as worker,
+        ):
+            pids = {"api": api.pid, "worker": worker.pid, "local_aws": aws_pid}
+            if s["warmup_s"] > 0:
+                asyncio.run(_warm_up(api, worker, s))
+            for rate in s["rates"]:
+                step = asyncio.run(_step(aws, pids, api, worker, rate, s))
+                steps.append(step)
+                if _past_limit(step, s) and rate >= s["min_rate"]:
+                    break
+                time.sleep(0.5)  # let the last deletes land before the next step's counts
+    result: dict[str, Any] = {
+        "settings": s,
+        "steps": steps,
+        "charged_twice": len(twice_charged(api.charges, worker.charges)),
+        "worker": worker.stopped,
+    }
+    result["targets"] = targets(result)
+    return result
+
+
+def _at(steps: list[Step], rate: float) -> Step | None:
+    return next((step for step in steps if step["rate"] == rate), None)
+
+
+def _cpu(step: Step | None, name: str) -> float | None:
+    return None if step is None else step["cpu_ms_per_order"].get(name)
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 10's targets for the default path, from the sweep."""
+    steps: list[Step] = result["steps"]
+    s: Settings = result["settings"]
+    state = "order state on" if s["order_state"] else "stateless"
+    at_p99, at_cpu = _at(steps, P99_RATE), _at(steps, CPU_RATE)
+    # The highest rate the whole pipeline carried: every order accepted and paid, p99 in bound.
+    carried = [
+        step["rate"]
+        for step in steps
+        if step["accepted"] == step["sent"]
+        and step["all_paid"]
+        and (step["latency_ms"]["p99"] or float("inf")) <= PIPELINE_P99_MS
+    ]
+    keyed = f"{s['keyed_share'] * 100:g} % keyed, {state}"
+    tried = ", ".join(f"{step['rate']:g}" for step in steps)
+    return [
+        target(
+            f"pipeline: p99 at {P99_RATE:g} orders/s",
+            None if at_p99 is None else at_p99["latency_ms"]["p99"],
+            "<=",
+            25,
+            "ms",
+            keyed,
+        ),
+        target(
+            f"pipeline: API CPU per accepted order at {CPU_RATE:g} orders/s",
+            _cpu(at_cpu, "api"),
+            "<=",
+            1.0,
+            "ms",
+            state,
+        ),
+        target(
+            f"pipeline: local AWS CPU per order at {CPU_RATE:g} orders/s",
+            _cpu(at_cpu, "local_aws"),
+            "<=",
+            2.0,
+            "ms",
+            "from arrival to paid",
+        ),
+        target(
+            f"pipeline: highest rate carried with p99 <= {PIPELINE_P99_MS:g} ms",
+            max(carried, default=0.0),
+            ">=",
+            PIPELINE_RATE,
+            "orders/s",
+            f"rates tried: {tried}; all accepted and paid",
+        ),
+        target(
+            "pipeline: orders charged twice (processor's ledger)", result["charged_twice"], "==", 0
+        ),
+    ]
+
+
+def report(result: dict[str, Any]) -> str:
+    s: Settings = result["settings"]
+    steps: list[Step] = result["steps"]
+    services = sorted({svc for st in steps for svc in (st["requests_per_order"] or {})})
+    rows = []
+    for st in steps:
+        lat, cpu, req = st["latency_ms"], st["cpu_ms_per_order"], st["requests_per_order"] or {}
+        rows.append(
+            [
+                st["rate"],
+                st["sent"],
+                st["accepted_pct"],
+                lat["p50"],
+                lat["p99"],
+                "yes" if st["all_paid"] else "**no**",
+                *[req.get(svc) for svc in services],
+                cpu.get("api"),
+                cpu.get("worker"),
+                cpu.get("local_aws"),
+            ]
+        )
+    headers = [
+        "orders/s",
+        "sent",
+        "accepted %",
+        "p50 ms",
+        "p99 ms",
+        "all paid?",
+        *[f"{svc} req/order" for svc in services],
+        "API CPU ms/order",
+        "worker CPU ms/order",
+        "local AWS CPU ms/order",
+    ]
+    counted = "" if services else " (this local AWS does not count requests)"
+    return "\n".join(
+        [
+            "## pipeline: the whole system at rising rates",
+            "",
+            f"The API, one worker ({s['slots']:,} slots, {s['payment_seconds']:g} s payment) "
+            f"and the local AWS as `make run` starts them, order state "
+            f"{'on' if s['order_state'] else 'off'}; open-loop arrivals for "
+            f"{s['duration_s']:g} s per rate, {s['keyed_share'] * 100:g} % with a client "
+            f"`order_id`; the sweep stops past p99 {s['p99_limit_ms']:g} ms or at the first "
+            f"refusal, not before {s['min_rate']:g}/s; {s.get('warmup_s', 0):g} s at "
+            f"{WARMUP_RATE:g}/s first, not counted. AWS requests{counted} and CPU per "
+            "accepted order (a 202 the client received), from the first arrival until every "
+            "accepted order is paid; a request the client gave up on may still have been "
+            "published and paid, so a rate with timeouts overstates both. "
+            f"{result['charged_twice']} orders charged twice.",
+            "",
+            table(headers, rows, digits=2),
+            "",
+        ]
+    )
+
+
+def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+    steps: list[Step] = result["steps"]
+    if not steps:
+        return []
+    rates = [st["rate"] for st in steps]
+    return [
+        latency_vs_rate(
+            rates,
+            {
+                "p50": [st["latency_ms"]["p50"] for st in steps],
+                "p99": [st["latency_ms"]["p99"] for st in steps],
+            },
+            out_dir / "pipeline-latency.png",
+            "pipeline: /orders/async latency vs offered rate",
+            limit_ms=PIPELINE_P99_MS,
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import scenario_main
+
+    return scenario_main("pipeline", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
