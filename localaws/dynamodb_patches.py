@@ -1,4 +1,6 @@
-"""DynamoDB patch: TransactWriteItems backs up the items it touches, not whole tables.
+"""DynamoDB patches: copies only where a rollback needs them.
+
+TransactWriteItems backs up the items it touches, not whole tables.
 
 moto deep-copies every table a transaction names before applying it, to roll back on a
 failed condition: O(table size) per call, so a worker marking 10 orders paid per transaction
@@ -13,6 +15,8 @@ import copy
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
+import moto.dynamodb.responses as dynamodb_responses
+from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 
 _original_transact: Any = None
@@ -83,3 +87,24 @@ def install_transact_snapshot() -> None:
         _original_transact = backend.transact_write_items
     dynamodb_models.copy = _TablesAreNotCopied()  # type: ignore[attr-defined,assignment]
     backend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+
+
+class _ItemsAreNotCopied:
+    """Stands in for the `copy` module inside moto.dynamodb.responses: items pass uncopied.
+
+    UpdateItem's handler deep-copies the item before the update only to call `to_json()` on
+    the copy, and `to_json()` already builds fresh containers (lists, maps, sets) around
+    immutable scalars, so the attributes it returns are untouched by the update anyway.
+    """
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Item):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def install_handler_item_copy() -> None:
+    dynamodb_responses.copy = _ItemsAreNotCopied()  # type: ignore[attr-defined,assignment]

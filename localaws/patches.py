@@ -1,4 +1,4 @@
-"""Named patches that take moto's SQS hot paths from O(queue length) to O(1) or O(batch).
+"""Named patches that take moto's hot paths (SQS, DynamoDB, dispatch) off per-call costs.
 
 Each patch replaces or wraps a few moto functions and must not change what any API call
 returns. Every moto function a patch replaces, wraps or relies on is listed in `GUARDS`
@@ -15,12 +15,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import flask_cors.core
+import flask_cors.extension
+import moto.core.responses as core_responses
+import moto.core.utils as core_utils
+import moto.dynamodb.comparisons as dynamodb_comparisons
 import moto.dynamodb.models as dynamodb_models
+import moto.dynamodb.parsing.ast_nodes as dynamodb_ast
+import moto.dynamodb.parsing.executors as dynamodb_executors
+import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
+import moto.dynamodb.parsing.validators as dynamodb_validators
+import moto.dynamodb.responses as dynamodb_responses
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
+from moto.dynamodb.models.dynamo_type import Item as DynamoItem
+from moto.moto_api._internal.moto_random import MotoRandom
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-from . import dynamodb_patches, longpoll, sqs_patches, wsgi
+from . import (
+    direct_dispatch,
+    dynamodb_expressions,
+    dynamodb_patches,
+    dynamodb_update,
+    longpoll,
+    sqs_patches,
+    wsgi,
+)
 
 SUPPORTED_MOTO = "5.2.5"
 
@@ -49,6 +69,33 @@ _NAMESPACES: dict[str, object] = {
     "sqs.utils": sqs_utils,
     "DomainDispatcherApplication": DomainDispatcherApplication,
     "DynamoDBBackend": dynamodb_models.DynamoDBBackend,
+    "DynamoHandler": dynamodb_responses.DynamoHandler,
+    "core.utils": core_utils,
+    "convert_to_flask_response": core_utils.convert_to_flask_response,
+    "flask_cors.core": flask_cors.core,
+    "MotoRandom": MotoRandom,
+    "flask_cors.extension": flask_cors.extension,
+    "BaseResponse": core_responses.BaseResponse,
+    "Item": DynamoItem,
+    "UpdateExpressionParser": dynamodb_expressions_parsing.UpdateExpressionParser,  # type: ignore[attr-defined]
+    "dynamodb.comparisons": dynamodb_comparisons,
+    "ConditionExpressionParser": dynamodb_comparisons.ConditionExpressionParser,
+    "AttributeValue": dynamodb_comparisons.AttributeValue,
+    "FuncBetween": dynamodb_comparisons.FuncBetween,
+    "Node": dynamodb_ast.Node,  # type: ignore[attr-defined]
+    "UpdateExpressionValidator": dynamodb_validators.UpdateExpressionValidator,
+    "ExpressionAttributeValueProcessor": dynamodb_validators.ExpressionAttributeValueProcessor,
+    "ExpressionAttributeResolvingProcessor": (
+        dynamodb_validators.ExpressionAttributeResolvingProcessor
+    ),
+    "ExpressionPathResolver": dynamodb_validators.ExpressionPathResolver,
+    "UpdateExpressionFunctionEvaluator": dynamodb_validators.UpdateExpressionFunctionEvaluator,
+    "TypeMismatchValidator": dynamodb_validators.TypeMismatchValidator,
+    "EmptyStringKeyValueValidator": dynamodb_validators.EmptyStringKeyValueValidator,
+    "UpdateExpressionExecutor": dynamodb_executors.UpdateExpressionExecutor,
+    "SetExecutor": dynamodb_executors.SetExecutor,
+    "AddExecutor": dynamodb_executors.AddExecutor,
+    "RemoveExecutor": dynamodb_executors.RemoveExecutor,
 }
 
 
@@ -133,6 +180,75 @@ PATCHES = (
         guarded=("DynamoDBBackend.transact_write_items",),
         install=dynamodb_patches.install_transact_snapshot,
     ),
+    Patch(
+        name="dynamodb-expressions-parsed-once",
+        why="every write parsed its update and condition expressions up to three times "
+        "(handler checks, transaction condition, backend); the services send ~10 texts",
+        guarded=(
+            "UpdateExpressionParser.make",
+            "dynamodb.comparisons.create_condition_expression_parser",
+            "dynamodb.comparisons.get_filter_expression",
+            "ConditionExpressionParser.parse",
+            "ConditionExpressionParser._lookup_expression_attribute_value",
+            "AttributeValue.__init__",
+            "FuncBetween.__init__",
+        ),
+        install=dynamodb_expressions.install,
+    ),
+    Patch(
+        name="dynamodb-update-plans",
+        why="UpdateItem deep-copied its expression tree and ran ten rewriting passes over it "
+        "per call (twice for a new item): ~60 % of a 10-item claim transaction",
+        guarded=(
+            "DynamoDBBackend.update_item",
+            "UpdateExpressionValidator.get_ast_processors",
+            "ExpressionAttributeValueProcessor.replace_expression_attribute_value_with_value",
+            "ExpressionAttributeResolvingProcessor.pre_processing_of_child",
+            "ExpressionAttributeResolvingProcessor.process_expression_path_node",
+            "ExpressionPathResolver.resolve_expression_path_nodes",
+            "UpdateExpressionFunctionEvaluator.process_function",
+            "TypeMismatchValidator.check_for_type_mismatch",
+            "EmptyStringKeyValueValidator.check_for_empty_string_key_value",
+            "Node.normalize",
+            "UpdateExpressionExecutor.execute",
+            "SetExecutor.set",
+            "AddExecutor.execute",
+            "RemoveExecutor.execute",
+        ),
+        install=dynamodb_update.install,
+    ),
+    Patch(
+        name="dynamodb-update-no-item-copy",
+        why="UpdateItem's handler deep-copied the item only to serialise the copy, which "
+        "`Item.to_json` already builds afresh",
+        guarded=("DynamoHandler.update_item", "Item.to_json"),
+        install=dynamodb_patches.install_handler_item_copy,
+    ),
+    Patch(
+        name="moto-direct-dispatch",
+        why="once DynamoDB's own work was cheap, Flask's request context, URL matching and "
+        "hooks, and listing the handler's methods per call were most of a request's CPU "
+        "(DynamoDB, SNS and SQS alike)",
+        guarded=(
+            "DomainDispatcherApplication.__call__",
+            "DomainDispatcherApplication.get_application",
+            "convert_to_flask_response.__call__",
+            "core.utils.method_names_from_class",
+            "BaseResponse.call_action",
+            "BaseResponse.dispatch",
+            "flask_cors.extension.make_after_request_function",
+            "flask_cors.core.set_cors_headers",
+            "flask_cors.core.get_cors_headers",
+        ),
+        install=direct_dispatch.install,
+    ),
+    Patch(
+        name="moto-request-ids-fast",
+        why="every response drew its 52-character request id one `random.choice` call at a "
+        "time: ~7 % of a cheap request's CPU",
+        guarded=("MotoRandom.get_random_string",),
+        install=direct_dispatch.install_fast_random_strings,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -157,6 +273,39 @@ GUARDS: dict[str, str] = {
     "sqs.utils.generate_receipt_handle": "10853f98152c8dab",
     "DomainDispatcherApplication.get_backend_for_host": "1f41972c1e4e660f",
     "DynamoDBBackend.transact_write_items": "81db2cb7d94e39c9",
+    "UpdateExpressionParser.make": "2c00ed96d6e191f2",
+    "dynamodb.comparisons.create_condition_expression_parser": "a667986752c086a5",
+    "dynamodb.comparisons.get_filter_expression": "0bb9e2d345c7f17f",
+    "ConditionExpressionParser.parse": "5c9b63c5f49ed5d5",
+    "ConditionExpressionParser._lookup_expression_attribute_value": "a7ac783bd94ea73b",
+    "AttributeValue.__init__": "e62e733b27c0da31",
+    "FuncBetween.__init__": "e69b0334d29bbe79",
+    "DynamoDBBackend.update_item": "218984588dd689a5",
+    "UpdateExpressionValidator.get_ast_processors": "918400bbecd67e83",
+    "ExpressionAttributeValueProcessor.replace_expression_attribute_value_with_value": "a6fefee1548af8ab",  # noqa: E501
+    "ExpressionAttributeResolvingProcessor.pre_processing_of_child": "09b25132a241ca9d",
+    "ExpressionAttributeResolvingProcessor.process_expression_path_node": "f39fb15e1cfb66d1",
+    "ExpressionPathResolver.resolve_expression_path_nodes": "d957a599a08ad835",
+    "UpdateExpressionFunctionEvaluator.process_function": "536966a18d2a7414",
+    "TypeMismatchValidator.check_for_type_mismatch": "1f26120bea5917fc",
+    "EmptyStringKeyValueValidator.check_for_empty_string_key_value": "bea7647628829057",
+    "Node.normalize": "c24d303e8eb1e237",
+    "UpdateExpressionExecutor.execute": "f51a6ec13dc10316",
+    "SetExecutor.set": "a8b5f69f92794b46",
+    "AddExecutor.execute": "dadbc08d83f73bdb",
+    "RemoveExecutor.execute": "2f81b6fc36ad8933",
+    "DynamoHandler.update_item": "638893af1afd43d2",
+    "Item.to_json": "cf0a9332389d6fd9",
+    "DomainDispatcherApplication.__call__": "7b12179deceda48d",
+    "DomainDispatcherApplication.get_application": "0ff6939685bde917",
+    "convert_to_flask_response.__call__": "2c82766d05909ebb",
+    "core.utils.method_names_from_class": "9dbac89d082b655f",
+    "BaseResponse.call_action": "26076963fd17fd1a",
+    "BaseResponse.dispatch": "f384bce8f69d7e94",
+    "flask_cors.extension.make_after_request_function": "3e1f12121eb348b5",
+    "flask_cors.core.set_cors_headers": "de266239ae2bb639",
+    "flask_cors.core.get_cors_headers": "80f37277960ef3d7",
+    "MotoRandom.get_random_string": "942eb93ebea1f80a",
 }
 
 _applied = False

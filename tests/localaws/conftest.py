@@ -15,6 +15,7 @@ from localaws.process import local_aws_process
 from services.common.aws import client_config
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -24,6 +25,7 @@ class Clients:
     endpoint: str
     sqs: SQSClient
     sns: SNSClient
+    dynamodb: DynamoDBClient
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +46,8 @@ async def open_clients(stack: AsyncExitStack, endpoint: str, pool_size: int = 20
     }
     sqs = await stack.enter_async_context(session.create_client("sqs", **kwargs))
     sns = await stack.enter_async_context(session.create_client("sns", **kwargs))
-    return Clients(endpoint, sqs, sns)
+    dynamodb = await stack.enter_async_context(session.create_client("dynamodb", **kwargs))
+    return Clients(endpoint, sqs, sns, dynamodb)
 
 
 @pytest.fixture(scope="session")

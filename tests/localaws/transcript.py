@@ -12,7 +12,9 @@ from botocore.exceptions import ClientError
 # Values unique per run: replaced by a stable name per distinct value, so that "the same
 # message came back" still shows, but two servers' random ids compare equal.
 _IDS = {"MessageId", "ReceiptHandle", "SequenceNumber", "Signature", "SigningCertURL"}
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{32}\b")
+# What a DynamoDB error carries besides its code and message.
+_ERROR_DETAILS = ("CancellationReasons", "Item")
 # Clock readings: kept only as "present".
 _TIMES = {
     "SentTimestamp",
@@ -31,13 +33,23 @@ class Transcript:
         self.steps: list[tuple[str, Any]] = []
         self._names: dict[str, str] = {}
 
-    async def step(self, label: str, call: Awaitable[Any]) -> Any:
-        """Await an API call, record its answer (or its error code), return the raw answer."""
+    async def step(self, label: str, call: Awaitable[Any], *, reraise: bool = False) -> Any:
+        """Await an API call, record its answer (or its error), return the raw answer.
+
+        An error is recorded and swallowed (None comes back) unless `reraise`.
+        """
         try:
             answer = await call
         except ClientError as exc:
             error = exc.response["Error"]
-            self.steps.append((label, {"error": error.get("Code"), "msg": error.get("Message")}))
+            got = {"error": error.get("Code"), "msg": error.get("Message")}
+            if exc.response["ResponseMetadata"].get("HTTPStatusCode", 0) >= 500:
+                # moto crashed: each server words its 500 page its own way.
+                got["msg"] = "<server error page>"
+            got.update({k: exc.response[k] for k in _ERROR_DETAILS if k in exc.response})  # type: ignore[literal-required]
+            self.steps.append((label, self._normal(got)))
+            if reraise:
+                raise
             return None
         self.steps.append((label, self._normal(answer)))
         return answer
