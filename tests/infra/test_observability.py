@@ -15,6 +15,7 @@ from services.common.settings import AwsSettings
 from services.common.topology import create_topology
 
 from ..conftest import unique_names
+from .images import BuiltImage
 from .scenario import Outcome, order_journey
 from .tf import TERRAFORM_DIR
 
@@ -38,6 +39,7 @@ async def journey(
     sns: SNSClient,
     sqs: SQSClient,
     tmp_path_factory: pytest.TempPathFactory,
+    images: dict[str, BuiltImage],
     module_aws_env: None,
 ) -> Outcome:
     topology = await create_topology(aws, unique_names())
@@ -49,6 +51,7 @@ async def journey(
         queue_url=topology.queue_url,
         dlq_url=topology.dlq_url,
         tmp=tmp_path_factory.mktemp("journey"),
+        images=images,
         extra_env={"ORDERS_TABLE": topology.table},
     )
 

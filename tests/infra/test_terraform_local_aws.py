@@ -20,6 +20,7 @@ from aiobotocore.session import get_session
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
 
+from .images import BuiltImage
 from .scenario import POISON, order_journey
 from .tf import Terraform, resource_addresses
 
@@ -260,7 +261,12 @@ def test_second_plan_shows_no_changes(applied: Stack) -> None:
 
 
 async def test_services_pay_an_order_on_the_terraform_topology(
-    applied: Stack, aws: AwsSettings, sns: SNSClient, sqs: SQSClient, tmp_path: Path
+    applied: Stack,
+    aws: AwsSettings,
+    sns: SNSClient,
+    sqs: SQSClient,
+    tmp_path: Path,
+    images: dict[str, BuiltImage],
 ) -> None:
     outcome = await order_journey(
         aws,
@@ -270,6 +276,7 @@ async def test_services_pay_an_order_on_the_terraform_topology(
         queue_url=applied.outputs["queue_url"],
         dlq_url=applied.outputs["dlq_url"],
         tmp=tmp_path,
+        images=images,
         extra_env={"ORDERS_TABLE": applied.outputs["orders_table"]},
     )
     assert outcome.exit_codes == {"api": 0, "worker": 0}
