@@ -34,6 +34,11 @@ UNSUPPORTED = {
     "aws_cloudwatch_query_definition.this": "for_each = {}",
     # application-autoscaling:ListTagsForResource is not implemented; the provider reads tags.
     "aws_appautoscaling_target.worker": "count = 0",
+    "aws_appautoscaling_target.api": "count = 0",
+    "aws_appautoscaling_policy.api": (
+        'for_each = {}\n  service_namespace = "ecs"\n  resource_id = "unused"\n'
+        '  scalable_dimension = "ecs:service:DesiredCount"'
+    ),
     "aws_appautoscaling_policy.worker_backlog": (
         'count = 0\n  service_namespace = "ecs"\n  resource_id = "unused"\n'
         '  scalable_dimension = "ecs:service:DesiredCount"'
@@ -51,9 +56,14 @@ MOTO_DRIFT = {
     "aws_vpc_security_group_ingress_rule.api_from_alb": ["description"],
     "aws_vpc_security_group_egress_rule.alb_to_api": ["description"],
     "aws_vpc_security_group_egress_rule.https_out": ["description"],
-    # moto's DescribeServices has no availabilityZoneRebalancing (the worker keeps its own
-    # ignore of desired_count, which autoscaling owns).
-    "aws_ecs_service.api": ["availability_zone_rebalancing"],
+    # moto's DescribeServices has no availabilityZoneRebalancing, nor the API's
+    # healthCheckGracePeriodSeconds (both services keep their own ignore of desired_count, which
+    # autoscaling owns: an override's ignore_changes replaces the module's).
+    "aws_ecs_service.api": [
+        "availability_zone_rebalancing",
+        "desired_count",
+        "health_check_grace_period_seconds",
+    ],
     "aws_ecs_service.worker": ["availability_zone_rebalancing", "desired_count"],
 }
 SERVICES = [
@@ -110,7 +120,7 @@ def stack(
     tf = Terraform.copy_of_module(tmp_path_factory.mktemp("terraform") / "module", os.environ)
     (tf.workdir / "localaws_override.tf").write_text(_provider_override(endpoint))
     (tf.workdir / "terraform.tfvars").write_text(
-        f'name = "{name}"\naws_region = "us-east-1"\npayment_seconds = 0.2\n'
+        f'name = "{name}"\naws_region = "us-east-1"\npayment_seconds = 0.2\nimage_tag = "test"\n'
     )
     tf.init()
     stack = Stack(tf, name)
@@ -168,6 +178,11 @@ async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
             a["AllocationId"] for a in (await ec2.describe_addresses())["Addresses"]
         }
         found["flow_logs"] = {f["FlowLogId"] for f in (await ec2.describe_flow_logs())["FlowLogs"]}
+        found["vpc_endpoints"] = {
+            e["VpcEndpointId"]
+            for e in (await ec2.describe_vpc_endpoints())["VpcEndpoints"]
+            if e["State"].lower() != "deleted"
+        }
     async with client("sns") as sns:
         found["topics"] = {t["TopicArn"] for t in (await sns.list_topics())["Topics"]}
         found["subscriptions"] = {
@@ -200,6 +215,9 @@ async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
     async with client("logs") as logs:
         found["log_groups"] = {
             g["logGroupName"] for g in (await logs.describe_log_groups())["logGroups"]
+        }
+        found["metric_filters"] = {
+            f["filterName"] for f in (await logs.describe_metric_filters())["metricFilters"]
         }
     async with client("cloudwatch") as cloudwatch:
         found["alarms"] = {
