@@ -87,3 +87,10 @@ def test_image_shape(name: str) -> None:
     # Only the runtime dependencies: the dev/bench/localaws extras never get installed.
     installs = [args for keyword, args in instructions(dockerfile) if keyword == "RUN"]
     assert not any("[" in run or "-e " in run for run in installs), installs
+
+
+def test_image_tag_has_no_default() -> None:
+    # The repositories are IMMUTABLE: a default such as "latest" could be pushed only once.
+    variables = (TERRAFORM_DIR / "variables.tf").read_text()
+    block = variables[variables.index('variable "image_tag"') :].split("\n}\n")[0]
+    assert "type" in block and "default" not in block

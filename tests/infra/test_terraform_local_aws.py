@@ -22,7 +22,7 @@ from services.common.settings import AwsSettings
 
 from .images import BuiltImage
 from .scenario import POISON, order_journey
-from .tf import Terraform, resource_addresses
+from .tf import TERRAFORM_DIR, Terraform, resource_addresses
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -143,6 +143,34 @@ def test_plan_lab_account_variant(stack: Stack) -> None:
     )
     assert not {a for a in planned if a.startswith("aws_iam_role.")}
     assert "aws_lb_listener.https[0]" in planned
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_plan_each_environment(stack: Stack, env: str) -> None:
+    var_file = TERRAFORM_DIR / "environments" / f"{env}.tfvars"
+    planned = stack.planned(f"-var-file={var_file}")
+    assert 'aws_appautoscaling_policy.api["requests"]' in planned
+    assert {'aws_vpc_endpoint.gateway["dynamodb"]', 'aws_vpc_endpoint.gateway["s3"]'} <= planned
+    interface = {a for a in planned if a.startswith("aws_vpc_endpoint.interface")}
+    # prod turns the interface endpoints on (and subscribes an e-mail); dev keeps them off.
+    assert bool(interface) == (env == "prod")
+    assert ("aws_sns_topic_subscription.alarm_email[0]" in planned) == (env == "prod")
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("image_tag=latest", "image_tag must be a Docker tag"),
+        ("worker_max_count=0", "worker_max_count must be at least worker_min_count"),
+        ("api_max_count=1", "api_max_count must be at least api_min_count"),
+        ("acceptable_delay_seconds=0.001", "long enough for one task to pay one order"),
+        ("alarm_email=not-an-address", "alarm_email must be an e-mail address"),
+    ],
+)
+def test_variable_validations_refuse(stack: Stack, variable: str, message: str) -> None:
+    proc = stack.tf.run("plan", f"-var={variable}", check=False)
+    assert proc.returncode == 1
+    assert message in " ".join(proc.stderr.split()), proc.stderr
 
 
 async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
