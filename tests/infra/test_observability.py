@@ -129,6 +129,15 @@ def test_emf_lines_validate(journey: Outcome) -> None:
         assert emf_problems(line) == [], line
 
 
+def test_health_probes_are_logged_but_not_metered(journey: Outcome) -> None:
+    requests = [line for line in journey.lines["api"] if line.get("event") == "http_request"]
+    probes = [line for line in requests if line["path"] == "/health"]
+    orders = [line for line in requests if line["path"].startswith("/orders")]
+    assert probes and orders
+    assert not any("_aws" in line for line in probes)
+    assert all("_aws" in line for line in orders)
+
+
 def test_emf_declares_the_metrics_of_each_line(journey: Outcome) -> None:
     declared = {
         line["event"]: {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
