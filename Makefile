@@ -33,7 +33,9 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 ## infra-test: Terraform (fmt, validate, checkov, apply/plan/destroy on the local AWS),
-## hadolint, the images' CMDs, the Logs Insights queries and EMF lines; offline
+## hadolint, shellcheck, actionlint, the lock files, the images built from the lock and the wheel
+## and their CMDs, deploy.sh, the Logs Insights queries and EMF lines; no cloud account needed
+## (the image test installs requirements.lock from the package index)
 # checkov lives in its own virtualenv: it pins a boto3 that would break aiobotocore in .venv.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
