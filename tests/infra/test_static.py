@@ -93,4 +93,5 @@ def test_image_tag_has_no_default() -> None:
     # The repositories are IMMUTABLE: a default such as "latest" could be pushed only once.
     variables = (TERRAFORM_DIR / "variables.tf").read_text()
     block = variables[variables.index('variable "image_tag"') :].split("\n}\n")[0]
-    assert "type" in block and "default" not in block
+    assert re.search(r"^\s*type\s*=", block, re.M)
+    assert not re.search(r"^\s*default\s*=", block, re.M), block
