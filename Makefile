@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint pytest bench clean infra-test
+.PHONY: venv run test lint pytest bench clean infra-test lock lock-upgrade deploy destroy
 
-$(STAMP): pyproject.toml
+# The locked set (every file checked against its hash), then the project itself, editable and
+# without dependencies: the tests run exactly the versions the images install.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,7 +33,9 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 ## infra-test: Terraform (fmt, validate, checkov, apply/plan/destroy on the local AWS),
-## hadolint, the images' CMDs, the Logs Insights queries and EMF lines; offline
+## hadolint, shellcheck, actionlint, the lock files, the images built from the lock and the wheel
+## and their CMDs, deploy.sh, the Logs Insights queries and EMF lines; no cloud account needed
+## (the image test installs requirements.lock from the package index)
 # checkov lives in its own virtualenv: it pins a boto3 that would break aiobotocore in .venv.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
@@ -48,5 +53,34 @@ infra-test: $(STAMP) $(CHECKOV_STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+## lock: re-pin after a change to pyproject.toml (keeps every pin it can);
+## lock-upgrade: move every pin to the newest release pyproject.toml allows
+# uv resolves from PyPI only, for Linux and macOS alike (--universal), with every file's hash.
+# requirements.lock (the images) is cut from requirements-dev.lock (make, CI), so both agree.
+UV_VERSION := 0.13.9
+LOCK_VENV  := .venv-lock
+UV         := $(LOCK_VENV)/bin/uv
+UV_COMPILE  = $(UV) pip compile pyproject.toml --quiet --generate-hashes --universal \
+	--python-version 3.11 --custom-compile-command 'make lock'
+
+$(UV):
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
+
+lock: $(UV)
+	$(UV_COMPILE) $(UPGRADE) --extra dev -o requirements-dev.lock
+	$(UV_COMPILE) -c requirements-dev.lock -o requirements.lock
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
+
+## deploy: build and push both images tagged with the git SHA, then terraform apply with it;
+## destroy: terraform destroy (see infra/README.md)
+deploy:
+	infra/deploy.sh deploy
+
+destroy:
+	infra/deploy.sh destroy
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,9 @@ resource "aws_lb_target_group" "api" {
   protocol    = "HTTP"
   target_type = "ip"
   vpc_id      = aws_vpc.this.id
-  # Above the API's SHUTDOWN_TIMEOUT_SECONDS: in-flight requests finish before the target goes.
+  # When ECS stops a task it deregisters the target first and sends SIGTERM only once this
+  # delay is over: the ALB sends no new requests meanwhile and those in flight (a sync order
+  # takes about payment_seconds) finish here. SHUTDOWN_TIMEOUT_SECONDS then covers stragglers.
   deregistration_delay = 15
 
   health_check {

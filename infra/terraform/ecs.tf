@@ -15,6 +15,10 @@ locals {
     LOG_LEVEL    = "info"
   }
 
+  # Where the worker's heartbeat lives: the root filesystem is read-only, so a task volume is
+  # mounted here (Dockerfile.worker declares it a VOLUME owned by the app user).
+  heartbeat_dir = "/var/lib/orderflow"
+
   services = {
     api = {
       image     = local.api_image
@@ -22,6 +26,16 @@ locals {
       memory    = var.api_memory
       task_role = local.role_arns["api-task"]
       ports     = [{ containerPort = 8080, protocol = "tcp" }]
+      volumes   = []
+      # ECS ignores the image's HEALTHCHECK: this is the check it acts on (the same command).
+      # The ALB's own check replaces unhealthy targets too; this one also covers start-up.
+      health_check = {
+        command     = ["CMD", "python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health', timeout=2)"]
+        interval    = 10
+        timeout     = 5
+        retries     = 3
+        startPeriod = 15
+      }
       # ECS stops with SIGTERM: aiohttp finishes in-flight requests within SHUTDOWN_TIMEOUT.
       stop_timeout = 30
       environment = merge(local.common_env, {
@@ -32,18 +46,31 @@ locals {
       })
     }
     worker = {
-      image        = local.worker_image
-      cpu          = var.worker_cpu
-      memory       = var.worker_memory
-      task_role    = local.role_arns["worker-task"]
-      ports        = []
+      image     = local.worker_image
+      cpu       = var.worker_cpu
+      memory    = var.worker_memory
+      task_role = local.role_arns["worker-task"]
+      ports     = []
+      volumes   = [{ sourceVolume = "heartbeat", containerPath = local.heartbeat_dir, readOnly = false }]
+      # No port to probe: the event loop touches HEARTBEAT_FILE every HEARTBEAT_INTERVAL_SECONDS
+      # and the check fails once it is older than HEARTBEAT_MAX_AGE_SECONDS; ECS then replaces
+      # the task (services/worker/liveness.py).
+      health_check = {
+        command     = ["CMD", "python", "-m", "services.worker.healthcheck"]
+        interval    = 10
+        timeout     = 5
+        retries     = 3
+        startPeriod = 30
+      }
       stop_timeout = local.worker_stop_timeout
       environment = merge(local.common_env, {
-        ORDER_QUEUE_URL        = aws_sqs_queue.orders.url
-        NUM_WORKERS            = tostring(var.num_workers)
-        PAYMENT_SECONDS        = tostring(var.payment_seconds)
-        RECEIVE_STRATEGY       = var.receive_strategy
-        SHUTDOWN_GRACE_SECONDS = tostring(var.worker_shutdown_grace_seconds)
+        HEARTBEAT_FILE            = "${local.heartbeat_dir}/heartbeat"
+        HEARTBEAT_MAX_AGE_SECONDS = "30"
+        ORDER_QUEUE_URL           = aws_sqs_queue.orders.url
+        NUM_WORKERS               = tostring(var.num_workers)
+        PAYMENT_SECONDS           = tostring(var.payment_seconds)
+        RECEIVE_STRATEGY          = var.receive_strategy
+        SHUTDOWN_GRACE_SECONDS    = tostring(var.worker_shutdown_grace_seconds)
       })
     }
   }
@@ -65,6 +92,14 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = "X86_64"
   }
 
+  # A bind mount on the task's ephemeral storage, for what must be writable.
+  dynamic "volume" {
+    for_each = toset([for mount in each.value.volumes : mount.sourceVolume])
+    content {
+      name = volume.value
+    }
+  }
+
   container_definitions = jsonencode([{
     name                   = each.key
     image                  = each.value.image
@@ -72,6 +107,8 @@ resource "aws_ecs_task_definition" "this" {
     readonlyRootFilesystem = true
     stopTimeout            = each.value.stop_timeout
     portMappings           = each.value.ports
+    mountPoints            = each.value.volumes
+    healthCheck            = each.value.health_check
     environment            = [for k in sort(keys(each.value.environment)) : { name = k, value = each.value.environment[k] }]
     logConfiguration = {
       logDriver = "awslogs"
@@ -88,7 +125,7 @@ resource "aws_ecs_service" "api" {
   name             = "${var.name}-api"
   cluster          = aws_ecs_cluster.this.id
   task_definition  = aws_ecs_task_definition.this["api"].arn
-  desired_count    = var.api_desired_count
+  desired_count    = var.api_min_count
   launch_type      = "FARGATE"
   platform_version = "LATEST"
 
@@ -104,9 +141,17 @@ resource "aws_ecs_service" "api" {
     container_port   = 8080
   }
 
+  # New tasks get this long before failed ALB checks count against them.
+  health_check_grace_period_seconds = 30
+
   deployment_circuit_breaker {
     enable   = true
     rollback = true
+  }
+
+  # Autoscaling owns the count once the service exists.
+  lifecycle {
+    ignore_changes = [desired_count]
   }
 
   depends_on = [aws_lb_listener.http]
@@ -137,7 +182,43 @@ resource "aws_ecs_service" "worker" {
   }
 }
 
-# --- autoscaling on backlog per task -----------------------------------------------------------
+# --- API autoscaling: requests per task and CPU ------------------------------------------------
+
+resource "aws_appautoscaling_target" "api" {
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.api.name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = var.api_min_count
+  max_capacity       = var.api_max_count
+}
+
+# Two target-tracking policies: ECS scales out when either asks and in only when both allow.
+resource "aws_appautoscaling_policy" "api" {
+  for_each = {
+    requests = { metric = "ALBRequestCountPerTarget", target = var.api_requests_per_target }
+    cpu      = { metric = "ECSServiceAverageCPUUtilization", target = var.api_cpu_target_percent }
+  }
+
+  name               = "${var.name}-api-${each.key}"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.api.service_namespace
+  resource_id        = aws_appautoscaling_target.api.resource_id
+  scalable_dimension = aws_appautoscaling_target.api.scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = each.value.target
+    scale_out_cooldown = 60
+    scale_in_cooldown  = 300
+
+    predefined_metric_specification {
+      predefined_metric_type = each.value.metric
+      # Only the request count is per target group; the label names the ALB and the group.
+      resource_label = each.key == "requests" ? "${aws_lb.this.arn_suffix}/${aws_lb_target_group.api.arn_suffix}" : null
+    }
+  }
+}
+
+# --- worker autoscaling on backlog per task -----------------------------------------------------------
 
 resource "aws_appautoscaling_target" "worker" {
   service_namespace  = "ecs"

@@ -1,6 +1,6 @@
-# One customer-managed key for the topic, the order table and the log groups.
+# One customer-managed key for the topics, the order table and the log groups.
 resource "aws_kms_key" "this" {
-  description             = "${var.name}: SNS topic, DynamoDB table, CloudWatch log groups"
+  description             = "${var.name}: SNS topics, DynamoDB table, CloudWatch log groups"
   enable_key_rotation     = true
   deletion_window_in_days = 7
 
@@ -24,6 +24,17 @@ resource "aws_kms_key" "this" {
           ArnLike = {
             "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:/${var.name}/*"
           }
+        }
+      },
+      {
+        # CloudWatch alarms publish to the encrypted alarm topic, and need its data key for it.
+        Sid       = "AlarmsPublishToOwnTopic"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
         }
       },
     ]

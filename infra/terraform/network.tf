@@ -144,7 +144,9 @@ resource "aws_vpc_security_group_ingress_rule" "api_from_alb" {
   referenced_security_group_id = aws_security_group.alb.id
 }
 
-# Tasks reach SNS, SQS, DynamoDB, ECR and CloudWatch over HTTPS through the NAT gateway.
+# Tasks reach SNS, SQS, ECR's API and CloudWatch over HTTPS through the NAT gateway (or the
+# interface endpoints, when enabled), DynamoDB and S3 (ECR's image layers) through the gateway
+# endpoints: all on 443.
 resource "aws_vpc_security_group_egress_rule" "https_out" {
   for_each          = { api = aws_security_group.api.id, worker = aws_security_group.worker.id }
   security_group_id = each.value
@@ -153,4 +155,52 @@ resource "aws_vpc_security_group_egress_rule" "https_out" {
   from_port         = 443
   to_port           = 443
   cidr_ipv4         = "0.0.0.0/0"
+}
+
+# --- VPC endpoints ---------------------------------------------------------------------------
+
+# Gateway endpoints are free: DynamoDB calls and ECR's image layers (stored in S3) leave the NAT
+# gateway and its per-GB charge. They add routes to the private subnets' route table.
+resource "aws_vpc_endpoint" "gateway" {
+  for_each          = toset(["dynamodb", "s3"])
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${var.aws_region}.${each.key}"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.this["private"].id]
+
+  tags = { Name = "${var.name}-${each.key}" }
+}
+
+# Interface endpoints bill by the hour per AZ: see var.interface_endpoints for when they pay off.
+locals {
+  interface_services = var.interface_endpoints ? toset(["sqs", "sns", "logs", "ecr.api", "ecr.dkr"]) : toset([])
+}
+
+resource "aws_security_group" "endpoints" {
+  count       = var.interface_endpoints ? 1 : 0
+  name        = "${var.name}-endpoints"
+  description = "Interface VPC endpoints: HTTPS from the tasks only"
+  vpc_id      = aws_vpc.this.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_from_tasks" {
+  for_each                     = var.interface_endpoints ? { api = aws_security_group.api.id, worker = aws_security_group.worker.id } : {}
+  security_group_id            = aws_security_group.endpoints[0].id
+  description                  = "HTTPS from the ${each.key} tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = each.value
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each            = local.interface_services
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${var.aws_region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = local.private_subnet_ids
+  security_group_ids  = [aws_security_group.endpoints[0].id]
+  private_dns_enabled = true
+
+  tags = { Name = "${var.name}-${each.key}" }
 }

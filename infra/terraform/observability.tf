@@ -24,41 +24,208 @@ resource "aws_cloudwatch_query_definition" "this" {
   query_string    = file("${path.module}/queries/${each.value}")
 }
 
+# --- alarms ----------------------------------------------------------------------------------
+
+# Every alarm notifies this topic (and var.alarm_actions); subscribe an e-mail with alarm_email.
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-alarms"
+  kms_master_key_id = aws_kms_key.this.arn
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+# Error-level lines (an unhandled error, publish_failed, state_unavailable, receiver_crashed...)
+# and failed publishes, counted from the services' JSON log lines.
+resource "aws_cloudwatch_log_metric_filter" "errors" {
+  for_each       = aws_cloudwatch_log_group.service
+  name           = "${var.name}-${each.key}-error-lines"
+  log_group_name = each.value.name
+  pattern        = "{ $.level = \"error\" || $.level = \"critical\" }"
+
+  metric_transformation {
+    name       = "error_log_lines"
+    namespace  = local.emf_namespace
+    value      = "1"
+    unit       = "Count"
+    dimensions = { service = "$.service" }
+  }
+}
+
+resource "aws_cloudwatch_log_metric_filter" "publish_failures" {
+  name           = "${var.name}-api-publish-failures"
+  log_group_name = aws_cloudwatch_log_group.service["api"].name
+  pattern        = "{ $.event = \"publish_failed\" }"
+
+  metric_transformation {
+    name       = "publish_failures"
+    namespace  = local.emf_namespace
+    value      = "1"
+    unit       = "Count"
+    dimensions = { service = "$.service" }
+  }
+}
+
 locals {
+  alarm_actions = concat([aws_sns_topic.alarms.arn], var.alarm_actions)
+  alb_dimensions = {
+    LoadBalancer = aws_lb.this.arn_suffix
+    TargetGroup  = aws_lb_target_group.api.arn_suffix
+  }
+
+  # One metric each: the statistic over `periods` minutes against `threshold`.
   alarms = {
     dlq-not-empty = {
       description = "Orders the worker could not process reached the dead-letter queue."
+      namespace   = "AWS/SQS"
       metric      = "ApproximateNumberOfMessagesVisible"
-      queue       = aws_sqs_queue.dlq.name
+      dimensions  = { QueueName = aws_sqs_queue.dlq.name }
+      statistic   = "Maximum"
       periods     = 1
       threshold   = 0
     }
     orders-waiting-too-long = {
       description = "The oldest order in the queue has waited longer than oldest_message_alarm_seconds: the workers do not keep up."
+      namespace   = "AWS/SQS"
       metric      = "ApproximateAgeOfOldestMessage"
-      queue       = aws_sqs_queue.orders.name
+      dimensions  = { QueueName = aws_sqs_queue.orders.name }
+      statistic   = "Maximum"
       periods     = 3
       threshold   = var.oldest_message_alarm_seconds
     }
+    api-unhealthy-hosts = {
+      description = "API tasks fail the ALB's /health check (ECS replaces them; a lasting alarm means new ones fail too)."
+      namespace   = "AWS/ApplicationELB"
+      metric      = "UnHealthyHostCount"
+      dimensions  = local.alb_dimensions
+      statistic   = "Maximum"
+      periods     = 3
+      threshold   = 0
+    }
+    api-publish-failures = {
+      description = "The API could not publish orders to SNS (publish_failed lines): clients got 503s."
+      namespace   = local.emf_namespace
+      metric      = "publish_failures"
+      dimensions  = { service = "api" }
+      statistic   = "Sum"
+      periods     = 1
+      threshold   = 0
+    }
+    sns-delivery-failures = {
+      description = "SNS failed to deliver orders to the queue (check the queue policy and the topic's KMS key)."
+      namespace   = "AWS/SNS"
+      metric      = "NumberOfNotificationsFailed"
+      dimensions  = { TopicName = aws_sns_topic.orders.name }
+      statistic   = "Sum"
+      periods     = 1
+      threshold   = 0
+    }
+    api-error-log-lines = {
+      description = "The API wrote error-level log lines; Logs Insights errors-by-code shows which."
+      namespace   = local.emf_namespace
+      metric      = "error_log_lines"
+      dimensions  = { service = "api" }
+      statistic   = "Sum"
+      periods     = 1
+      threshold   = 0
+    }
+    worker-error-log-lines = {
+      description = "The worker wrote error-level log lines; Logs Insights errors-by-code shows which."
+      namespace   = local.emf_namespace
+      metric      = "error_log_lines"
+      dimensions  = { service = "worker" }
+      statistic   = "Sum"
+      periods     = 1
+      threshold   = 0
+    }
   }
+
+  # Metric math: `expression` over two metrics `a` and `b`, for `periods` of the last `window`.
+  ratio_alarms = merge(
+    {
+      api-5xx-rate = {
+        description = "More than api_5xx_alarm_percent of the API's requests got a 5xx from the tasks."
+        label       = "Target 5xx, % of requests"
+        expression  = "100 * FILL(a, 0) / b"
+        a           = { namespace = "AWS/ApplicationELB", metric = "HTTPCode_Target_5XX_Count", dimensions = local.alb_dimensions, stat = "Sum" }
+        b           = { namespace = "AWS/ApplicationELB", metric = "RequestCount", dimensions = local.alb_dimensions, stat = "Sum" }
+        periods     = 3
+        window      = 5
+        threshold   = var.api_5xx_alarm_percent
+      }
+    },
+    {
+      # Container Insights: tasks that should run but do not (crash loops, failed pulls,
+      # failed health checks); a deployment or a scale-out may dip for a minute or two.
+      for service in ["api", "worker"] : "${service}-tasks-below-desired" => {
+        description = "Fewer ${service} tasks run than the service wants, for 5 minutes."
+        label       = "Desired minus running tasks"
+        expression  = "b - a"
+        a           = { namespace = "ECS/ContainerInsights", metric = "RunningTaskCount", dimensions = { ClusterName = aws_ecs_cluster.this.name, ServiceName = "${var.name}-${service}" }, stat = "Average" }
+        b           = { namespace = "ECS/ContainerInsights", metric = "DesiredTaskCount", dimensions = { ClusterName = aws_ecs_cluster.this.name, ServiceName = "${var.name}-${service}" }, stat = "Average" }
+        periods     = 5
+        window      = 5
+        threshold   = 0
+      }
+    },
+  )
 }
 
-resource "aws_cloudwatch_metric_alarm" "queue" {
+resource "aws_cloudwatch_metric_alarm" "metric" {
   for_each = local.alarms
 
   alarm_name          = "${var.name}-${each.key}"
   alarm_description   = each.value.description
-  namespace           = "AWS/SQS"
+  namespace           = each.value.namespace
   metric_name         = each.value.metric
-  dimensions          = { QueueName = each.value.queue }
-  statistic           = "Maximum"
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
   period              = 60
   evaluation_periods  = each.value.periods
   threshold           = each.value.threshold
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "ratio" {
+  for_each = local.ratio_alarms
+
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  evaluation_periods  = each.value.window
+  datapoints_to_alarm = each.value.periods
+  threshold           = each.value.threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "ratio"
+    label       = each.value.label
+    expression  = each.value.expression
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = { a = each.value.a, b = each.value.b }
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.metric
+        dimensions  = metric_query.value.dimensions
+        stat        = metric_query.value.stat
+        period      = 60
+      }
+    }
+  }
 }
 
 locals {

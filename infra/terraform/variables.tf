@@ -22,9 +22,13 @@ variable "vpc_cidr" {
 }
 
 variable "image_tag" {
-  description = "Tag of both images in ECR (tags are immutable: push a new tag, e.g. the git SHA, per release)."
+  description = "Tag of both images in ECR: the git SHA infra/deploy.sh pushed them with. No default: the repositories are IMMUTABLE, so a moving tag such as latest could never be pushed twice."
   type        = string
-  default     = "latest"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a Docker tag (e.g. the git SHA), and not latest: the repositories' tags are immutable."
+  }
 }
 
 variable "certificate_arn" {
@@ -45,10 +49,48 @@ variable "existing_role_arn" {
   default     = null
 }
 
-variable "api_desired_count" {
-  description = "API tasks behind the ALB."
+variable "api_min_count" {
+  description = "Fewest API tasks behind the ALB (the count at creation; autoscaling owns it afterwards)."
   type        = number
   default     = 2
+
+  validation {
+    condition     = var.api_min_count >= 1
+    error_message = "api_min_count must be at least 1."
+  }
+}
+
+variable "api_max_count" {
+  description = "Most API tasks autoscaling may run."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.api_max_count >= var.api_min_count
+    error_message = "api_max_count must be at least api_min_count."
+  }
+}
+
+variable "api_requests_per_target" {
+  description = "Autoscaling target of ALBRequestCountPerTarget: requests per API task per minute."
+  type        = number
+  default     = 3000
+
+  validation {
+    condition     = var.api_requests_per_target >= 1
+    error_message = "api_requests_per_target must be at least 1."
+  }
+}
+
+variable "api_cpu_target_percent" {
+  description = "Autoscaling target of the API service's average CPU (%); whichever policy asks for more tasks wins."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.api_cpu_target_percent > 0 && var.api_cpu_target_percent <= 100
+    error_message = "api_cpu_target_percent must be in (0, 100]."
+  }
 }
 
 variable "api_cpu" {
@@ -90,6 +132,11 @@ variable "worker_max_count" {
   description = "Most worker tasks autoscaling may run."
   type        = number
   default     = 10
+
+  validation {
+    condition     = var.worker_max_count >= var.worker_min_count
+    error_message = "worker_max_count must be at least worker_min_count."
+  }
 }
 
 variable "num_workers" {
@@ -140,18 +187,58 @@ variable "acceptable_delay_seconds" {
   description = "How long an order may wait in the queue; sets the autoscaling target of backlog per task."
   type        = number
   default     = 30
+
+  # The target is floor(acceptable_delay_seconds / payment_seconds * num_workers): below 1 it
+  # would floor to 0, and a target of 0 scales out for ever.
+  validation {
+    condition     = var.acceptable_delay_seconds > 0 && var.acceptable_delay_seconds <= 3600 && floor(var.acceptable_delay_seconds / var.payment_seconds * var.num_workers) >= 1
+    error_message = "acceptable_delay_seconds must be in (0, 3600] and long enough for one task to pay one order (acceptable_delay_seconds / payment_seconds * num_workers >= 1)."
+  }
 }
 
 variable "log_retention_days" {
   description = "Retention of the services' log groups."
   type        = number
   default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "alarm_email" {
+  description = "An e-mail address subscribed to the alarm topic (AWS sends a confirmation first); null subscribes none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address, or null."
+  }
 }
 
 variable "alarm_actions" {
-  description = "ARNs notified when an alarm fires (e.g. an SNS topic with an e-mail subscription)."
+  description = "More ARNs notified when an alarm fires, besides the module's own alarm topic (e.g. an existing on-call topic)."
   type        = list(string)
   default     = []
+}
+
+variable "api_5xx_alarm_percent" {
+  description = "Alarm when more than this share (%) of the ALB's requests get a 5xx from the API, for 3 minutes out of 5."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.api_5xx_alarm_percent > 0 && var.api_5xx_alarm_percent <= 100
+    error_message = "api_5xx_alarm_percent must be in (0, 100]."
+  }
+}
+
+variable "interface_endpoints" {
+  description = "Interface VPC endpoints for SQS, SNS, CloudWatch Logs and ECR (api, dkr), so task traffic to them skips the NAT gateway. Off by default: each costs about $0.01 per hour per AZ (about $0.10/h for these five in two AZs, twice the NAT gateway's $0.045/h) plus $0.01/GB, against the NAT's $0.045/GB: they pay off only above about 3 GB per hour."
+  type        = bool
+  default     = false
 }
 
 variable "oldest_message_alarm_seconds" {

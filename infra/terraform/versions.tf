@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.9: validations that read other variables; 1.10: the S3 backend's use_lockfile.
+  required_version = ">= 1.10"
 
   required_providers {
     aws = {

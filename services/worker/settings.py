@@ -18,6 +18,8 @@ from services.common.settings import (
     log_level,
 )
 
+from .liveness import LivenessSettings
+
 ReceiveStrategy = Literal["per-task", "batched"]
 _STRATEGIES: dict[str, ReceiveStrategy] = {"per-task": "per-task", "batched": "batched"}
 
@@ -46,6 +48,8 @@ class WorkerSettings:
     """RECEIVE_POLLERS: concurrent batched receives; 0 means one per 10 slots, at most 4."""
     shutdown_grace_seconds: float = 25.0
     """SHUTDOWN_GRACE_SECONDS: time in-flight payments get after SIGTERM (< ECS stopTimeout)."""
+    liveness: LivenessSettings = field(default_factory=LivenessSettings)
+    """HEARTBEAT_*: the file the loop touches for the container health check (liveness.py)."""
     burst: bool = False
     """BURST: stop by itself once a receive finds the queue empty (tests, batch jobs)."""
     log_level: str = "info"
@@ -75,6 +79,7 @@ class WorkerSettings:
                 minimum=0,
                 maximum=600,
             ),
+            liveness=LivenessSettings.from_env(environ),
             burst=env_bool(environ, "BURST", cls.burst),
             log_level=log_level(environ),
         )

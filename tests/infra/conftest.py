@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import isolate_aws_env
+from .images import BuiltImage, build_all
 
 _HERE = Path(__file__).parent
 
@@ -16,6 +17,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.infra)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
+    """Both images' virtualenvs, built once per session the way their Dockerfiles build them."""
+    return build_all(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture(scope="module")

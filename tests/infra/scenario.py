@@ -17,7 +17,7 @@ import aiohttp
 from services.common.settings import AwsSettings
 
 from ..conftest import order_body, service_env
-from .images import Service
+from .images import BuiltImage, Service
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -43,7 +43,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _healthy(url: str, http: aiohttp.ClientSession, within: float = 20) -> None:
+async def wait_healthy(url: str, http: aiohttp.ClientSession, within: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while True:
         try:
@@ -76,6 +76,7 @@ async def order_journey(
     queue_url: str,
     dlq_url: str,
     tmp: Path,
+    images: dict[str, BuiltImage],
     extra_env: dict[str, str] | None = None,
 ) -> Outcome:
     """Pay one order, reject one bad request, dead-letter one poisoned message; stop both."""
@@ -91,9 +92,12 @@ async def order_journey(
         "SHUTDOWN_GRACE_SECONDS": "5",
     }
     url = f"http://127.0.0.1:{port}"
-    with Service("api", api_env, tmp) as api, Service("worker", worker_env, tmp) as worker:
+    with (
+        Service(images["api"], api_env, tmp) as api,
+        Service(images["worker"], worker_env, tmp) as worker,
+    ):
         async with aiohttp.ClientSession() as http:
-            await _healthy(url, http)
+            await wait_healthy(url, http)
             async with http.post(f"{url}/orders/async", json=order_body()) as resp:
                 assert resp.status == 202, await resp.text()
                 order_id = (await resp.json())["order_id"]

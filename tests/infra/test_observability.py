@@ -15,6 +15,7 @@ from services.common.settings import AwsSettings
 from services.common.topology import create_topology
 
 from ..conftest import unique_names
+from .images import BuiltImage
 from .scenario import Outcome, order_journey
 from .tf import TERRAFORM_DIR
 
@@ -38,6 +39,7 @@ async def journey(
     sns: SNSClient,
     sqs: SQSClient,
     tmp_path_factory: pytest.TempPathFactory,
+    images: dict[str, BuiltImage],
     module_aws_env: None,
 ) -> Outcome:
     topology = await create_topology(aws, unique_names())
@@ -49,6 +51,7 @@ async def journey(
         queue_url=topology.queue_url,
         dlq_url=topology.dlq_url,
         tmp=tmp_path_factory.mktemp("journey"),
+        images=images,
         extra_env={"ORDERS_TABLE": topology.table},
     )
 
@@ -124,6 +127,15 @@ def test_emf_lines_validate(journey: Outcome) -> None:
     assert ("worker", "order_paid") in events
     for line in emf_lines:
         assert emf_problems(line) == [], line
+
+
+def test_health_probes_are_logged_but_not_metered(journey: Outcome) -> None:
+    requests = [line for line in journey.lines["api"] if line.get("event") == "http_request"]
+    probes = [line for line in requests if line["path"] == "/health"]
+    orders = [line for line in requests if line["path"].startswith("/orders")]
+    assert probes and orders
+    assert not any("_aws" in line for line in probes)
+    assert all("_aws" in line for line in orders)
 
 
 def test_emf_declares_the_metrics_of_each_line(journey: Outcome) -> None:

@@ -83,7 +83,15 @@ def test_image_shape(name: str) -> None:
     built = image(dockerfile)
     assert built.cmd[:2] == ["python", "-m"], "exec-form CMD: SIGTERM reaches Python"
     assert built.user is not None and built.user not in {"0", "root"}
-    assert (built.healthcheck is not None) == (name == "api")
+    assert built.healthcheck is not None and built.healthcheck[0] == "python"
     # Only the runtime dependencies: the dev/bench/localaws extras never get installed.
     installs = [args for keyword, args in instructions(dockerfile) if keyword == "RUN"]
     assert not any("[" in run or "-e " in run for run in installs), installs
+
+
+def test_image_tag_has_no_default() -> None:
+    # The repositories are IMMUTABLE: a default such as "latest" could be pushed only once.
+    variables = (TERRAFORM_DIR / "variables.tf").read_text()
+    block = variables[variables.index('variable "image_tag"') :].split("\n}\n")[0]
+    assert re.search(r"^\s*type\s*=", block, re.M)
+    assert not re.search(r"^\s*default\s*=", block, re.M), block

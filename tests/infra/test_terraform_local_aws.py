@@ -20,8 +20,9 @@ from aiobotocore.session import get_session
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
 
+from .images import BuiltImage
 from .scenario import POISON, order_journey
-from .tf import Terraform, resource_addresses
+from .tf import TERRAFORM_DIR, Terraform, resource_addresses
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -33,6 +34,11 @@ UNSUPPORTED = {
     "aws_cloudwatch_query_definition.this": "for_each = {}",
     # application-autoscaling:ListTagsForResource is not implemented; the provider reads tags.
     "aws_appautoscaling_target.worker": "count = 0",
+    "aws_appautoscaling_target.api": "count = 0",
+    "aws_appautoscaling_policy.api": (
+        'for_each = {}\n  service_namespace = "ecs"\n  resource_id = "unused"\n'
+        '  scalable_dimension = "ecs:service:DesiredCount"'
+    ),
     "aws_appautoscaling_policy.worker_backlog": (
         'count = 0\n  service_namespace = "ecs"\n  resource_id = "unused"\n'
         '  scalable_dimension = "ecs:service:DesiredCount"'
@@ -50,9 +56,14 @@ MOTO_DRIFT = {
     "aws_vpc_security_group_ingress_rule.api_from_alb": ["description"],
     "aws_vpc_security_group_egress_rule.alb_to_api": ["description"],
     "aws_vpc_security_group_egress_rule.https_out": ["description"],
-    # moto's DescribeServices has no availabilityZoneRebalancing (the worker keeps its own
-    # ignore of desired_count, which autoscaling owns).
-    "aws_ecs_service.api": ["availability_zone_rebalancing"],
+    # moto's DescribeServices has no availabilityZoneRebalancing, nor the API's
+    # healthCheckGracePeriodSeconds (both services keep their own ignore of desired_count, which
+    # autoscaling owns: an override's ignore_changes replaces the module's).
+    "aws_ecs_service.api": [
+        "availability_zone_rebalancing",
+        "desired_count",
+        "health_check_grace_period_seconds",
+    ],
     "aws_ecs_service.worker": ["availability_zone_rebalancing", "desired_count"],
 }
 SERVICES = [
@@ -109,7 +120,7 @@ def stack(
     tf = Terraform.copy_of_module(tmp_path_factory.mktemp("terraform") / "module", os.environ)
     (tf.workdir / "localaws_override.tf").write_text(_provider_override(endpoint))
     (tf.workdir / "terraform.tfvars").write_text(
-        f'name = "{name}"\naws_region = "us-east-1"\npayment_seconds = 0.2\n'
+        f'name = "{name}"\naws_region = "us-east-1"\npayment_seconds = 0.2\nimage_tag = "test"\n'
     )
     tf.init()
     stack = Stack(tf, name)
@@ -132,6 +143,34 @@ def test_plan_lab_account_variant(stack: Stack) -> None:
     )
     assert not {a for a in planned if a.startswith("aws_iam_role.")}
     assert "aws_lb_listener.https[0]" in planned
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_plan_each_environment(stack: Stack, env: str) -> None:
+    var_file = TERRAFORM_DIR / "environments" / f"{env}.tfvars"
+    planned = stack.planned(f"-var-file={var_file}")
+    assert 'aws_appautoscaling_policy.api["requests"]' in planned
+    assert {'aws_vpc_endpoint.gateway["dynamodb"]', 'aws_vpc_endpoint.gateway["s3"]'} <= planned
+    interface = {a for a in planned if a.startswith("aws_vpc_endpoint.interface")}
+    # prod turns the interface endpoints on (and subscribes an e-mail); dev keeps them off.
+    assert bool(interface) == (env == "prod")
+    assert ("aws_sns_topic_subscription.alarm_email[0]" in planned) == (env == "prod")
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("image_tag=latest", "image_tag must be a Docker tag"),
+        ("worker_max_count=0", "worker_max_count must be at least worker_min_count"),
+        ("api_max_count=1", "api_max_count must be at least api_min_count"),
+        ("acceptable_delay_seconds=0.001", "long enough for one task to pay one order"),
+        ("alarm_email=not-an-address", "alarm_email must be an e-mail address"),
+    ],
+)
+def test_variable_validations_refuse(stack: Stack, variable: str, message: str) -> None:
+    proc = stack.tf.run("plan", f"-var={variable}", check=False)
+    assert proc.returncode == 1
+    assert message in " ".join(proc.stderr.split()), proc.stderr
 
 
 async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
@@ -167,6 +206,11 @@ async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
             a["AllocationId"] for a in (await ec2.describe_addresses())["Addresses"]
         }
         found["flow_logs"] = {f["FlowLogId"] for f in (await ec2.describe_flow_logs())["FlowLogs"]}
+        found["vpc_endpoints"] = {
+            e["VpcEndpointId"]
+            for e in (await ec2.describe_vpc_endpoints())["VpcEndpoints"]
+            if e["State"].lower() != "deleted"
+        }
     async with client("sns") as sns:
         found["topics"] = {t["TopicArn"] for t in (await sns.list_topics())["Topics"]}
         found["subscriptions"] = {
@@ -199,6 +243,9 @@ async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
     async with client("logs") as logs:
         found["log_groups"] = {
             g["logGroupName"] for g in (await logs.describe_log_groups())["logGroups"]
+        }
+        found["metric_filters"] = {
+            f["filterName"] for f in (await logs.describe_metric_filters())["metricFilters"]
         }
     async with client("cloudwatch") as cloudwatch:
         found["alarms"] = {
@@ -260,7 +307,12 @@ def test_second_plan_shows_no_changes(applied: Stack) -> None:
 
 
 async def test_services_pay_an_order_on_the_terraform_topology(
-    applied: Stack, aws: AwsSettings, sns: SNSClient, sqs: SQSClient, tmp_path: Path
+    applied: Stack,
+    aws: AwsSettings,
+    sns: SNSClient,
+    sqs: SQSClient,
+    tmp_path: Path,
+    images: dict[str, BuiltImage],
 ) -> None:
     outcome = await order_journey(
         aws,
@@ -270,6 +322,7 @@ async def test_services_pay_an_order_on_the_terraform_topology(
         queue_url=applied.outputs["queue_url"],
         dlq_url=applied.outputs["dlq_url"],
         tmp=tmp_path,
+        images=images,
         extra_env={"ORDERS_TABLE": applied.outputs["orders_table"]},
     )
     assert outcome.exit_codes == {"api": 0, "worker": 0}
