@@ -75,6 +75,8 @@ data "aws_iam_policy_document" "api_task" {
     resources = [aws_kms_key.this.arn]
   }
   statement {
+    # PublishBatch is authorized by sns:Publish; conditional writes share TransactWriteItems
+    # calls, authorized as the Put/Update/DeleteItems inside them.
     # DeleteItem: a pending order whose publish failed is forgotten (services/common/orders.py);
     # DescribeTable: the start-up check of the table.
     sid = "OrderState"
@@ -95,7 +97,15 @@ data "aws_iam_policy_document" "worker_task" {
     resources = [aws_sqs_queue.orders.arn]
   }
   statement {
-    # Paid-marks go in TransactWriteItems batches, authorized as the UpdateItems inside them.
+    # The worker moves declined, out-of-retries and undecodable messages to the DLQ itself,
+    # with the reason as message attributes; it finds the DLQ's URL from the redrive policy.
+    sid       = "DeadLetter"
+    actions   = ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+  statement {
+    # Claims, lease renewals, paid- and failed-marks share TransactWriteItems calls (group
+    # commit), authorized as the UpdateItems inside them.
     sid       = "OrderState"
     actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.orders.arn]

@@ -51,6 +51,7 @@ from services.common.orders import OrderRecord, OrderStore, StateUnavailable, St
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 from services.common.retry import Backoff, Stopped, retry, sleep_unless
 
+from .liveness import Heartbeat, keep_alive
 from .outcomes import DeadLetter, Duplicate, HandBack, Keep, Outcome, Paid, RetryAfter
 from .queue import OrderQueue, QueueConfig, QueueNotFound, QueueUnavailable, Received
 from .settings import SQS_BATCH, WorkerSettings
@@ -159,6 +160,10 @@ class Worker:
             loops = [self._batched_poller(stop_waiter) for _ in range(settings.receive_concurrency)]
         receivers = [asyncio.create_task(loop) for loop in loops]
         heartbeat = asyncio.create_task(self._heartbeat())
+        # Liveness for the container health check: a file the event loop keeps touching.
+        alive = asyncio.create_task(
+            keep_alive(Heartbeat(settings.liveness.path), settings.liveness.interval_seconds)
+        )
         log.info(
             "worker_started",
             num_workers=settings.num_workers,
@@ -180,7 +185,8 @@ class Worker:
         finally:
             await self._shutdown(receivers)
             heartbeat.cancel()
-            await asyncio.gather(heartbeat, stop_waiter, return_exceptions=True)
+            alive.cancel()
+            await asyncio.gather(heartbeat, alive, stop_waiter, return_exceptions=True)
         if self._store is not None:
             self.stats.state_batches = self._store.write_calls
         log.info("worker_stopped", **self.stats.as_dict())

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from services.common.settings import AwsSettings
 from services.common.topology import Topology
@@ -94,11 +93,6 @@ async def test_worker_cmd_stops_cleanly_on_sigterm(
         assert worker.lines[-1]["event"] == "worker_stopped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker does not start liveness.keep_alive yet (the lead wires it in worker.py); "
-    "remove this marker then",
-)
 async def test_worker_healthcheck_passes_while_it_runs(
     aws: AwsSettings, topology: Topology, tmp_path: Path, images: dict[str, BuiltImage]
 ) -> None:
