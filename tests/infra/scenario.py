@@ -113,7 +113,7 @@ async def order_journey(
         # (5) times; the next receive moves it to the dead-letter queue.
         await worker.wait_for(
             lambda line: (
-                line.get("event") == "message_undecodable" and line.get("receive_count") == 5
+                line.get("event") == "message_dead_lettered" and line.get("order_id") is None
             ),
             within=60,
         )
