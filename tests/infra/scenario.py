@@ -109,8 +109,7 @@ async def order_journey(
             lambda line: line.get("event") == "order_paid" and line.get("order_id") == order_id
         )
         assert paid["mode"] == "async"
-        # Handed back at once after each failed decode, the poison is received maxReceiveCount
-        # (5) times; the next receive moves it to the dead-letter queue.
+        # The worker moves the undecodable poison to the dead-letter queue itself, with why.
         await worker.wait_for(
             lambda line: (
                 line.get("event") == "message_dead_lettered" and line.get("order_id") is None
