@@ -81,7 +81,8 @@ def settings(args: argparse.Namespace) -> Settings:
         "slots": args.slots,
         "payment_seconds": args.payment_seconds,
         "backlog": args.backlog or (10_000 if args.quick else 20_000),
-        "time_limit_s": args.time_limit or (30.0 if args.quick else 90.0),
+        # Room for the ideal drain (10,000 at 333/s: 30 s) plus the first and last payments.
+        "time_limit_s": args.time_limit or (40.0 if args.quick else 90.0),
         "strategies": list(args.strategies),
         "order_state": order_state(args),
     }
