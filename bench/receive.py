@@ -115,7 +115,7 @@ def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> dict[str,
         "receive_probe_ms": round(probe_s * 1000, 2),
     }
     worker_settings = WorkerSettings(
-        queue_url=topology.queue_url, aws=aws, num_workers=slots, receive_strategy=strategy
+        queue_url=topology.queue_url, aws=aws, slots=slots, receive_strategy=strategy
     )
     concurrency = worker_settings.receive_concurrency
     if probe_s * concurrency > RECEIVE_BUDGET_S:

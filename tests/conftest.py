@@ -140,7 +140,7 @@ def worker_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> W
     fields: dict[str, Any] = {
         "queue_url": topology.queue_url,
         "aws": aws,
-        "num_workers": 10,
+        "slots": 10,
         "orders_table": topology.table,
         "payment": PaymentSettings(seconds=0.2, timeout=5),
         "retry_backoff_seconds": 0,

@@ -80,7 +80,7 @@ async def test_concurrent_duplicate_deliveries_pay_once(
     await send(sqs, topology.queue_url, order, copies=4)
     # A short payment timeout keeps the claim's lease short, so the losers retry soon.
     settings = worker_settings(
-        aws, topology, payment=PaymentSettings(seconds=0.5, timeout=1), num_workers=10
+        aws, topology, payment=PaymentSettings(seconds=0.5, timeout=1), slots=10
     )
 
     async def drained() -> bool:
@@ -190,7 +190,7 @@ async def test_worker_rides_out_a_dynamodb_outage(
 
 async def test_worker_survives_sqs_errors_and_backs_off(aws: AwsSettings, sqs: SQSClient):
     topology = await create_topology(aws, unique_names())
-    settings = worker_settings(aws, topology, num_workers=2)
+    settings = worker_settings(aws, topology, slots=2)
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = asyncio.create_task(worker.run())

@@ -52,7 +52,7 @@ async def test_every_order_is_paid_once_and_deleted(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, strategy: str
 ):
     ids = await publish_orders(sns, topology, 25)
-    stats, logs = await run_burst(aws, topology, receive_strategy=strategy, num_workers=10)
+    stats, logs = await run_burst(aws, topology, receive_strategy=strategy, slots=10)
 
     paid = [e for e in logs if e["event"] == "order_paid"]
     assert sorted(e["order_id"] for e in paid) == sorted(ids)
@@ -67,7 +67,7 @@ async def test_every_order_is_paid_once_and_deleted(
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-async def test_concurrency_reaches_num_workers_exactly(
+async def test_concurrency_reaches_the_slot_count_exactly(
     aws: AwsSettings, sns: SNSClient, topology: Topology, strategy: str
 ):
     await publish_orders(sns, topology, 60)
@@ -76,7 +76,7 @@ async def test_concurrency_reaches_num_workers_exactly(
         aws,
         topology,
         receive_strategy=strategy,
-        num_workers=25,
+        slots=25,
         payment=PaymentSettings(seconds=1.0, timeout=5),
     )
     assert stats.paid == 60
@@ -87,7 +87,7 @@ async def test_batched_needs_far_fewer_requests_than_per_task(
     aws: AwsSettings, sns: SNSClient, topology: Topology
 ):
     await publish_orders(sns, topology, 40)
-    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", slots=40)
     assert stats.paid == 40
     # How full each batch gets depends on timing; that batches hold many does not.
     assert stats.receive_calls <= 40 / 2
@@ -115,7 +115,7 @@ async def test_per_task_makes_a_request_per_receive_and_delete(
     aws: AwsSettings, sns: SNSClient, topology: Topology
 ):
     await publish_orders(sns, topology, 20)
-    stats, _ = await run_burst(aws, topology, receive_strategy="per-task", num_workers=5)
+    stats, _ = await run_burst(aws, topology, receive_strategy="per-task", slots=5)
     assert stats.paid == 20
     assert stats.delete_calls == 20
     assert stats.sqs_requests / stats.paid >= 2
@@ -129,7 +129,7 @@ async def test_undecodable_message_goes_to_dlq_and_worker_goes_on(
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody='{"v": 99}')
     ids = await publish_orders(sns, topology, 3)
 
-    settings = worker_settings(aws, topology, receive_strategy=strategy, num_workers=4)
+    settings = worker_settings(aws, topology, receive_strategy=strategy, slots=4)
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = asyncio.create_task(worker.run())
@@ -154,7 +154,7 @@ async def test_undecodable_message_goes_to_dlq_and_worker_goes_on(
 
 
 async def test_stop_abandons_long_polls_at_once(aws: AwsSettings, topology: Topology):
-    settings = worker_settings(aws, topology, wait_time_seconds=20, num_workers=30)
+    settings = worker_settings(aws, topology, wait_time_seconds=20, slots=30)
     async with open_worker(settings) as worker:
         running = asyncio.create_task(worker.run())
         await asyncio.sleep(0.5)  # every receiver is now inside a 20 s long poll
@@ -169,7 +169,7 @@ async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
     aws: AwsSettings, sns: SNSClient, topology: Topology, store: Any
 ):
     ids = await publish_orders(sns, topology, 40)
-    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", slots=40)
     assert stats.paid == 40
     # One claim call per receive and one transaction per batch of paid-marks, not two per order.
     assert stats.state_batches <= 40 / 2
