@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from localaws.process import local_aws_server
+from devstack.local_aws import local_aws_server
 
 from . import emulator_load as load
 from .targets import Op, target

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, TypedDict
 
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.settings import ReceiveStrategy, WorkerSettings
 
 from .charts import bars

@@ -11,8 +11,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
 from .charts import queue_depth
 from .load import open_loop

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import get_session
 
+from devstack.topology import Topology, queue_counts
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
 from .capacity import plan
 from .ledger import twice_charged
 from .load import open_loop
 from .markdown import table
-from .queue import queue_counts
 from .stack import (
     ApiRun,
     WorkerRun,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from ..conftest import order_body, service_env
+from ..helpers import order_body, service_env
 from .images import ROOT, BuiltImage, Service, build_key, context_entries
 from .scenario import free_port, wait_healthy
 

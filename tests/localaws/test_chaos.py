@@ -18,6 +18,8 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from devstack.env import CLIENT_CREDENTIALS
+from devstack.local_aws import local_aws_process
 from localaws.client import (
     ControlError,
     counts_between,
@@ -26,7 +28,6 @@ from localaws.client import (
     request_counts,
     set_faults,
 )
-from localaws.process import local_aws_process
 from services.common.aws import client_config
 
 if TYPE_CHECKING:
@@ -57,8 +58,7 @@ async def aws(own_endpoint: str) -> AsyncIterator[Aws]:
     kwargs: dict[str, Any] = {
         "region_name": "us-east-1",
         "endpoint_url": own_endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
+        **CLIENT_CREDENTIALS,
         "config": config,
     }
     session = get_session()
@@ -248,8 +248,7 @@ async def test_only_the_named_region_fails(aws: Aws) -> None:
             "sqs",
             region_name="eu-west-1",
             endpoint_url=aws.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            **CLIENT_CREDENTIALS,
             config=config,
         ) as europe,
     ):

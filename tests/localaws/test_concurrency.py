@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from bench.emulator_load import sqs_query_request
 
-from .conftest import Clients, open_clients
+from .clients import Clients, open_clients
 
 
 async def _queue(c: Clients, **attributes: str) -> str:

@@ -23,7 +23,7 @@ from services.common import orders
 from services.common.messages import OrderItem, OrderMessage
 from services.common.orders import OrderStore
 
-from .conftest import Clients
+from .clients import Clients
 from .transcript import Transcript
 
 Scenario = Callable[[Clients, Transcript, str], Awaitable[None]]

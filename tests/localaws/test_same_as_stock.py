@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Clients
+from .clients import Clients
 from .transcript import Transcript
 
 COUNTS = [

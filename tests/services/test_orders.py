@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.test_utils import TestClient
 
+from devstack.topology import Topology, ensure_table
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, ensure_table
 
-from .conftest import order_body, queue_counts
+from ..helpers import order_body, queue_counts
 from .test_worker import run_burst
 
 if TYPE_CHECKING:

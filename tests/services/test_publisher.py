@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiobotocore.session import get_session
 
+from devstack.env import CLIENT_CREDENTIALS
+from devstack.topology import Topology
 from services.api.publisher import (
     MAX_BATCH_BYTES,
     PublishAmbiguous,
@@ -19,9 +21,8 @@ from services.api.publisher import (
     PublishFailed,
 )
 from services.common.aws import client_config
-from services.common.topology import Topology
 
-from .conftest import REGION
+from ..helpers import REGION
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -153,8 +154,7 @@ async def sns_at(endpoint: str, max_attempts: int = 3) -> AsyncIterator[SNSClien
         "sns",
         region_name=REGION,
         endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        **CLIENT_CREDENTIALS,
         config=client_config(pool_size=20, read_timeout=30, max_attempts=max_attempts),
     ) as client:
         yield client

@@ -17,18 +17,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
 from bench.ledger import charges
+from devstack.follow import ServiceProcess, api_process
+from devstack.topology import Topology
 from localaws.client import set_faults
 from services.api.app import create_app
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.worker import Worker, open_worker
 
-from .api_server import api_process
-from .conftest import api_settings, order_body, queue_counts, service_env, worker_settings
-from .processes import ServiceProcess
+from ..helpers import api_settings, order_body, queue_counts, service_env, worker_settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

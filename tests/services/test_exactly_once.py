@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from structlog.testing import capture_logs
 
 from bench.ledger import charges
+from devstack.follow import run_to_exit
+from devstack.topology import Topology
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.worker import open_worker
 
-from .conftest import order_body, queue_counts, service_env, worker_settings
-from .processes import run_to_exit
+from ..helpers import order_body, queue_counts, service_env, worker_settings
 from .test_faults import run_until
 
 if TYPE_CHECKING:

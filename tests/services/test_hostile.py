@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localaws.process import FAKE_CREDENTIALS
+from devstack.follow import ServiceProcess, api_process
+from devstack.topology import Topology, create_topology
 from services.api.app import create_app
 from services.common.messages import (
     InvalidInput,
@@ -33,11 +34,8 @@ from services.common.messages import (
     parse_order_request,
 )
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, create_topology
 
-from .api_server import api_process
-from .conftest import api_settings, order_body, unique_names
-from .processes import ServiceProcess
+from ..helpers import api_settings, isolate_aws_env, order_body, unique_names
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -59,8 +57,7 @@ class Server:
 async def server(aws: AwsSettings, unused_tcp_port_factory: Any) -> AsyncIterator[Server]:
     # Module-scoped, so it runs before conftest's per-test fake credentials are in place.
     with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_CREDENTIALS.items():
-            env.setenv(name, value)
+        isolate_aws_env(env)
         topology = await create_topology(aws, unique_names())
     env = {"BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT), "IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT)}
     port = unused_tcp_port_factory()

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from devstack.follow import ServiceProcess, run_to_exit
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .conftest import order_body, queue_counts, service_env
-from .processes import ServiceProcess, run_to_exit
+from ..helpers import order_body, queue_counts, service_env
 from .test_worker import publish_orders
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int):
     """What `make run` starts: the local AWS, the topology, the API and a worker, one stream."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"LOCALAWS_PORT": "0", "PORT": str(unused_tcp_port), "PAYMENT_SECONDS": "0.5"}
-    stack = await ServiceProcess("localaws.stack", env).start()
+    stack = await ServiceProcess("devstack", env).start()
     try:
         await stack.wait_for(lambda e: e["event"] == "stack_ready")
         await stack.wait_for(lambda e: e["event"] == "worker_started")

@@ -8,12 +8,12 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from bench.ledger import charges
+from devstack.follow import ServiceProcess
+from devstack.topology import Topology, create_topology
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, create_topology
 
-from .conftest import queue_counts, service_env, unique_names
-from .processes import ServiceProcess
+from ..helpers import queue_counts, service_env, unique_names
 from .test_worker import publish_orders
 
 if TYPE_CHECKING:

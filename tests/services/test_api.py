@@ -10,12 +10,12 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from devstack.topology import Topology
 from services.api.app import create_app
 from services.common.messages import decode_message
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .conftest import api_settings, order_body, queue_counts
+from ..helpers import api_settings, order_body, queue_counts
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

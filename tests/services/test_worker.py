@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
+from devstack.topology import Topology
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.queue import OrderQueue
 from services.worker.stats import WorkerStats
 from services.worker.worker import open_worker
 
-from .conftest import order_body, queue_counts, worker_settings
+from ..helpers import order_body, queue_counts, worker_settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient

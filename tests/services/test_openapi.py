@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devstack.follow import api_process
+from devstack.topology import Topology
 from services.api.app import create_app
 from services.api.handlers import OPENAPI
 from services.common.messages import OrderRequest
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .api_server import api_process
-from .conftest import api_settings
+from ..helpers import api_settings
 
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI.read_text())
 SERVICES = Path(__file__).parents[1] / "services"

@@ -9,11 +9,12 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ParamValidationError
 
+from devstack.env import CLIENT_CREDENTIALS
+from devstack.topology import Topology
 from services.common.aws import USER_AGENT, client_config
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .conftest import REGION
+from ..helpers import REGION
 
 
 @asynccontextmanager
@@ -22,8 +23,7 @@ async def client(aws: AwsSettings, service: Any, *, lean: bool) -> Any:
         service,
         region_name=REGION,
         endpoint_url=aws.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        **CLIENT_CREDENTIALS,
         config=client_config(pool_size=7, read_timeout=12, lean=lean),
     ) as made:
         yield made

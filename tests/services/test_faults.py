@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
 
+from devstack.topology import Topology, create_topology, ensure_table
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, create_topology, ensure_table
 from services.worker.worker import open_worker
 
-from .conftest import order_body, queue_counts, unique_names, worker_settings
+from ..helpers import order_body, queue_counts, unique_names, worker_settings
 from .test_worker import run_burst
 
 if TYPE_CHECKING:
