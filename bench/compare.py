@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .charts import latency_distribution
 from .ledger import twice_charged
 from .markdown import table
+from .results import Earlier
 from .stack import (
     api_process,
     local_aws,
@@ -172,7 +173,7 @@ def _locust(
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     pay = args.payment_seconds
     state = order_state(args)
     runs: dict[str, dict[str, Any]] = {}
@@ -316,11 +317,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     return [latency_distribution(series, out_dir / "compare-latency.png", "compare: Locust")]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("compare", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("compare"))

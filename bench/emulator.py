@@ -24,6 +24,7 @@ import orjson
 from devstack.local_aws import local_aws_server
 
 from . import emulator_load as load
+from .results import Earlier, TargetResult
 from .targets import Op, target
 
 SERVERS = {"stock": ("--stock",), "patched": ()}
@@ -106,7 +107,7 @@ async def _measure(endpoint: str, pid: int, p: Plan, max_backlog: int) -> dict[s
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     p = plan(args)
     load_start = [round(x, 2) for x in os.getloadavg()]
     servers: dict[str, Any] = {}
@@ -131,10 +132,10 @@ def _median(result: dict[str, Any], server: str, backlog: int, op: str) -> float
     return None if got is None else float(got["median_ms"])
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(result: dict[str, Any]) -> list[TargetResult]:
     """The issue's targets, in the bench suite's format."""
     p = result["plan"]
-    found: list[dict[str, Any]] = []
+    found: list[TargetResult] = []
     small, large = min(p["backlogs"]), max(p["backlogs"])
     at_small = _median(result, "patched", small, "receive-10")
     at_large = _median(result, "patched", large, "receive-10")
@@ -177,7 +178,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _target(name: str, measured: float, op: Op, limit: float, unit: str) -> dict[str, Any]:
+def _target(name: str, measured: float, op: Op, limit: float, unit: str) -> TargetResult:
     return target(name, round(measured, 2), op, limit, unit)
 
 
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures to this file")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    result = run(args)
+    result = run(args, {})
     if args.json:
         with open(args.json, "wb") as f:
             f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))

@@ -7,11 +7,12 @@ slots (or, in the suite, reuses the flash-sale run when it used the same plan).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, cast
 
 from . import flash_sale
 from .capacity import plan
 from .markdown import table
+from .results import Earlier
 from .stack import order_state
 
 # Rates beside the asked one, so the table shows how the answer scales.
@@ -35,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
 
 
-def _check(args: argparse.Namespace, slots: int) -> dict[str, Any] | None:
-    spec = {
+def _check(args: argparse.Namespace, slots: int, earlier: Earlier) -> dict[str, Any] | None:
+    spec: flash_sale.SaleSpec = {
         "rate": args.rate,
         "duration_s": flash_sale.duration(args),
         "payment_seconds": args.payment_seconds,
@@ -45,15 +46,15 @@ def _check(args: argparse.Namespace, slots: int) -> dict[str, Any] | None:
         "target_wait_s": args.target_wait,
         "order_state": order_state(args),
     }
-    earlier = getattr(args, "suite_results", {}).get("flash-sale", {})
-    if earlier.get("settings") == spec:
-        return {"reused": "flash-sale", "settings": spec, "async": earlier["async"]}
+    previous = cast("flash_sale.FlashSaleResult | None", earlier.get("flash-sale"))
+    if previous is not None and previous.get("settings") == spec:
+        return {"reused": "flash-sale", "settings": spec, "async": previous["async"]}
     if not args.check:
         return None
     return {"reused": None, "settings": spec} | flash_sale.sale(spec, with_sync=False)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     asked = plan(args.rate, args.payment_seconds, args.target_wait, args.slots_per_task)
     others = [
         plan(rate, args.payment_seconds, args.target_wait, args.slots_per_task).as_dict()
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if rate != args.rate
     ]
     result: dict[str, Any] = {"plan": asked.as_dict(), "other_rates": others}
-    check = _check(args, asked.slots)
+    check = _check(args, asked.slots, earlier)
     result["check"] = check
     if check is not None:
         a = check["async"]
@@ -128,11 +129,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("plan", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("plan"))

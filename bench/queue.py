@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from tqdm import tqdm
 
@@ -18,6 +18,14 @@ from services.worker.settings import SQS_BATCH
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+
+
+class Depth(TypedDict):
+    """Queue depth samples; `t` in seconds from the run's start."""
+
+    t: list[float]
+    visible: list[int]
+    in_flight: list[int]
 
 
 @dataclass
@@ -48,7 +56,7 @@ class DepthSeries:
                 return t
         return None
 
-    def as_dict(self, origin: float) -> dict[str, list[float] | list[int]]:
+    def as_dict(self, origin: float) -> Depth:
         return {
             "t": [round(t - origin, 3) for t in self.t],
             "visible": self.visible,

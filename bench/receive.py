@@ -23,6 +23,7 @@ from services.worker.settings import ReceiveStrategy, WorkerSettings
 from .charts import bars
 from .markdown import table
 from .queue import preload
+from .results import Earlier
 from .stack import (
     cpu_seconds,
     local_aws_server_env,
@@ -174,7 +175,7 @@ def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> dict[str,
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     spec = settings(args)
     with local_aws_server_env() as (aws, pid):
         runs = {strategy: _one(aws, pid, strategy, spec) for strategy in spec["strategies"]}
@@ -316,11 +317,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("receive", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("receive"))

@@ -18,6 +18,7 @@ from .charts import queue_depth
 from .load import open_loop
 from .markdown import table
 from .queue import sampling
+from .results import Earlier
 from .stack import (
     WorkerRun,
     api_process,
@@ -96,7 +97,7 @@ async def _one(
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     spec = settings(args)
     pay = spec["payment_seconds"]
     runs = []
@@ -181,11 +182,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("scaling", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("scaling"))

@@ -26,6 +26,7 @@ from .capacity import plan
 from .ledger import twice_charged
 from .load import open_loop
 from .markdown import table
+from .results import Earlier
 from .stack import (
     ApiRun,
     WorkerRun,
@@ -195,7 +196,7 @@ async def _soak(
     }, [run for run, _ in workers]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     pay = args.payment_seconds or (0.5 if args.quick else 3.0)
     spec = {
         "rate": args.rate,
@@ -303,11 +304,8 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("soak", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("soak"))

@@ -27,7 +27,7 @@ def test_tiny_emulator_run_reports_both_servers() -> None:
         ]
     )
     args.quick = True
-    result = emulator.run(args)
+    result = emulator.run(args, {})
     orjson.dumps(result)  # the suite writes it as JSON
 
     patched, stock = result["servers"]["patched"], result["servers"]["stock"]
