@@ -14,7 +14,11 @@ import asyncio
 import contextlib
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiobotocore.session import get_session
 
@@ -41,6 +45,8 @@ from .targets import target
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +112,66 @@ async def _states(db: DynamoDBClient, table_name: str, ids: list[str]) -> dict[s
     return found
 
 
+@dataclass
+class _Generation:
+    """One worker process of the soak, and its memory samples (time, MB)."""
+
+    run: WorkerRun
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+
+async def _worker_until(
+    start: Callable[[], AbstractContextManager[WorkerRun]], until: Awaitable[T]
+) -> tuple[_Generation, T]:
+    """Run a worker process, its memory sampled, until `until` is done; then stop it."""
+    stop_sampling = asyncio.Event()
+    with ExitStack() as stack:
+        # The worker's context manager blocks (start, SIGTERM and wait): in a thread.
+        generation = _Generation(await asyncio.to_thread(stack.enter_context, start()))
+        sampler = asyncio.create_task(
+            _sample_rss(generation.run, generation.samples, stop_sampling)
+        )
+        try:
+            outcome = await until
+        finally:
+            # ECS's way: SIGTERM, payments in flight finish, the rest go back to the queue.
+            await asyncio.to_thread(stack.close)
+            stop_sampling.set()
+            await sampler
+    return generation, outcome
+
+
+async def _sleep_until(wall_time: float) -> None:
+    await asyncio.sleep(max(0.0, wall_time - time.time()))
+
+
+async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[bool, int]:
+    """Wait until the queue is empty (or `limit` s); whether it is, and the DLQ's depth."""
+    async with sqs_client(aws) as sqs:
+
+        async def settled() -> bool:
+            return await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+        deadline = time.monotonic() + limit
+        # A remote queue has no event to wait on: poll it.
+        while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
+        return await settled(), dlq_visible
+
+
+async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counter[str]:
+    """How many of the orders `ids` are in each status."""
+    async with get_session().create_client(
+        "dynamodb",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=4, read_timeout=30),
+    ) as db:
+        states = await _states(db, table_name, ids)
+    return Counter(state["status"] for state in states.values())
+
+
 async def _soak(
     aws: AwsSettings, topology: Topology, api: ApiRun, spec: dict[str, Any]
 ) -> tuple[dict[str, Any], list[WorkerRun]]:
@@ -117,10 +183,9 @@ async def _soak(
         "RETRY_BACKOFF_SECONDS": "1",
         "PAYMENT_TIMEOUT_SECONDS": str(max(1.0, 3 * pay)),
     }
-    workers: list[tuple[WorkerRun, list[tuple[float, float]]]] = []
 
-    async def start_worker() -> tuple[Any, WorkerRun]:
-        cm = worker_process(
+    def start_worker() -> AbstractContextManager[WorkerRun]:
+        return worker_process(
             aws,
             topology.queue_url,
             slots=spec["slots"],
@@ -128,10 +193,7 @@ async def _soak(
             grace_seconds=2 * pay,
             extra=worker_env,
         )
-        run = await asyncio.to_thread(cm.__enter__)
-        return cm, run
 
-    stop_sampling = asyncio.Event()
     load_task = asyncio.create_task(
         open_loop(
             api.url + "/orders/async",
@@ -141,59 +203,34 @@ async def _soak(
             desc="soak /orders/async",
         )
     )
-    samplers = []
     restart_at = time.time() + spec["duration_s"] / 2
-    for generation in range(2):
-        cm, run = await start_worker()
-        samples: list[tuple[float, float]] = []
-        workers.append((run, samples))
-        samplers.append(asyncio.create_task(_sample_rss(run, samples, stop_sampling)))
-        if generation == 0:
-            await asyncio.sleep(max(0.0, restart_at - time.time()))
-            # ECS's way: SIGTERM, payments in flight finish, the rest go back to the queue.
-            await asyncio.to_thread(cm.__exit__, None, None, None)
-    load = await load_task
-    accepted = [o.order_id for o in load.outcomes if o.status == 202]
-    async with sqs_client(aws) as sqs:
-        # Transient failures come back after backoff; declines go round to the DLQ.
-        async def settled() -> bool:
-            return await queue_counts(sqs, topology.queue_url) == (0, 0)
+    first, _ = await _worker_until(start_worker, _sleep_until(restart_at))
 
-        deadline = time.monotonic() + 60 + 10 * pay
-        # A remote queue has no event to wait on: poll it.
-        while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
-        drained = await settled()
-        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
-    await asyncio.to_thread(cm.__exit__, None, None, None)
-    stop_sampling.set()
-    await asyncio.gather(*samplers)
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=4, read_timeout=30),
-    ) as db:
-        states = await _states(db, topology.table, accepted)
-    by_status: dict[str, int] = {}
-    for state in states.values():
-        by_status[state["status"]] = by_status.get(state["status"], 0) + 1
+    async def arrivals_then_drain() -> tuple[bool, int]:
+        await load_task
+        # Transient failures come back after backoff; declines go round to the DLQ.
+        return await _drained(aws, topology, limit=60 + 10 * pay)
+
+    second, (drained, dlq_visible) = await _worker_until(start_worker, arrivals_then_drain())
+    load = load_task.result()
+    accepted = [o.order_id for o in load.outcomes if o.status == 202]
+    by_status = await _statuses(aws, topology.table, accepted)
     answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
     return {
         "sent": len(load.outcomes),
         "accepted": len(accepted),
         "rejected": len(load.outcomes) - len(accepted),
-        "paid": by_status.get("paid", 0),
-        "failed": by_status.get("failed", 0),
-        "unsettled": len(accepted) - by_status.get("paid", 0) - by_status.get("failed", 0),
+        "paid": by_status["paid"],
+        "failed": by_status["failed"],
+        "unsettled": len(accepted) - by_status["paid"] - by_status["failed"],
         "dlq": dlq_visible,
         "queue_drained": drained,
         "api_latency_ms": summarize(answered),
         "workers": [
-            {"stopped": run.stopped, "memory": _memory(samples), "paid": len(run.paid)}
-            for run, samples in workers
+            {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
+            for g in (first, second)
         ],
-    }, [run for run, _ in workers]
+    }, [first.run, second.run]
 
 
 def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
