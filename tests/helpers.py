@@ -48,7 +48,9 @@ def isolate_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @asynccontextmanager
 async def aws_client(aws: AwsSettings, service: str) -> AsyncIterator[Any]:
     """A test's own client of the local AWS (the services open theirs themselves)."""
-    async with get_session().create_client(
+    # Any: `service` is a plain string, not one of the stubs' per-service literals.
+    session: Any = get_session()
+    async with session.create_client(
         service,
         region_name=aws.region,
         endpoint_url=aws.endpoint_url,

@@ -11,6 +11,7 @@ import pytest
 from bench import cli, compare, plan, readme, receive, scaling
 from bench.capacity import plan as make_plan
 from bench.markdown import fmt, table, target, targets_table
+from bench.results import Result
 
 
 def test_table_aligns_numbers_right_and_formats_them() -> None:
@@ -36,8 +37,8 @@ def test_a_target_not_measured_is_not_met() -> None:
 def test_the_exit_status_names_unmet_targets_and_failed_scenarios(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    met = {"targets": [target("a: fast", 1.0, "<=", 2)]}
-    missed = {"targets": [target("b: cheap", 3.0, "<=", 2)]}
+    met: Result = {"targets": [target("a: fast", 1.0, "<=", 2)]}
+    missed: Result = {"targets": [target("b: cheap", 3.0, "<=", 2)]}
     assert cli.verdict({"a": met}) == 0
     assert cli.verdict({"a": met, "b": missed}) == 1
     assert "target not met: b: cheap" in capsys.readouterr().err
@@ -150,7 +151,11 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
 
 
 def test_plan_report_without_a_check_is_just_the_plan() -> None:
-    result = {"plan": make_plan(60.0, 3.0, 0.1).as_dict(), "other_rates": [], "check": None}
+    result: dict[str, Any] = {
+        "plan": make_plan(60.0, 3.0, 0.1).as_dict(),
+        "other_rates": [],
+        "check": None,
+    }
     text = plan.report(result)
     assert "| 60.0 | 180.0 | 180 | 191 |" in text
     assert "Checked against" not in text
@@ -164,7 +169,7 @@ def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
         "machine_end": cli.machine(),
         "wall_seconds": 1.0,
     }
-    results = {
+    results: dict[str, Any] = {
         "plan": {
             "plan": make_plan(6, 3, 0.1).as_dict(),
             "other_rates": [],

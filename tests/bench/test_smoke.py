@@ -55,10 +55,9 @@ def _args(name: str, tmp_path: Path, *extra: str) -> argparse.Namespace:
     return args
 
 
-def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    result = cli.run_scenario(name, args)
+def _run(name: str, args: argparse.Namespace) -> Any:
     # Through JSON and back: the report renders from what --json saved.
-    result = orjson.loads(orjson.dumps(result))
+    result: Any = orjson.loads(orjson.dumps(cli.run_scenario(name, args)))
     assert cli.section(name, result).startswith("## ")
     for target in result.get("targets", []):
         assert set(target) == TARGET_KEYS

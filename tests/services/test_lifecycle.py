@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 )
 async def test_bad_setting_is_one_clear_line_and_nonzero_exit(
     aws: AwsSettings, module: str, env: dict[str, str], setting: str
-):
+) -> None:
     base = service_env(aws)
     base.pop("AWS_ENDPOINT_URL")
     code, stderr = await run_to_exit(module, base | env)
@@ -59,7 +59,7 @@ async def test_bad_setting_is_one_clear_line_and_nonzero_exit(
 
 async def test_worker_process_pays_then_stops_cleanly_on_sigterm(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology
-):
+) -> None:
     env = service_env(
         aws,
         ORDER_QUEUE_URL=topology.queue_url,
@@ -87,7 +87,7 @@ async def test_worker_process_pays_then_stops_cleanly_on_sigterm(
 
 async def test_api_process_serves_and_stops_on_sigterm(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int
-):
+) -> None:
     env = service_env(
         aws, ORDER_TOPIC_ARN=topology.topic_arn, PORT=str(unused_tcp_port), HOST="127.0.0.1"
     )
@@ -116,7 +116,7 @@ async def test_api_process_serves_and_stops_on_sigterm(
     assert {(e["path"], e["status"]) for e in requests} >= {("/orders/async", 202)}
 
 
-async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int):
+async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int) -> None:
     """What `make run` starts: the local AWS, the topology, the API and a worker, one stream."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"LOCALAWS_PORT": "0", "PORT": str(unused_tcp_port), "PAYMENT_SECONDS": "0.5"}
@@ -149,7 +149,7 @@ async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int):
 
 async def test_api_drains_in_flight_requests_on_sigterm(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int
-):
+) -> None:
     env = service_env(
         aws,
         ORDER_TOPIC_ARN=topology.topic_arn,
@@ -191,7 +191,7 @@ async def test_api_drains_in_flight_requests_on_sigterm(
 )
 async def test_api_refuses_to_start_on_a_missing_topic_or_table(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int, setting: str, wrong: str
-):
+) -> None:
     env = service_env(
         aws,
         ORDER_TOPIC_ARN=topology.topic_arn,

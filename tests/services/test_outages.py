@@ -82,7 +82,7 @@ async def running_worker(worker: Worker) -> asyncio.Task[Any]:
 @pytest.mark.slow
 async def test_a_long_dynamodb_outage_spends_no_receive_and_charges_once(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     orders = [new_order() for _ in range(6)]
     await chaos(DYNAMODB_DOWN)
     for order in orders:
@@ -115,7 +115,7 @@ async def _drained(sqs: SQSClient, topology: Topology) -> bool:
 @pytest.mark.slow
 async def test_a_paid_mark_failing_past_the_lease_with_a_duplicate_charges_once(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     order = new_order()
     body = encode_message(order)
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=body)
@@ -146,7 +146,7 @@ async def _charging(worker: Worker) -> bool:
 
 async def test_sync_answers_paid_after_a_charge_even_when_the_mark_fails(
     aws: AwsSettings, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     settings = api_settings(aws, topology, payment=PaymentSettings(seconds=1, timeout=5))
     order_id = str(uuid.uuid4())
     body = order_body(order_id=order_id)
@@ -174,7 +174,7 @@ async def test_sync_answers_paid_after_a_charge_even_when_the_mark_fails(
 
 async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     settings = api_settings(aws, topology, publish_timeout=0.5)
     order_id = str(uuid.uuid4())
     body = order_body(order_id=order_id)
@@ -200,7 +200,7 @@ async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202
 
 async def test_an_order_sns_acknowledged_is_shown_accepted_without_a_worker(
     api_client_factory: Any, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     order_id = str(uuid.uuid4())
     async with api_client_factory() as api:
         await chaos(dynamodb_failing("UpdateItem"))
@@ -210,7 +210,7 @@ async def test_an_order_sns_acknowledged_is_shown_accepted_without_a_worker(
 
         async def shown() -> bool:
             got = await api.get(f"/orders/{order_id}")
-            return got.status == 200 and (await got.json())["status"] == "accepted"
+            return got.status == 200 and bool((await got.json())["status"] == "accepted")
 
         # No worker runs: the API itself settles the mark once DynamoDB answers again.
         await until(shown, timeout=20)
@@ -232,7 +232,7 @@ async def test_a_60s_dynamodb_outage_under_load_ends_with_every_202_paid_once(
     store: OrderStore,
     chaos: Any,
     unused_tcp_port: int,
-):
+) -> None:
     """10 orders/s, half keyed, through the real API and worker processes; DynamoDB down 60 s."""
     worker_env = service_env(
         aws,
