@@ -130,6 +130,7 @@ async def test_schema_violations_name_the_field(
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
+# Numbers, encodings and nesting at their edges: test_hostile.py, against the API's process.
 @pytest.mark.parametrize(
     "raw",
     [
@@ -137,9 +138,7 @@ async def test_schema_violations_name_the_field(
         b"{",
         b"not json",
         b'{"customer_id": NaN, "items": []}',
-        b'{"customer_id": 1, "items": [{"product_id": "p", "quantity": 1, "price": Infinity}]}',
         b'{"customer_id": 1e400, "items": []}',
-        b'{"customer_id": "\xff\xfe", "items": []}',
     ],
 )
 async def test_malformed_json_is_400(api: Client, raw: bytes) -> None:
@@ -153,23 +152,10 @@ async def test_non_object_body_is_400(api: Client, raw: bytes) -> None:
     assert (await _error(resp, 400, "invalid_order")).startswith("body")
 
 
-@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded"])
-async def test_wrong_content_type_is_415(api: Client, ctype: str | None) -> None:
-    headers = {"Content-Type": ctype} if ctype else {}
-    resp = await api.post("/orders/async", data=orjson.dumps(order_body()), headers=headers)
-    await _error(resp, 415, "unsupported_media_type")
-
-
-async def test_json_with_charset_is_accepted(api: Client) -> None:
-    resp = await api.post(
-        "/orders/async",
-        data=orjson.dumps(order_body()),
-        headers={"Content-Type": "application/json; charset=utf-8"},
-    )
-    assert resp.status == 202
-
-
-async def test_body_over_limit_is_413(api: Client, sqs: SQSClient, topology: Topology) -> None:
+async def test_an_oversize_body_is_413_and_publishes_nothing(
+    api: Client, sqs: SQSClient, topology: Topology
+) -> None:
+    # The limit's exact edge, compressed bodies and Content-Type: test_hostile.py.
     big = order_body(customer_id="c", items=[ITEM | {"product_id": "p" * 64}] * 100)
     padding = b" " * (64 * 1024)
     resp = await api.post(
