@@ -219,49 +219,72 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     return result
 
 
-def report(result: dict[str, Any]) -> str:
-    s = result["settings"]
-    rows = []
-    notes: list[str] = []
-    periods: list[str] = []
-    for strategy, r in result["runs"].items():
-        w = r.get("worker") or {}
-        rows.append(
-            [
-                strategy,
-                r["queued"],
-                r.get("paid"),
-                r.get("periods_measured"),
-                r.get("sustained_per_s"),
-                r.get("of_ideal_pct"),
-                r.get("min_period_of_ideal_pct"),
-                r.get("requests_per_order"),
-                w.get("receive_calls"),
-                w.get("empty_receives"),
-                w.get("delete_calls"),
-                r.get("cpu_ms_per_order"),
-                r.get("local_aws_cpu_ms_per_order"),
-                r["receive_probe_ms"],
-            ]
+_HEADER = [
+    "strategy",
+    "queued",
+    "paid",
+    "periods",
+    "orders/s",
+    "% of ideal",
+    "min %",
+    "SQS req/order",
+    "receives",
+    "empty",
+    "deletes",
+    "worker CPU ms/order",
+    "local AWS CPU ms/order",
+    "1 receive ms",
+]
+
+
+def _row(strategy: str, r: dict[str, Any]) -> list[Any]:
+    w = r.get("worker") or {}
+    return [
+        strategy,
+        r["queued"],
+        r.get("paid"),
+        r.get("periods_measured"),
+        r.get("sustained_per_s"),
+        r.get("of_ideal_pct"),
+        r.get("min_period_of_ideal_pct"),
+        r.get("requests_per_order"),
+        w.get("receive_calls"),
+        w.get("empty_receives"),
+        w.get("delete_calls"),
+        r.get("cpu_ms_per_order"),
+        r.get("local_aws_cpu_ms_per_order"),
+        r["receive_probe_ms"],
+    ]
+
+
+def _notes(strategy: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """Why a strategy's row is short: not run, not drained, or a short preload."""
+    notes = []
+    if "skipped" in r:
+        notes.append(f"- `{strategy}` not run: {r['skipped']}.")
+    elif not r.get("drained"):
+        notes.append(
+            f"- `{strategy}` did not drain {r['queued']:,} orders within "
+            f"{s['time_limit_s']:g} s ({r.get('paid', 0):,} paid): its rate is counted up "
+            "to the stop."
         )
-        if r.get("per_period_per_s"):
-            periods.append(
-                f"- `{strategy}` orders/s per period: "
-                + ", ".join(f"{x:,.0f}" for x in r["per_period_per_s"])
-            )
-        if "skipped" in r:
-            notes.append(f"- `{strategy}` not run: {r['skipped']}.")
-        elif not r.get("drained"):
-            notes.append(
-                f"- `{strategy}` did not drain {r['queued']:,} orders within "
-                f"{s['time_limit_s']:g} s ({r.get('paid', 0):,} paid): its rate is counted up "
-                "to the stop."
-            )
-        if r["queued"] < s["backlog"]:
-            notes.append(
-                f"- `{strategy}`: the local AWS queued only {r['queued']:,} of "
-                f"{s['backlog']:,} orders in {r['preload_s']:g} s."
-            )
+    if r["queued"] < s["backlog"]:
+        notes.append(
+            f"- `{strategy}`: the local AWS queued only {r['queued']:,} of "
+            f"{s['backlog']:,} orders in {r['preload_s']:g} s."
+        )
+    return notes
+
+
+def report(result: dict[str, Any]) -> str:
+    s, runs = result["settings"], result["runs"]
+    notes = [note for strategy, r in runs.items() for note in _notes(strategy, r, s)]
+    periods = [
+        f"- `{strategy}` orders/s per period: "
+        + ", ".join(f"{x:,.0f}" for x in r["per_period_per_s"])
+        for strategy, r in runs.items()
+        if r.get("per_period_per_s")
+    ]
     lines = [
         "## receive: per-task vs batched at saturation",
         "",
@@ -273,26 +296,7 @@ def report(result: dict[str, Any]) -> str:
         "min % is the worst such period. Receives count every call started, long polls still "
         "waiting at the stop included; CPU from /proc (local AWS: the server's whole run).",
         "",
-        table(
-            [
-                "strategy",
-                "queued",
-                "paid",
-                "periods",
-                "orders/s",
-                "% of ideal",
-                "min %",
-                "SQS req/order",
-                "receives",
-                "empty",
-                "deletes",
-                "worker CPU ms/order",
-                "local AWS CPU ms/order",
-                "1 receive ms",
-            ],
-            rows,
-            digits=2,
-        ),
+        table(_HEADER, [_row(strategy, r) for strategy, r in runs.items()], digits=2),
     ]
     if notes or periods:
         lines += ["", *notes, *periods]
