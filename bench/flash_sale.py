@@ -231,17 +231,50 @@ def run(args: argparse.Namespace, earlier: Earlier) -> FlashSaleResult:
     return result
 
 
-def report(result: FlashSaleResult) -> str:
-    s, a = result["settings"], result["async"]
+def _endpoints_table(result: FlashSaleResult) -> str:
+    """What the clients saw of each endpoint."""
     rows = []
-    for name, r in (("async", a), ("sync", result.get("sync"))):
+    for name, r in (("async", result["async"]), ("sync", result.get("sync"))):
         if r is None:
             continue
         lat = r["latency_ms"]
         rows.append(
             [name, r["sent"], r["ok_pct"], r["timeouts"], r["errors"], lat["p50"], lat["p99"]]
         )
-    drain = a["drain_s"]
+    return table(["endpoint", "sent", "answered %", "timeouts", "errors", "p50 ms", "p99 ms"], rows)
+
+
+def _orders_table(result: FlashSaleResult) -> str:
+    """The accepted orders' fate, and the queue's drain."""
+    a = result["async"]
+    return table(
+        [
+            "accepted",
+            "paid",
+            "lost",
+            "charged twice",
+            "max waiting",
+            "drained after s",
+            "last paid after s",
+        ],
+        [
+            [
+                a["accepted"],
+                a["paid"],
+                a["lost"],
+                # .get: results saved before the ledger was counted lack it.
+                result.get("charged_twice"),
+                a["max_visible"],
+                a["drain_s"],
+                a["last_paid_s"],
+            ]
+        ],
+        digits=2,
+    )
+
+
+def report(result: FlashSaleResult) -> str:
+    s, a = result["settings"], result["async"]
     lines = [
         "## flash-sale: open-loop arrivals",
         "",
@@ -249,31 +282,9 @@ def report(result: FlashSaleResult) -> str:
         f"or not), payment {s['payment_seconds']:g} s, {s['slots']} worker slots, client "
         f"timeout {s['timeout_s']:g} s, order state {'on' if s.get('order_state') else 'off'}.",
         "",
-        table(["endpoint", "sent", "answered %", "timeouts", "errors", "p50 ms", "p99 ms"], rows),
+        _endpoints_table(result),
         "",
-        table(
-            [
-                "accepted",
-                "paid",
-                "lost",
-                "charged twice",
-                "max waiting",
-                "drained after s",
-                "last paid after s",
-            ],
-            [
-                [
-                    a["accepted"],
-                    a["paid"],
-                    a["lost"],
-                    result.get("charged_twice"),
-                    a["max_visible"],
-                    drain,
-                    a["last_paid_s"],
-                ]
-            ],
-            digits=2,
-        ),
+        _orders_table(result),
         "",
         f"Slots needed: Little's law floor {result['plan']['min_slots']}, planned "
         f"{result['plan']['slots']}, used {s['slots']}; at most "

@@ -271,6 +271,56 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     s = result["settings"]
+    return "\n".join(
+        [
+            "## soak: sustained load, payment failures, a worker restart",
+            "",
+            f"{s['rate']:g} orders/s for {s['duration_s']:g} s on /orders/async with order "
+            f"state on; payments {s['payment_seconds']:g} s, {100 * s['failure_rate']:g} % "
+            f"failing transiently, {100 * s['decline_rate']:g} % declined; "
+            f"{s['slots']} slots; the worker replaced (SIGTERM) halfway.",
+            "",
+            _orders_table(result),
+            "",
+            _workers_table(result["workers"]),
+            "",
+        ]
+    )
+
+
+def _orders_table(result: dict[str, Any]) -> str:
+    """Every order's end: paid, failed (and in the DLQ), or unsettled; the API's latency."""
+    lat = result["api_latency_ms"]
+    return table(
+        [
+            "sent",
+            "accepted",
+            "paid",
+            "failed",
+            "in DLQ",
+            "unsettled",
+            "charged twice",
+            "API p50 ms",
+            "API p99 ms",
+        ],
+        [
+            [
+                result["sent"],
+                result["accepted"],
+                result["paid"],
+                result["failed"],
+                result["dlq"],
+                result["unsettled"],
+                result["charged_twice"],
+                lat.get("p50"),
+                lat.get("p99"),
+            ]
+        ],
+    )
+
+
+def _workers_table(workers: list[dict[str, Any]]) -> str:
+    """Each worker generation's counters and memory."""
     rows = [
         [
             f"worker {i + 1}",
@@ -283,61 +333,21 @@ def report(result: dict[str, Any]) -> str:
             w["memory"].get("end_mb"),
             w["memory"].get("growth_pct"),
         ]
-        for i, w in enumerate(result["workers"])
+        for i, w in enumerate(workers)
     ]
-    lat = result["api_latency_ms"]
-    return "\n".join(
+    return table(
         [
-            "## soak: sustained load, payment failures, a worker restart",
-            "",
-            f"{s['rate']:g} orders/s for {s['duration_s']:g} s on /orders/async with order "
-            f"state on; payments {s['payment_seconds']:g} s, {100 * s['failure_rate']:g} % "
-            f"failing transiently, {100 * s['decline_rate']:g} % declined; "
-            f"{s['slots']} slots; the worker replaced (SIGTERM) halfway.",
-            "",
-            table(
-                [
-                    "sent",
-                    "accepted",
-                    "paid",
-                    "failed",
-                    "in DLQ",
-                    "unsettled",
-                    "charged twice",
-                    "API p50 ms",
-                    "API p99 ms",
-                ],
-                [
-                    [
-                        result["sent"],
-                        result["accepted"],
-                        result["paid"],
-                        result["failed"],
-                        result["dlq"],
-                        result["unsettled"],
-                        result["charged_twice"],
-                        lat.get("p50"),
-                        lat.get("p99"),
-                    ]
-                ],
-            ),
-            "",
-            table(
-                [
-                    "worker",
-                    "paid",
-                    "failed",
-                    "retries",
-                    "duplicates",
-                    "handed back",
-                    "RSS warm MB",
-                    "RSS end MB",
-                    "growth %",
-                ],
-                rows,
-            ),
-            "",
-        ]
+            "worker",
+            "paid",
+            "failed",
+            "retries",
+            "duplicates",
+            "handed back",
+            "RSS warm MB",
+            "RSS end MB",
+            "growth %",
+        ],
+        rows,
     )
 
 
