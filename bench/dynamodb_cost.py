@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiobotocore.session import get_session
 
-from devstack.env import CLIENT_CREDENTIALS, REGION
+from devstack.env import client_args
 from devstack.local_aws import local_aws_server
 from devstack.topology import TopologyNames, ensure_topology
 from services.common.aws import client_config
@@ -56,12 +56,7 @@ class Aws:
 @asynccontextmanager
 async def _clients(endpoint: str) -> AsyncIterator[Aws]:
     session = get_session()
-    kwargs: dict[str, Any] = {
-        "region_name": REGION,
-        "endpoint_url": endpoint,
-        **CLIENT_CREDENTIALS,
-        "config": client_config(pool_size=4, read_timeout=30, max_attempts=1),
-    }
+    kwargs = client_args(endpoint, client_config(pool_size=4, read_timeout=30, max_attempts=1))
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(session.create_client("dynamodb", **kwargs))
         sns = await stack.enter_async_context(session.create_client("sns", **kwargs))

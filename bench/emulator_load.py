@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from aiobotocore.session import get_session
 
-from devstack.env import CLIENT_CREDENTIALS, REGION
+from devstack.env import client_args
 from devstack.topology import TopologyNames, ensure_topology
 from services.common.aws import client_config
 
@@ -56,12 +56,7 @@ async def clients(endpoint: str, pool_size: int) -> AsyncIterator[Aws]:
     session = get_session()
     # One attempt: a retried call would hide a slow or failed one inside a sample.
     config = client_config(pool_size=pool_size, read_timeout=120, max_attempts=1)
-    kwargs: dict[str, Any] = {
-        "region_name": REGION,
-        "endpoint_url": endpoint,
-        **CLIENT_CREDENTIALS,
-        "config": config,
-    }
+    kwargs = client_args(endpoint, config)
     async with (
         session.create_client("sqs", **kwargs) as sqs,
         session.create_client("sns", **kwargs) as sns,

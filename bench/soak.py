@@ -20,10 +20,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiobotocore.session import get_session
-
 from devstack.topology import Topology, queue_counts
-from services.common.aws import client_config
 from services.common.settings import AwsSettings
 
 from .capacity import plan
@@ -35,6 +32,7 @@ from .stack import (
     ApiRun,
     WorkerRun,
     api_process,
+    dynamodb_client,
     local_aws,
     new_topology,
     sqs_client,
@@ -162,12 +160,7 @@ async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[
 
 async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counter[str]:
     """How many of the orders `ids` are in each status."""
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=4, read_timeout=30),
-    ) as db:
+    async with dynamodb_client(aws) as db:
         states = await _states(db, table_name, ids)
     return Counter(state["status"] for state in states.values())
 

@@ -37,6 +37,7 @@ from services.common.settings import AwsSettings
 from .ledger import CHARGED, charges, parse_lines
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -105,6 +106,17 @@ async def sqs_client(aws: AwsSettings, pool_size: int = 20) -> AsyncIterator[SQS
 async def sns_client(aws: AwsSettings) -> AsyncIterator[SNSClient]:
     async with get_session().create_client(
         "sns",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=4, read_timeout=30),
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def dynamodb_client(aws: AwsSettings) -> AsyncIterator[DynamoDBClient]:
+    async with get_session().create_client(
+        "dynamodb",
         region_name=aws.region,
         endpoint_url=aws.endpoint_url,
         config=client_config(pool_size=4, read_timeout=30),

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
+
+from aiobotocore.config import AioConfig
 
 from services.common.settings import AwsSettings
 
@@ -35,6 +37,18 @@ CLIENT_CREDENTIALS = ClientCredentials(
     aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
     aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
 )
+
+
+def client_args(
+    endpoint_url: str | None, config: AioConfig, region: str = REGION
+) -> dict[str, Any]:
+    """aiobotocore `create_client` keyword arguments for the local AWS, fake credentials in."""
+    return {
+        "region_name": region,
+        "endpoint_url": endpoint_url,
+        "config": config,
+        **CLIENT_CREDENTIALS,
+    }
 
 
 def isolated(environ: Mapping[str, str], region: str = REGION) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiobotocore.session import get_session
 
-from devstack.env import CLIENT_CREDENTIALS, REGION
+from devstack.env import client_args
 from services.common.aws import client_config
 
 
@@ -26,12 +26,7 @@ class Clients:
 async def open_clients(stack: AsyncExitStack, endpoint: str, pool_size: int = 20) -> Clients:
     session = get_session()
     config = client_config(pool_size=pool_size, read_timeout=30, max_attempts=1)
-    kwargs: dict[str, Any] = {
-        "region_name": REGION,
-        "endpoint_url": endpoint,
-        **CLIENT_CREDENTIALS,
-        "config": config,
-    }
+    kwargs = client_args(endpoint, config)
     sqs = await stack.enter_async_context(session.create_client("sqs", **kwargs))
     sns = await stack.enter_async_context(session.create_client("sns", **kwargs))
     dynamodb = await stack.enter_async_context(session.create_client("dynamodb", **kwargs))

@@ -18,7 +18,7 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from devstack.env import CLIENT_CREDENTIALS
+from devstack.env import client_args
 from devstack.local_aws import local_aws_process
 from localaws.client import (
     ControlError,
@@ -55,12 +55,7 @@ async def aws(own_endpoint: str) -> AsyncIterator[Aws]:
     # botocore's standard mode retries 5xx and throttling, and these tests assert on what
     # one call sees. max_attempts counts retries (botocore adds the first attempt): 0.
     config = client_config(pool_size=10, read_timeout=30, max_attempts=1)
-    kwargs: dict[str, Any] = {
-        "region_name": "us-east-1",
-        "endpoint_url": own_endpoint,
-        **CLIENT_CREDENTIALS,
-        "config": config,
-    }
+    kwargs = client_args(own_endpoint, config)
     session = get_session()
     async with AsyncExitStack() as stack:
         yield Aws(
@@ -245,11 +240,7 @@ async def test_only_the_named_region_fails(aws: Aws) -> None:
     async with (
         faults(aws.endpoint, [_rule("sqs", 503, "ServiceUnavailable", region="eu-west-1")]),
         get_session().create_client(
-            "sqs",
-            region_name="eu-west-1",
-            endpoint_url=aws.endpoint,
-            **CLIENT_CREDENTIALS,
-            config=config,
+            "sqs", **client_args(aws.endpoint, config, region="eu-west-1")
         ) as europe,
     ):
         await aws.sqs.list_queues()  # us-east-1
