@@ -7,16 +7,35 @@ slots (or, in the suite, reuses the flash-sale run when it used the same plan).
 from __future__ import annotations
 
 import argparse
-from typing import Any, cast
+from typing import NotRequired, TypedDict, cast
 
 from . import flash_sale
 from .capacity import plan
 from .markdown import table
-from .results import Earlier
+from .results import Earlier, Result
 from .stack import order_state
 
 # Rates beside the asked one, so the table shows how the answer scales.
 OTHER_RATES = (6.0, 600.0)
+
+# "async" is a keyword: the functional form.
+PlanCheck = TypedDict(
+    "PlanCheck",
+    {
+        "reused": str | None,
+        "settings": flash_sale.SaleSpec,
+        "async": flash_sale.AsyncSale,
+        "charged_twice": NotRequired[int],
+    },
+)
+
+
+class PlanResult(Result):
+    plan: dict[str, float | int]
+    other_rates: list[dict[str, float | int]]
+    check: PlanCheck | None
+    """The flash sale run with the planned slots (or the suite's, if it used them)."""
+    plan_holds: NotRequired[bool]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
 
 
-def _check(args: argparse.Namespace, slots: int, earlier: Earlier) -> dict[str, Any] | None:
+def _check(args: argparse.Namespace, slots: int, earlier: Earlier) -> PlanCheck | None:
     spec: flash_sale.SaleSpec = {
         "rate": args.rate,
         "duration_s": flash_sale.duration(args),
@@ -51,19 +70,24 @@ def _check(args: argparse.Namespace, slots: int, earlier: Earlier) -> dict[str, 
         return {"reused": "flash-sale", "settings": spec, "async": previous["async"]}
     if not args.check:
         return None
-    return {"reused": None, "settings": spec} | flash_sale.sale(spec, with_sync=False)
+    sale = flash_sale.sale(spec, with_sync=False)
+    return {
+        "reused": None,
+        "settings": spec,
+        "async": sale["async"],
+        "charged_twice": sale["charged_twice"],
+    }
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> PlanResult:
     asked = plan(args.rate, args.payment_seconds, args.target_wait, args.slots_per_task)
     others = [
         plan(rate, args.payment_seconds, args.target_wait, args.slots_per_task).as_dict()
         for rate in OTHER_RATES
         if rate != args.rate
     ]
-    result: dict[str, Any] = {"plan": asked.as_dict(), "other_rates": others}
     check = _check(args, asked.slots, earlier)
-    result["check"] = check
+    result: PlanResult = {"plan": asked.as_dict(), "other_rates": others, "check": check}
     if check is not None:
         a = check["async"]
         holds = a["ok_pct"] == 100 and a["lost"] == 0
@@ -74,7 +98,7 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     return result
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: PlanResult) -> str:
     p = result["plan"]
     rows = [
         [

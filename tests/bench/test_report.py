@@ -103,7 +103,8 @@ def test_scaling_report_marks_who_falls_behind() -> None:
             "arrivals_s": 60.0,
         }
 
-    result = {
+    # Only what the report reads: Any, not ScalingResult.
+    result: Any = {
         "settings": {"slots": [1, 20], "rate": 6.0, "payment_seconds": 3.0, "duration_s": 60.0},
         "runs": [run(1, 340), run(20, 0)],
     }
@@ -151,7 +152,7 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
 
 
 def test_plan_report_without_a_check_is_just_the_plan() -> None:
-    result: dict[str, Any] = {
+    result: Any = {
         "plan": make_plan(60.0, 3.0, 0.1).as_dict(),
         "other_rates": [],
         "check": None,
