@@ -23,7 +23,7 @@ from services.common.settings import AwsSettings
 from ..helpers import api_settings
 
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI.read_text())
-SERVICES = Path(__file__).parents[1] / "services"
+SERVICES = Path(__file__).parents[2] / "services"
 
 
 def _normalised(schema: Any) -> Any:
