@@ -124,6 +124,19 @@ async def run_to_exit(module: str, env: Mapping[str, str], timeout: float = 30) 
     return proc.returncode, err.decode()
 
 
+async def wait_healthy(api: ServiceProcess, url: str, tries: int = 100) -> None:
+    """Return once the API at `url` answers /health with 200 (tried every 0.1 s)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(tries):
+            try:
+                async with http.get(f"{url}/health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise AssertionError(f"the API never answered; stderr: {api.stderr[-2000:]!r}")
+
+
 @asynccontextmanager
 async def api_process(
     aws: AwsSettings, topology: Topology, port: int, **env: str
@@ -142,16 +155,7 @@ async def api_process(
     api = await ServiceProcess(MODULES["api"], service_env(aws, **(settings | env))).start()
     url = f"http://{LOOPBACK}:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{url}/health") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"the API never answered; stderr: {api.stderr[-2000:]!r}")
+        await wait_healthy(api, url)
         yield api, url
         api.signal(signal.SIGTERM)
         assert await api.wait(timeout=30) == 0, api.stderr[-2000:]

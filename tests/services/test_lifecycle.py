@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
-from devstack.follow import ServiceProcess, run_to_exit
+from devstack.follow import ServiceProcess, run_to_exit, wait_healthy
 from devstack.topology import Topology
 from services.common.settings import AwsSettings
 
@@ -95,17 +95,13 @@ async def test_api_process_serves_and_stops_on_sigterm(
     try:
         await api.wait_for(lambda e: e["event"] == "api_starting")
         url = f"http://127.0.0.1:{unused_tcp_port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(50):
-                try:
-                    async with http.get(f"{url}/health") as resp:
-                        assert resp.status == 200
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            async with http.post(f"{url}/orders/async", json=order_body()) as resp:
-                assert resp.status == 202
-                order_id = (await resp.json())["order_id"]
+        await wait_healthy(api, url, tries=50)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{url}/orders/async", json=order_body()) as resp,
+        ):
+            assert resp.status == 202
+            order_id = (await resp.json())["order_id"]
         [accepted] = await api.wait_for(lambda e: e["event"] == "order_accepted")
         assert accepted["order_id"] == order_id
         api.signal(signal.SIGTERM)
@@ -162,13 +158,8 @@ async def test_api_drains_in_flight_requests_on_sigterm(
     api = await ServiceProcess("services.api", env).start()
     url = f"http://127.0.0.1:{unused_tcp_port}"
     try:
+        await wait_healthy(api, url)
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{url}/health"):
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
             # A sync payment is under way when ECS sends SIGTERM ...
             slow = asyncio.create_task(http.post(f"{url}/orders/sync", json=order_body()))
             await asyncio.sleep(0.5)
