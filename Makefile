@@ -19,14 +19,14 @@ venv: $(STAMP)
 
 ## run: the local AWS, the topology, the API on :8080 and a worker, in the foreground
 run: $(STAMP)
-	$(PY) -m localaws.stack
+	$(PY) -m devstack
 
 ## test: lint, type-check, the test suite and the infra checks
 test: lint pytest infra-test
 
 lint: $(STAMP)
-	$(PY) -m ruff check services localaws bench tests
-	$(PY) -m ruff format --check services localaws bench tests
+	$(PY) -m ruff check services localaws devstack bench tests
+	$(PY) -m ruff format --check services localaws devstack bench tests
 	$(PY) -m mypy
 
 pytest: $(STAMP)

@@ -1,7 +1,9 @@
 """`python -m bench [SCENARIO] [--quick|--full] [--stateless] [--out DIR] [--json PATH]`.
 
-Each scenario is a module with add_arguments(parser), run(args) -> dict, report(result) -> str
-and main(argv); optionally charts(result, out_dir) -> list of PNG file names. Without a
+Each scenario is a module with add_arguments(parser), run(args, earlier) -> result (`earlier`:
+the results of the scenarios the suite ran before it) and report(result) -> str; optionally
+charts(result, out_dir) -> list of PNG file names. `python -m bench.NAME ARGS` is
+`python -m bench NAME ARGS`. Without a
 scenario the whole suite runs, one scenario after the other, into one report. Exit status:
 0 every target met, 1 a target not met (each named on stderr), 2 a scenario failed to run.
 `python -m bench readme` writes README.md's benchmark table from a results JSON.
@@ -17,16 +19,17 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import orjson
 
 from .markdown import targets_table
+from .results import Result
 from .targets import unmet
 
 # Order matters for the suite: `plan` checks itself against the `flash-sale` run before it.
@@ -38,21 +41,14 @@ SCENARIOS = {
     "receive": "bench.receive",
     "soak": "bench.soak",
     "pipeline": "bench.pipeline",
-    # Written with the fast local AWS and merged separately: absent on some branches.
     "emulator": "bench.emulator",
 }
 DEFAULT_OUT = Path(__file__).parent / "results"
 
 
-def load(name: str) -> ModuleType | None:
-    """The scenario's module, imported only when asked for; None if this branch lacks it."""
-    module = SCENARIOS[name]
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
+def load(name: str) -> ModuleType:
+    """The scenario's module, imported only when asked for (each pulls in its own tools)."""
+    return importlib.import_module(SCENARIOS[name])
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -87,12 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="scenario", metavar="SCENARIO")
     for name in SCENARIOS:
         module = load(name)
-        doc = (module.__doc__ or "").strip().splitlines()[0] if module else "not on this branch"
+        doc = (module.__doc__ or "").strip().splitlines()[0]
         # `resolve`: a scenario may redefine a common flag without breaking the whole CLI.
         sub = subparsers.add_parser(name, help=doc, description=doc, conflict_handler="resolve")
         add_common(sub)
-        if module is not None:
-            module.add_arguments(sub)
+        module.add_arguments(sub)
     return parser
 
 
@@ -140,13 +135,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_scenario(
+    name: str, args: argparse.Namespace, earlier: Mapping[str, Result] = MappingProxyType({})
+) -> Result:
+    """Run one scenario; `earlier` holds the results the suite has so far (plan reuses one)."""
     module = load(name)
-    if module is None:
-        return {"skipped": f"bench/{SCENARIOS[name].split('.')[1]}.py is not on this branch yet"}
     print(f"== {name} ({'quick' if args.quick else 'full'})", file=sys.stderr, flush=True)
     started = time.monotonic()
-    result: dict[str, Any] = module.run(args)
+    result: Result = module.run(args, earlier)
     result["wall_seconds"] = round(time.monotonic() - started, 1)
     draw = getattr(module, "charts", None)
     if draw is not None:
@@ -155,21 +151,18 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def section(name: str, result: dict[str, Any]) -> str:
+def section(name: str, result: Result) -> str:
     """A scenario's Markdown: its own report, then its charts."""
-    if "skipped" in result:
-        return f"## {name}\n\nSkipped: {result['skipped']}.\n"
     if "error" in result:
         return f"## {name}\n\n**Failed:** `{result['error']}`\n"
     module = load(name)
-    assert module is not None
     text: str = module.report(result).rstrip() + "\n"
     for chart in result.get("charts", []):
         text += f"\n![{name}: {Path(chart).stem}]({chart})\n"
     return text
 
 
-def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+def render(results: Mapping[str, Result], meta: dict[str, Any]) -> str:
     """The whole report: how it was made, every target, then each scenario."""
     load_start, load_end = (
         meta["machine_start"]["load_average"],
@@ -197,12 +190,11 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) -> int:
     started, meta_start = time.monotonic(), machine()
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Result] = {}
     for name in names:
         args = common if getattr(common, "scenario", None) == name else scenario_args(name, common)
-        args.suite_results = results
         try:
-            results[name] = run_scenario(name, args)
+            results[name] = run_scenario(name, args, results)
         except Exception as exc:
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -228,7 +220,7 @@ def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) ->
     return verdict(results)
 
 
-def verdict(results: dict[str, dict[str, Any]]) -> int:
+def verdict(results: Mapping[str, Result]) -> int:
     """The exit status: 2 if a scenario failed to run, 1 if a target was not met, else 0."""
     failed = [name for name, result in results.items() if "error" in result]
     missed = unmet(results)
@@ -249,9 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m bench", *argv])
     if args.scenario is None:
         return run_suite(list(SCENARIOS), args, command)
-    if load(args.scenario) is None:
-        print(f"bench: {args.scenario} is not on this branch yet", file=sys.stderr)
-        return 2
     return run_suite([args.scenario], args, command)
 
 

@@ -41,13 +41,13 @@ import orjson
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from localaws.process import FAKE_CREDENTIALS, local_aws_server
+from devstack.env import REGION, isolate
+from devstack.local_aws import local_aws_server
+from devstack.topology import TopologyNames, create_topology
 from services.api.publisher import Publisher
 from services.common.aws import LEAN_OPTIONS, client_config
 from services.common.settings import AwsSettings
-from services.common.topology import TopologyNames, create_topology
 
-REGION = "us-east-1"
 # About the size of an order message with a few items.
 MESSAGE = orjson.dumps({"v": 1, "order_id": str(uuid.uuid4()), "pad": "x" * 250}).decode()
 
@@ -375,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     # The local AWS takes any credentials; never let a developer's real ones be used.
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_DEFAULT_REGION"] = REGION
+    isolate(os.environ)
     named = configs(args.ablation, args.config)
     ops = tuple(op for op in OPERATIONS if op.name in args.ops)
     if not ops:

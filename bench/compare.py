@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 from tqdm import tqdm
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .charts import latency_distribution
 from .ledger import twice_charged
 from .markdown import table
+from .results import Earlier
 from .stack import (
     api_process,
     local_aws,
@@ -96,26 +97,27 @@ def _start_spread(args: argparse.Namespace, jitter: float) -> float:
     return float(max(1, math.floor(args.spawn_rate)) / args.spawn_rate)
 
 
-def _locust(
-    url: str, path: str, jitter: float, args: argparse.Namespace, workdir: Path
-) -> dict[str, Any]:
-    """One headless Locust run against one endpoint; its raw samples."""
-    require_loopback(url)
-    duration = _duration(args, path)
-    tag = f"{path.replace('/', '-')}-{jitter:g}"
-    samples = workdir / f"samples{tag}.json"
-    repo = str(Path(__file__).resolve().parent.parent)
-    env = {
-        **os.environ,
-        "BENCH_PATH": path,
-        "BENCH_PACING": str(args.pacing),
-        "BENCH_JITTER": str(jitter),
-        "BENCH_START_SPREAD": str(_start_spread(args, jitter)),
-        "BENCH_SAMPLES": str(samples),
-        "PYTHONPATH": repo,
-    }
-    stop_timeout = math.ceil(args.payment_seconds + 5)  # Locust takes whole seconds only
-    command = [
+class LocustRun(TypedDict):
+    """One headless Locust run against one endpoint."""
+
+    path: str
+    jitter: float
+    duration_s: float
+    requests: int
+    failures: int
+    requests_per_s: float
+    latency_ms: dict[str, float | int | None]
+    latencies_ms: list[float]
+    """Every answered request's latency (the latency chart draws them)."""
+    accepted: NotRequired[list[str]]
+    """Order ids the API accepted (async), dropped once checked against the worker's."""
+    locust_seconds: float
+
+
+def _locust_command(
+    url: str, args: argparse.Namespace, duration: float, stop_timeout: int
+) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "locust",
@@ -137,14 +139,13 @@ def _locust(
         "--loglevel",
         "WARNING",
     ]
+
+
+def _wait_with_progress(
+    proc: subprocess.Popen[bytes], path: str, duration: float, limit: float
+) -> None:
+    """Wait for Locust with a progress bar; kill it `limit` s after it started."""
     started = time.time()
-    # A file, not a pipe: nobody reads Locust's stderr while it runs, and a full pipe stalls it.
-    log = workdir / f"locust{tag}.log"
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            command, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-    limit = duration + stop_timeout + 30
     with tqdm(total=round(duration), desc=f"locust {path}", unit="s", leave=False) as bar:
         while proc.poll() is None and time.time() - started < limit:
             time.sleep(0.5)
@@ -152,6 +153,39 @@ def _locust(
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+
+
+def _locust(
+    url: str, path: str, jitter: float, args: argparse.Namespace, workdir: Path
+) -> LocustRun:
+    """One headless Locust run against one endpoint; its raw samples."""
+    require_loopback(url)
+    duration = _duration(args, path)
+    tag = f"{path.replace('/', '-')}-{jitter:g}"
+    samples = workdir / f"samples{tag}.json"
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "BENCH_PATH": path,
+        "BENCH_PACING": str(args.pacing),
+        "BENCH_JITTER": str(jitter),
+        "BENCH_START_SPREAD": str(_start_spread(args, jitter)),
+        "BENCH_SAMPLES": str(samples),
+        "PYTHONPATH": repo,
+    }
+    stop_timeout = math.ceil(args.payment_seconds + 5)  # Locust takes whole seconds only
+    started = time.time()
+    # A file, not a pipe: nobody reads Locust's stderr while it runs, and a full pipe stalls it.
+    log = workdir / f"locust{tag}.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            _locust_command(url, args, duration, stop_timeout),
+            env=env,
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    _wait_with_progress(proc, path, duration, limit=duration + stop_timeout + 30)
     elapsed = time.time() - started
     if not samples.exists():
         tail = log.read_text(errors="replace")[-500:]
@@ -172,10 +206,10 @@ def _locust(
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     pay = args.payment_seconds
     state = order_state(args)
-    runs: dict[str, dict[str, Any]] = {}
+    runs: dict[str, LocustRun] = {}
     with local_aws() as aws, tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         topology = asyncio.run(new_topology(aws, "compare"))
         extra = state_env(state, topology)
@@ -198,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 order_id
                 for r in runs.values()
                 if r["path"] == "/orders/async"
-                for order_id in r["accepted"]
+                for order_id in r.get("accepted", [])
             }
             asyncio.run(wait_until_paid(worker, accepted, limit=2 * pay + 10))
             lost = len(accepted - worker.paid_ids())
@@ -316,11 +350,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     return [latency_distribution(series, out_dir / "compare-latency.png", "compare: Locust")]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("compare", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("compare"))

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiobotocore.session import get_session
 
-from localaws.process import FAKE_CREDENTIALS, local_aws_server
+from devstack.env import client_args
+from devstack.local_aws import local_aws_server
+from devstack.topology import TopologyNames, ensure_topology
 from services.common.aws import client_config
 from services.common.messages import OrderItem, OrderMessage
 from services.common.orders import OrderStore
-from services.common.topology import TopologyNames, ensure_topology
 
 from .emulator_load import cpu_seconds
 
@@ -55,13 +56,7 @@ class Aws:
 @asynccontextmanager
 async def _clients(endpoint: str) -> AsyncIterator[Aws]:
     session = get_session()
-    kwargs: dict[str, Any] = {
-        "region_name": "us-east-1",
-        "endpoint_url": endpoint,
-        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "config": client_config(pool_size=4, read_timeout=30, max_attempts=1),
-    }
+    kwargs = client_args(endpoint, client_config(pool_size=4, read_timeout=30, max_attempts=1))
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(session.create_client("dynamodb", **kwargs))
         sns = await stack.enter_async_context(session.create_client("sns", **kwargs))

@@ -21,9 +21,10 @@ from typing import Any
 
 import orjson
 
-from localaws.process import local_aws_server
+from devstack.local_aws import local_aws_server
 
 from . import emulator_load as load
+from .results import Earlier, TargetResult
 from .targets import Op, target
 
 SERVERS = {"stock": ("--stock",), "patched": ()}
@@ -106,7 +107,7 @@ async def _measure(endpoint: str, pid: int, p: Plan, max_backlog: int) -> dict[s
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     p = plan(args)
     load_start = [round(x, 2) for x in os.getloadavg()]
     servers: dict[str, Any] = {}
@@ -131,10 +132,10 @@ def _median(result: dict[str, Any], server: str, backlog: int, op: str) -> float
     return None if got is None else float(got["median_ms"])
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(result: dict[str, Any]) -> list[TargetResult]:
     """The issue's targets, in the bench suite's format."""
     p = result["plan"]
-    found: list[dict[str, Any]] = []
+    found: list[TargetResult] = []
     small, large = min(p["backlogs"]), max(p["backlogs"])
     at_small = _median(result, "patched", small, "receive-10")
     at_large = _median(result, "patched", large, "receive-10")
@@ -177,7 +178,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _target(name: str, measured: float, op: Op, limit: float, unit: str) -> dict[str, Any]:
+def _target(name: str, measured: float, op: Op, limit: float, unit: str) -> TargetResult:
     return target(name, round(measured, 2), op, limit, unit)
 
 
@@ -192,6 +193,22 @@ def _ms(value: float | None) -> str:
 
 
 def report(result: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "## Local AWS: stock moto vs the patched launcher",
+            "",
+            _call_costs(result),
+            "",
+            _ceiling(result),
+            "",
+            _idle_polls(result),
+            "",
+        ]
+    )
+
+
+def _call_costs(result: dict[str, Any]) -> str:
+    """Round trip per call, stock against patched, at each backlog."""
     p, servers = result["plan"], result["servers"]
     rows = []
     for backlog in p["backlogs"]:
@@ -208,7 +225,25 @@ def report(result: dict[str, Any]) -> str:
         if skipped
         else ""
     )
-    ceiling_rows = [
+    return "\n".join(
+        [
+            f"moto {result['moto']}, both served over HTTP on loopback, {result['cpus']} CPUs, "
+            f"load average {result['load_average']['start'][0]} at the start and "
+            f"{result['load_average']['end'][0]} at the end (other work shares this machine). "
+            "Round trip per call (median ms, one call at a time; rounds of one call of each "
+            "kind go over the backlogs in turn, so load from elsewhere hits them alike; "
+            f"{p['samples']} rounds at most, fewer on stock, within "
+            f"{p['budget_s']:.0f} s).{note}",
+            "",
+            _table(["backlog", "call", "stock ms", "patched ms", "speed-up"], rows),
+        ]
+    )
+
+
+def _ceiling(result: dict[str, Any]) -> str:
+    """The end-to-end ceiling of each server under publishers and consumers."""
+    p, servers = result["plan"], result["servers"]
+    rows = [
         [
             name,
             f"{c['backlog_before']:,} -> {c['backlog_after']:,}",
@@ -221,31 +256,8 @@ def report(result: dict[str, Any]) -> str:
         for name, c in ((n, servers[n]["ceiling"]) for n in SERVERS)
         if c
     ]
-    idle_rows = [
-        [
-            name,
-            f"{i['answered_during_window']:,} / {i['answered_after_one_send']:,}",
-            f"**{i['cpu_percent_of_one_core']:.1f} %**",
-            f"{i['cpu_percent_idle_without_polls']:.1f} %",
-            f"{i['server_threads']:,}",
-            f"{i['server_rss_mib']:,.0f}",
-        ]
-        for name, i in ((n, servers[n]["idle_polls"]) for n in SERVERS)
-    ]
     return "\n".join(
         [
-            "## Local AWS: stock moto vs the patched launcher",
-            "",
-            f"moto {result['moto']}, both served over HTTP on loopback, {result['cpus']} CPUs, "
-            f"load average {result['load_average']['start'][0]} at the start and "
-            f"{result['load_average']['end'][0]} at the end (other work shares this machine). "
-            "Round trip per call (median ms, one call at a time; rounds of one call of each "
-            "kind go over the backlogs in turn, so load from elsewhere hits them alike; "
-            f"{p['samples']} rounds at most, fewer on stock, within "
-            f"{p['budget_s']:.0f} s).{note}",
-            "",
-            _table(["backlog", "call", "stock ms", "patched ms", "speed-up"], rows),
-            "",
             f"End-to-end ceiling: {p['publishers']} publishers (publish-batch of 10) and "
             f"{p['consumers']} consumers (receive-10, delete-batch) for {p['ceiling_s']:.0f} s "
             f"over a standing backlog of {p['ceiling_backlog']:,}; through = the slower half. "
@@ -262,9 +274,28 @@ def report(result: dict[str, Any]) -> str:
                     "CPU server / bench",
                     "msgs per server CPU-s",
                 ],
-                ceiling_rows,
+                rows,
             ),
-            "",
+        ]
+    )
+
+
+def _idle_polls(result: dict[str, Any]) -> str:
+    """What idle long polls cost each server."""
+    p, servers = result["plan"], result["servers"]
+    rows = [
+        [
+            name,
+            f"{i['answered_during_window']:,} / {i['answered_after_one_send']:,}",
+            f"**{i['cpu_percent_of_one_core']:.1f} %**",
+            f"{i['cpu_percent_idle_without_polls']:.1f} %",
+            f"{i['server_threads']:,}",
+            f"{i['server_rss_mib']:,.0f}",
+        ]
+        for name, i in ((n, servers[n]["idle_polls"]) for n in SERVERS)
+    ]
+    return "\n".join(
+        [
             f"{p['idle_polls']:,} long polls (WaitTimeSeconds 20) held on an empty queue; server "
             f"CPU over {p['idle_window_s']:.0f} s.",
             "",
@@ -277,9 +308,8 @@ def report(result: dict[str, Any]) -> str:
                     "threads",
                     "RSS MiB",
                 ],
-                idle_rows,
+                rows,
             ),
-            "",
         ]
     )
 
@@ -307,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures to this file")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    result = run(args)
+    result = run(args, {})
     if args.json:
         with open(args.json, "wb") as f:
             f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))

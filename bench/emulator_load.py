@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from aiobotocore.session import get_session
 
+from devstack.env import client_args
+from devstack.topology import TopologyNames, ensure_topology
 from services.common.aws import client_config
-from services.common.topology import TopologyNames, ensure_topology
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -55,13 +56,7 @@ async def clients(endpoint: str, pool_size: int) -> AsyncIterator[Aws]:
     session = get_session()
     # One attempt: a retried call would hide a slow or failed one inside a sample.
     config = client_config(pool_size=pool_size, read_timeout=120, max_attempts=1)
-    kwargs: dict[str, Any] = {
-        "region_name": "us-east-1",
-        "endpoint_url": endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "config": config,
-    }
+    kwargs = client_args(endpoint, config)
     async with (
         session.create_client("sqs", **kwargs) as sqs,
         session.create_client("sns", **kwargs) as sns,

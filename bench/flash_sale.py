@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from services.common.settings import AwsSettings
 
@@ -19,7 +19,8 @@ from .charts import queue_depth
 from .ledger import twice_charged
 from .load import OpenLoopRun, open_loop
 from .markdown import table
-from .queue import sampling
+from .queue import Depth, sampling
+from .results import Earlier, Result
 from .stack import (
     WorkerRun,
     api_process,
@@ -36,6 +37,57 @@ from .stats import summarize
 from .targets import target
 
 TARGET_WAIT_SECONDS = 0.1
+
+
+class SaleSpec(TypedDict):
+    """A flash sale's settings (plan reuses the suite's run only when they are equal)."""
+
+    rate: float
+    duration_s: float
+    payment_seconds: float
+    slots: int
+    timeout_s: float
+    target_wait_s: float
+    order_state: bool
+
+
+class Outcomes(TypedDict):
+    """What the clients saw of one endpoint's arrivals."""
+
+    sent: int
+    ok: int
+    ok_pct: float | None
+    timeouts: int
+    errors: int
+    latency_ms: dict[str, float | int | None]
+    generator_max_lag_ms: float
+
+
+class AsyncSale(Outcomes):
+    """The async side, each accepted order traced to its `order_paid`."""
+
+    accepted: int
+    paid: int
+    lost: int
+    drain_s: float | None
+    """From the end of arrivals to an empty queue."""
+    last_paid_s: float | None
+    queue_wait_ms: dict[str, float | int | None]
+    mean_payment_ms: float | None
+    max_visible: int
+    depth: Depth
+    arrivals_s: float
+    worker: dict[str, Any] | None
+    """The worker's `worker_stopped` counters (set once it has stopped)."""
+
+
+# "async" is a keyword: these keys need the functional form.
+Sale = TypedDict("Sale", {"async": AsyncSale, "sync": NotRequired[Outcomes], "charged_twice": int})
+
+
+class FlashSaleResult(Result, Sale):
+    settings: SaleSpec
+    plan: dict[str, float | int]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +108,7 @@ def duration(args: argparse.Namespace) -> float:
     return float(args.duration or (10 if args.quick else 60))
 
 
-def _outcomes(load: OpenLoopRun, ok: int) -> dict[str, Any]:
+def _outcomes(load: OpenLoopRun, ok: int) -> Outcomes:
     answered = [o for o in load.outcomes if o.status == ok]
     return {
         "sent": len(load.outcomes),
@@ -70,8 +122,8 @@ def _outcomes(load: OpenLoopRun, ok: int) -> dict[str, Any]:
 
 
 async def _async_sale(
-    aws: AwsSettings, url: str, queue_url: str, worker: WorkerRun, spec: dict[str, Any]
-) -> dict[str, Any]:
+    aws: AwsSettings, url: str, queue_url: str, worker: WorkerRun, spec: SaleSpec
+) -> AsyncSale:
     pay = spec["payment_seconds"]
     async with sqs_client(aws) as sqs, sampling(sqs, queue_url, 0.25) as depth:
         load = await open_loop(
@@ -87,8 +139,8 @@ async def _async_sale(
         await poll_until(lambda: depth.empty_after(load.ended) is not None, 2 * pay + 5)
     paid = [p for p in worker.paid if p.order_id in accepted]
     empty_at = depth.empty_after(load.ended)
-    result = _outcomes(load, 202)
-    result |= {
+    return {
+        **_outcomes(load, 202),
         "accepted": len(accepted),
         "paid": len({p.order_id for p in paid}),
         "lost": len(accepted - {p.order_id for p in paid}),
@@ -99,11 +151,11 @@ async def _async_sale(
         "max_visible": depth.max_visible(load.started, load.ended),
         "depth": depth.as_dict(load.started),
         "arrivals_s": load.ended - load.started,
+        "worker": None,
     }
-    return result
 
 
-def sale(spec: dict[str, Any], *, with_sync: bool) -> dict[str, Any]:
+def sale(spec: SaleSpec, *, with_sync: bool) -> Sale:
     """Run the flash sale described by `spec` (see settings in run()) and collect everything."""
     pay = spec["payment_seconds"]
     with local_aws() as aws:
@@ -118,12 +170,9 @@ def sale(spec: dict[str, Any], *, with_sync: bool) -> dict[str, Any]:
                 grace_seconds=pay,
                 extra=extra,
             ) as worker:
-                result: dict[str, Any] = {
-                    "async": asyncio.run(
-                        _async_sale(aws, api.url, topology.queue_url, worker, spec)
-                    )
-                }
-            result["async"]["worker"] = worker.stopped
+                outcome = asyncio.run(_async_sale(aws, api.url, topology.queue_url, worker, spec))
+            outcome["worker"] = worker.stopped
+            result: Sale = {"async": outcome, "charged_twice": 0}
             if with_sync:
                 sync = asyncio.run(
                     open_loop(
@@ -140,9 +189,9 @@ def sale(spec: dict[str, Any], *, with_sync: bool) -> dict[str, Any]:
     return result
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> FlashSaleResult:
     planned = plan(args.rate, args.payment_seconds, args.target_wait)
-    spec = {
+    spec: SaleSpec = {
         "rate": args.rate,
         "duration_s": duration(args),
         "payment_seconds": args.payment_seconds,
@@ -151,7 +200,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "target_wait_s": args.target_wait,
         "order_state": order_state(args),
     }
-    result = {"settings": spec, "plan": planned.as_dict()} | sale(spec, with_sync=True)
+    got = sale(spec, with_sync=True)
+    result: FlashSaleResult = {
+        "settings": spec,
+        "plan": planned.as_dict(),
+        "async": got["async"],
+        "charged_twice": got["charged_twice"],
+    }
+    if "sync" in got:
+        result["sync"] = got["sync"]
     a = result["async"]
     result["targets"] = [
         target("flash sale: orders accepted", a["ok_pct"], "==", 100, "%"),
@@ -174,17 +231,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def report(result: dict[str, Any]) -> str:
-    s, a = result["settings"], result["async"]
+def _endpoints_table(result: FlashSaleResult) -> str:
+    """What the clients saw of each endpoint."""
     rows = []
-    for name, r in (("async", a), ("sync", result.get("sync"))):
+    for name, r in (("async", result["async"]), ("sync", result.get("sync"))):
         if r is None:
             continue
         lat = r["latency_ms"]
         rows.append(
             [name, r["sent"], r["ok_pct"], r["timeouts"], r["errors"], lat["p50"], lat["p99"]]
         )
-    drain = a["drain_s"]
+    return table(["endpoint", "sent", "answered %", "timeouts", "errors", "p50 ms", "p99 ms"], rows)
+
+
+def _orders_table(result: FlashSaleResult) -> str:
+    """The accepted orders' fate, and the queue's drain."""
+    a = result["async"]
+    return table(
+        [
+            "accepted",
+            "paid",
+            "lost",
+            "charged twice",
+            "max waiting",
+            "drained after s",
+            "last paid after s",
+        ],
+        [
+            [
+                a["accepted"],
+                a["paid"],
+                a["lost"],
+                # .get: results saved before the ledger was counted lack it.
+                result.get("charged_twice"),
+                a["max_visible"],
+                a["drain_s"],
+                a["last_paid_s"],
+            ]
+        ],
+        digits=2,
+    )
+
+
+def report(result: FlashSaleResult) -> str:
+    s, a = result["settings"], result["async"]
     lines = [
         "## flash-sale: open-loop arrivals",
         "",
@@ -192,31 +282,9 @@ def report(result: dict[str, Any]) -> str:
         f"or not), payment {s['payment_seconds']:g} s, {s['slots']} worker slots, client "
         f"timeout {s['timeout_s']:g} s, order state {'on' if s.get('order_state') else 'off'}.",
         "",
-        table(["endpoint", "sent", "answered %", "timeouts", "errors", "p50 ms", "p99 ms"], rows),
+        _endpoints_table(result),
         "",
-        table(
-            [
-                "accepted",
-                "paid",
-                "lost",
-                "charged twice",
-                "max waiting",
-                "drained after s",
-                "last paid after s",
-            ],
-            [
-                [
-                    a["accepted"],
-                    a["paid"],
-                    a["lost"],
-                    result.get("charged_twice"),
-                    a["max_visible"],
-                    drain,
-                    a["last_paid_s"],
-                ]
-            ],
-            digits=2,
-        ),
+        _orders_table(result),
         "",
         f"Slots needed: Little's law floor {result['plan']['min_slots']}, planned "
         f"{result['plan']['slots']}, used {s['slots']}; at most "
@@ -236,7 +304,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+def charts(result: FlashSaleResult, out_dir: Path) -> list[str]:
     d = result["async"]["depth"]
     return [
         queue_depth(
@@ -249,11 +317,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("flash-sale", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("flash-sale"))

@@ -25,6 +25,7 @@ from .charts import latency_vs_rate
 from .ledger import twice_charged
 from .load import open_loop
 from .markdown import table
+from .results import Earlier, TargetResult
 from .stack import (
     ApiRun,
     WorkerRun,
@@ -217,7 +218,7 @@ def _past_limit(step: Step, s: Settings) -> bool:
     return refused or p99 is None or p99 > s["p99_limit_ms"]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     s = settings(args)
     pay = s["payment_seconds"]
     steps: list[Step] = []
@@ -262,7 +263,7 @@ def _cpu(step: Step | None, name: str) -> float | None:
     return None if step is None else step["cpu_ms_per_order"].get(name)
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(result: dict[str, Any]) -> list[TargetResult]:
     """Issue 10's targets for the default path, from the sweep."""
     steps: list[Step] = result["steps"]
     s: Settings = result["settings"]
@@ -392,11 +393,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("pipeline", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("pipeline"))

@@ -7,15 +7,35 @@ slots (or, in the suite, reuses the flash-sale run when it used the same plan).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import NotRequired, TypedDict, cast
 
 from . import flash_sale
 from .capacity import plan
 from .markdown import table
+from .results import Earlier, Result
 from .stack import order_state
 
 # Rates beside the asked one, so the table shows how the answer scales.
 OTHER_RATES = (6.0, 600.0)
+
+# "async" is a keyword: the functional form.
+PlanCheck = TypedDict(
+    "PlanCheck",
+    {
+        "reused": str | None,
+        "settings": flash_sale.SaleSpec,
+        "async": flash_sale.AsyncSale,
+        "charged_twice": NotRequired[int],
+    },
+)
+
+
+class PlanResult(Result):
+    plan: dict[str, float | int]
+    other_rates: list[dict[str, float | int]]
+    check: PlanCheck | None
+    """The flash sale run with the planned slots (or the suite's, if it used them)."""
+    plan_holds: NotRequired[bool]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
 
 
-def _check(args: argparse.Namespace, slots: int) -> dict[str, Any] | None:
-    spec = {
+def _check(args: argparse.Namespace, slots: int, earlier: Earlier) -> PlanCheck | None:
+    spec: flash_sale.SaleSpec = {
         "rate": args.rate,
         "duration_s": flash_sale.duration(args),
         "payment_seconds": args.payment_seconds,
@@ -45,24 +65,29 @@ def _check(args: argparse.Namespace, slots: int) -> dict[str, Any] | None:
         "target_wait_s": args.target_wait,
         "order_state": order_state(args),
     }
-    earlier = getattr(args, "suite_results", {}).get("flash-sale", {})
-    if earlier.get("settings") == spec:
-        return {"reused": "flash-sale", "settings": spec, "async": earlier["async"]}
+    previous = cast("flash_sale.FlashSaleResult | None", earlier.get("flash-sale"))
+    if previous is not None and previous.get("settings") == spec:
+        return {"reused": "flash-sale", "settings": spec, "async": previous["async"]}
     if not args.check:
         return None
-    return {"reused": None, "settings": spec} | flash_sale.sale(spec, with_sync=False)
+    sale = flash_sale.sale(spec, with_sync=False)
+    return {
+        "reused": None,
+        "settings": spec,
+        "async": sale["async"],
+        "charged_twice": sale["charged_twice"],
+    }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> PlanResult:
     asked = plan(args.rate, args.payment_seconds, args.target_wait, args.slots_per_task)
     others = [
         plan(rate, args.payment_seconds, args.target_wait, args.slots_per_task).as_dict()
         for rate in OTHER_RATES
         if rate != args.rate
     ]
-    result: dict[str, Any] = {"plan": asked.as_dict(), "other_rates": others}
-    check = _check(args, asked.slots)
-    result["check"] = check
+    check = _check(args, asked.slots, earlier)
+    result: PlanResult = {"plan": asked.as_dict(), "other_rates": others, "check": check}
     if check is not None:
         a = check["async"]
         holds = a["ok_pct"] == 100 and a["lost"] == 0
@@ -73,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: PlanResult) -> str:
     p = result["plan"]
     rows = [
         [
@@ -128,11 +153,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("plan", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("plan"))

@@ -8,15 +8,24 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from tqdm import tqdm
 
+from devstack.topology import queue_counts
 from services.common.messages import OrderItem, OrderMessage, encode_message
 from services.worker.settings import SQS_BATCH
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+
+
+class Depth(TypedDict):
+    """Queue depth samples; `t` in seconds from the run's start."""
+
+    t: list[float]
+    visible: list[int]
+    in_flight: list[int]
 
 
 @dataclass
@@ -47,23 +56,12 @@ class DepthSeries:
                 return t
         return None
 
-    def as_dict(self, origin: float) -> dict[str, list[float] | list[int]]:
+    def as_dict(self, origin: float) -> Depth:
         return {
             "t": [round(t - origin, 3) for t in self.t],
             "visible": self.visible,
             "in_flight": self.in_flight,
         }
-
-
-async def queue_counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
-    got = await sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    attrs = got["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 @asynccontextmanager

@@ -191,7 +191,7 @@ def table(docs: Sequence[tuple[Path, Results]]) -> str:
         values = []
         for _, doc in docs:
             s = doc["scenarios"].get(scenario) or {}
-            values.append(NONE if "error" in s or "skipped" in s else cell(s))
+            values.append(NONE if "error" in s else cell(s))
         lines.append("| " + " | ".join([what, reference, *values]) + " |")
     lines.append(
         f"| targets (bench/README.md) | {NONE} | "

@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Any, TypedDict
 
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.settings import ReceiveStrategy, WorkerSettings
 
 from .charts import bars
 from .markdown import table
 from .queue import preload
+from .results import Earlier
 from .stack import (
     cpu_seconds,
     local_aws_server_env,
@@ -116,7 +117,7 @@ def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> dict[str,
         "receive_probe_ms": round(probe_s * 1000, 2),
     }
     worker_settings = WorkerSettings(
-        queue_url=topology.queue_url, aws=aws, num_workers=slots, receive_strategy=strategy
+        queue_url=topology.queue_url, aws=aws, slots=slots, receive_strategy=strategy
     )
     concurrency = worker_settings.receive_concurrency
     if probe_s * concurrency > RECEIVE_BUDGET_S:
@@ -175,7 +176,7 @@ def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> dict[str,
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     spec = settings(args)
     with local_aws_server_env() as (aws, pid):
         runs = {strategy: _one(aws, pid, strategy, spec) for strategy in spec["strategies"]}
@@ -219,49 +220,72 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def report(result: dict[str, Any]) -> str:
-    s = result["settings"]
-    rows = []
-    notes: list[str] = []
-    periods: list[str] = []
-    for strategy, r in result["runs"].items():
-        w = r.get("worker") or {}
-        rows.append(
-            [
-                strategy,
-                r["queued"],
-                r.get("paid"),
-                r.get("periods_measured"),
-                r.get("sustained_per_s"),
-                r.get("of_ideal_pct"),
-                r.get("min_period_of_ideal_pct"),
-                r.get("requests_per_order"),
-                w.get("receive_calls"),
-                w.get("empty_receives"),
-                w.get("delete_calls"),
-                r.get("cpu_ms_per_order"),
-                r.get("local_aws_cpu_ms_per_order"),
-                r["receive_probe_ms"],
-            ]
+_HEADER = [
+    "strategy",
+    "queued",
+    "paid",
+    "periods",
+    "orders/s",
+    "% of ideal",
+    "min %",
+    "SQS req/order",
+    "receives",
+    "empty",
+    "deletes",
+    "worker CPU ms/order",
+    "local AWS CPU ms/order",
+    "1 receive ms",
+]
+
+
+def _row(strategy: str, r: dict[str, Any]) -> list[Any]:
+    w = r.get("worker") or {}
+    return [
+        strategy,
+        r["queued"],
+        r.get("paid"),
+        r.get("periods_measured"),
+        r.get("sustained_per_s"),
+        r.get("of_ideal_pct"),
+        r.get("min_period_of_ideal_pct"),
+        r.get("requests_per_order"),
+        w.get("receive_calls"),
+        w.get("empty_receives"),
+        w.get("delete_calls"),
+        r.get("cpu_ms_per_order"),
+        r.get("local_aws_cpu_ms_per_order"),
+        r["receive_probe_ms"],
+    ]
+
+
+def _notes(strategy: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """Why a strategy's row is short: not run, not drained, or a short preload."""
+    notes = []
+    if "skipped" in r:
+        notes.append(f"- `{strategy}` not run: {r['skipped']}.")
+    elif not r.get("drained"):
+        notes.append(
+            f"- `{strategy}` did not drain {r['queued']:,} orders within "
+            f"{s['time_limit_s']:g} s ({r.get('paid', 0):,} paid): its rate is counted up "
+            "to the stop."
         )
-        if r.get("per_period_per_s"):
-            periods.append(
-                f"- `{strategy}` orders/s per period: "
-                + ", ".join(f"{x:,.0f}" for x in r["per_period_per_s"])
-            )
-        if "skipped" in r:
-            notes.append(f"- `{strategy}` not run: {r['skipped']}.")
-        elif not r.get("drained"):
-            notes.append(
-                f"- `{strategy}` did not drain {r['queued']:,} orders within "
-                f"{s['time_limit_s']:g} s ({r.get('paid', 0):,} paid): its rate is counted up "
-                "to the stop."
-            )
-        if r["queued"] < s["backlog"]:
-            notes.append(
-                f"- `{strategy}`: the local AWS queued only {r['queued']:,} of "
-                f"{s['backlog']:,} orders in {r['preload_s']:g} s."
-            )
+    if r["queued"] < s["backlog"]:
+        notes.append(
+            f"- `{strategy}`: the local AWS queued only {r['queued']:,} of "
+            f"{s['backlog']:,} orders in {r['preload_s']:g} s."
+        )
+    return notes
+
+
+def report(result: dict[str, Any]) -> str:
+    s, runs = result["settings"], result["runs"]
+    notes = [note for strategy, r in runs.items() for note in _notes(strategy, r, s)]
+    periods = [
+        f"- `{strategy}` orders/s per period: "
+        + ", ".join(f"{x:,.0f}" for x in r["per_period_per_s"])
+        for strategy, r in runs.items()
+        if r.get("per_period_per_s")
+    ]
     lines = [
         "## receive: per-task vs batched at saturation",
         "",
@@ -273,26 +297,7 @@ def report(result: dict[str, Any]) -> str:
         "min % is the worst such period. Receives count every call started, long polls still "
         "waiting at the stop included; CPU from /proc (local AWS: the server's whole run).",
         "",
-        table(
-            [
-                "strategy",
-                "queued",
-                "paid",
-                "periods",
-                "orders/s",
-                "% of ideal",
-                "min %",
-                "SQS req/order",
-                "receives",
-                "empty",
-                "deletes",
-                "worker CPU ms/order",
-                "local AWS CPU ms/order",
-                "1 receive ms",
-            ],
-            rows,
-            digits=2,
-        ),
+        table(_HEADER, [_row(strategy, r) for strategy, r in runs.items()], digits=2),
     ]
     if notes or periods:
         lines += ["", *notes, *periods]
@@ -317,11 +322,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("receive", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("receive"))

@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
 from .charts import queue_depth
 from .load import open_loop
 from .markdown import table
-from .queue import sampling
+from .queue import Depth, sampling
+from .results import Earlier, Result
 from .stack import (
     WorkerRun,
     api_process,
@@ -50,7 +51,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings(args: argparse.Namespace) -> dict[str, Any]:
+class ScalingSettings(TypedDict):
+    slots: list[int]
+    """One run per slot count, each on a fresh queue."""
+    rate: float
+    payment_seconds: float
+    duration_s: float
+    order_state: bool
+
+
+class SlotsRun(TypedDict):
+    """One worker size under the arrivals."""
+
+    slots: int
+    capacity_per_s: float
+    processing_per_s: float | None
+    accepted: int
+    paid: int
+    depth_start: int | None
+    depth_end: int | None
+    depth_max: int
+    keeps_up: bool
+    """Under a second's worth of arrivals waiting when arrivals stop."""
+    depth: Depth
+    arrivals_s: float
+
+
+class ScalingResult(Result):
+    settings: ScalingSettings
+    runs: list[SlotsRun]
+
+
+def settings(args: argparse.Namespace) -> ScalingSettings:
     # Quick keeps the report's ratio (rate x payment time = 18 busy slots: 5 fall behind,
     # 20 just keep up) at a third of the payment time, so each run is short yet telling.
     return {
@@ -63,8 +95,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _one(
-    aws: AwsSettings, url: str, queue_url: str, worker: WorkerRun, spec: dict[str, Any]
-) -> dict[str, Any]:
+    aws: AwsSettings, url: str, queue_url: str, worker: WorkerRun, spec: ScalingSettings
+) -> SlotsRun:
     rate, pay = spec["rate"], spec["payment_seconds"]
     async with sqs_client(aws) as sqs, sampling(sqs, queue_url, 0.25) as depth:
         load = await open_loop(
@@ -96,10 +128,10 @@ async def _one(
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> ScalingResult:
     spec = settings(args)
     pay = spec["payment_seconds"]
-    runs = []
+    runs: list[SlotsRun] = []
     with local_aws() as aws:
         topology: Topology = asyncio.run(new_topology(aws, "scaling"))
         extra = state_env(spec["order_state"], topology)
@@ -114,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"settings": spec, "runs": runs}
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: ScalingResult) -> str:
     s = result["settings"]
     rows = [
         [
@@ -162,7 +194,7 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+def charts(result: ScalingResult, out_dir: Path) -> list[str]:
     series = {
         f"{r['slots']} slot{'' if r['slots'] == 1 else 's'}": (
             r["depth"]["t"],
@@ -181,11 +213,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("scaling", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("scaling"))

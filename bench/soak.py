@@ -14,23 +14,25 @@ import asyncio
 import contextlib
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiobotocore.session import get_session
-
-from services.common.aws import client_config
+from devstack.topology import Topology, queue_counts
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
 from .capacity import plan
 from .ledger import twice_charged
 from .load import open_loop
 from .markdown import table
-from .queue import queue_counts
+from .results import Earlier
 from .stack import (
     ApiRun,
     WorkerRun,
     api_process,
+    dynamodb_client,
     local_aws,
     new_topology,
     sqs_client,
@@ -41,6 +43,8 @@ from .targets import target
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +110,61 @@ async def _states(db: DynamoDBClient, table_name: str, ids: list[str]) -> dict[s
     return found
 
 
+@dataclass
+class _Generation:
+    """One worker process of the soak, and its memory samples (time, MB)."""
+
+    run: WorkerRun
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+
+async def _worker_until(
+    start: Callable[[], AbstractContextManager[WorkerRun]], until: Awaitable[T]
+) -> tuple[_Generation, T]:
+    """Run a worker process, its memory sampled, until `until` is done; then stop it."""
+    stop_sampling = asyncio.Event()
+    with ExitStack() as stack:
+        # The worker's context manager blocks (start, SIGTERM and wait): in a thread.
+        generation = _Generation(await asyncio.to_thread(stack.enter_context, start()))
+        sampler = asyncio.create_task(
+            _sample_rss(generation.run, generation.samples, stop_sampling)
+        )
+        try:
+            outcome = await until
+        finally:
+            # ECS's way: SIGTERM, payments in flight finish, the rest go back to the queue.
+            await asyncio.to_thread(stack.close)
+            stop_sampling.set()
+            await sampler
+    return generation, outcome
+
+
+async def _sleep_until(wall_time: float) -> None:
+    await asyncio.sleep(max(0.0, wall_time - time.time()))
+
+
+async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[bool, int]:
+    """Wait until the queue is empty (or `limit` s); whether it is, and the DLQ's depth."""
+    async with sqs_client(aws) as sqs:
+
+        async def settled() -> bool:
+            return await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+        deadline = time.monotonic() + limit
+        # A remote queue has no event to wait on: poll it.
+        while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
+        return await settled(), dlq_visible
+
+
+async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counter[str]:
+    """How many of the orders `ids` are in each status."""
+    async with dynamodb_client(aws) as db:
+        states = await _states(db, table_name, ids)
+    return Counter(state["status"] for state in states.values())
+
+
 async def _soak(
     aws: AwsSettings, topology: Topology, api: ApiRun, spec: dict[str, Any]
 ) -> tuple[dict[str, Any], list[WorkerRun]]:
@@ -117,10 +176,9 @@ async def _soak(
         "RETRY_BACKOFF_SECONDS": "1",
         "PAYMENT_TIMEOUT_SECONDS": str(max(1.0, 3 * pay)),
     }
-    workers: list[tuple[WorkerRun, list[tuple[float, float]]]] = []
 
-    async def start_worker() -> tuple[Any, WorkerRun]:
-        cm = worker_process(
+    def start_worker() -> AbstractContextManager[WorkerRun]:
+        return worker_process(
             aws,
             topology.queue_url,
             slots=spec["slots"],
@@ -128,10 +186,7 @@ async def _soak(
             grace_seconds=2 * pay,
             extra=worker_env,
         )
-        run = await asyncio.to_thread(cm.__enter__)
-        return cm, run
 
-    stop_sampling = asyncio.Event()
     load_task = asyncio.create_task(
         open_loop(
             api.url + "/orders/async",
@@ -141,62 +196,37 @@ async def _soak(
             desc="soak /orders/async",
         )
     )
-    samplers = []
     restart_at = time.time() + spec["duration_s"] / 2
-    for generation in range(2):
-        cm, run = await start_worker()
-        samples: list[tuple[float, float]] = []
-        workers.append((run, samples))
-        samplers.append(asyncio.create_task(_sample_rss(run, samples, stop_sampling)))
-        if generation == 0:
-            await asyncio.sleep(max(0.0, restart_at - time.time()))
-            # ECS's way: SIGTERM, payments in flight finish, the rest go back to the queue.
-            await asyncio.to_thread(cm.__exit__, None, None, None)
-    load = await load_task
-    accepted = [o.order_id for o in load.outcomes if o.status == 202]
-    async with sqs_client(aws) as sqs:
-        # Transient failures come back after backoff; declines go round to the DLQ.
-        async def settled() -> bool:
-            return await queue_counts(sqs, topology.queue_url) == (0, 0)
+    first, _ = await _worker_until(start_worker, _sleep_until(restart_at))
 
-        deadline = time.monotonic() + 60 + 10 * pay
-        # A remote queue has no event to wait on: poll it.
-        while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
-        drained = await settled()
-        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
-    await asyncio.to_thread(cm.__exit__, None, None, None)
-    stop_sampling.set()
-    await asyncio.gather(*samplers)
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=4, read_timeout=30),
-    ) as db:
-        states = await _states(db, topology.table, accepted)
-    by_status: dict[str, int] = {}
-    for state in states.values():
-        by_status[state["status"]] = by_status.get(state["status"], 0) + 1
+    async def arrivals_then_drain() -> tuple[bool, int]:
+        await load_task
+        # Transient failures come back after backoff; declines go round to the DLQ.
+        return await _drained(aws, topology, limit=60 + 10 * pay)
+
+    second, (drained, dlq_visible) = await _worker_until(start_worker, arrivals_then_drain())
+    load = load_task.result()
+    accepted = [o.order_id for o in load.outcomes if o.status == 202]
+    by_status = await _statuses(aws, topology.table, accepted)
     answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
     return {
         "sent": len(load.outcomes),
         "accepted": len(accepted),
         "rejected": len(load.outcomes) - len(accepted),
-        "paid": by_status.get("paid", 0),
-        "failed": by_status.get("failed", 0),
-        "unsettled": len(accepted) - by_status.get("paid", 0) - by_status.get("failed", 0),
+        "paid": by_status["paid"],
+        "failed": by_status["failed"],
+        "unsettled": len(accepted) - by_status["paid"] - by_status["failed"],
         "dlq": dlq_visible,
         "queue_drained": drained,
         "api_latency_ms": summarize(answered),
         "workers": [
-            {"stopped": run.stopped, "memory": _memory(samples), "paid": len(run.paid)}
-            for run, samples in workers
+            {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
+            for g in (first, second)
         ],
-    }, [run for run, _ in workers]
+    }, [first.run, second.run]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     pay = args.payment_seconds or (0.5 if args.quick else 3.0)
     spec = {
         "rate": args.rate,
@@ -234,6 +264,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     s = result["settings"]
+    return "\n".join(
+        [
+            "## soak: sustained load, payment failures, a worker restart",
+            "",
+            f"{s['rate']:g} orders/s for {s['duration_s']:g} s on /orders/async with order "
+            f"state on; payments {s['payment_seconds']:g} s, {100 * s['failure_rate']:g} % "
+            f"failing transiently, {100 * s['decline_rate']:g} % declined; "
+            f"{s['slots']} slots; the worker replaced (SIGTERM) halfway.",
+            "",
+            _orders_table(result),
+            "",
+            _workers_table(result["workers"]),
+            "",
+        ]
+    )
+
+
+def _orders_table(result: dict[str, Any]) -> str:
+    """Every order's end: paid, failed (and in the DLQ), or unsettled; the API's latency."""
+    lat = result["api_latency_ms"]
+    return table(
+        [
+            "sent",
+            "accepted",
+            "paid",
+            "failed",
+            "in DLQ",
+            "unsettled",
+            "charged twice",
+            "API p50 ms",
+            "API p99 ms",
+        ],
+        [
+            [
+                result["sent"],
+                result["accepted"],
+                result["paid"],
+                result["failed"],
+                result["dlq"],
+                result["unsettled"],
+                result["charged_twice"],
+                lat.get("p50"),
+                lat.get("p99"),
+            ]
+        ],
+    )
+
+
+def _workers_table(workers: list[dict[str, Any]]) -> str:
+    """Each worker generation's counters and memory."""
     rows = [
         [
             f"worker {i + 1}",
@@ -246,69 +326,26 @@ def report(result: dict[str, Any]) -> str:
             w["memory"].get("end_mb"),
             w["memory"].get("growth_pct"),
         ]
-        for i, w in enumerate(result["workers"])
+        for i, w in enumerate(workers)
     ]
-    lat = result["api_latency_ms"]
-    return "\n".join(
+    return table(
         [
-            "## soak: sustained load, payment failures, a worker restart",
-            "",
-            f"{s['rate']:g} orders/s for {s['duration_s']:g} s on /orders/async with order "
-            f"state on; payments {s['payment_seconds']:g} s, {100 * s['failure_rate']:g} % "
-            f"failing transiently, {100 * s['decline_rate']:g} % declined; "
-            f"{s['slots']} slots; the worker replaced (SIGTERM) halfway.",
-            "",
-            table(
-                [
-                    "sent",
-                    "accepted",
-                    "paid",
-                    "failed",
-                    "in DLQ",
-                    "unsettled",
-                    "charged twice",
-                    "API p50 ms",
-                    "API p99 ms",
-                ],
-                [
-                    [
-                        result["sent"],
-                        result["accepted"],
-                        result["paid"],
-                        result["failed"],
-                        result["dlq"],
-                        result["unsettled"],
-                        result["charged_twice"],
-                        lat.get("p50"),
-                        lat.get("p99"),
-                    ]
-                ],
-            ),
-            "",
-            table(
-                [
-                    "worker",
-                    "paid",
-                    "failed",
-                    "retries",
-                    "duplicates",
-                    "handed back",
-                    "RSS warm MB",
-                    "RSS end MB",
-                    "growth %",
-                ],
-                rows,
-            ),
-            "",
-        ]
+            "worker",
+            "paid",
+            "failed",
+            "retries",
+            "duplicates",
+            "handed back",
+            "RSS warm MB",
+            "RSS end MB",
+            "growth %",
+        ],
+        rows,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
+    # Only when run as a script: the suite imports this module, never the other way round.
     from .cli import scenario_main
 
-    return scenario_main("soak", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scenario_main("soak"))

@@ -10,13 +10,10 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -29,19 +26,21 @@ import orjson
 from aiobotocore.session import get_session
 from tqdm import tqdm
 
-from localaws.process import FAKE_CREDENTIALS, local_aws_server
+from devstack import services
+from devstack.env import LOOPBACK, REGION, isolated_process_env, service_env
+from devstack.local_aws import local_aws_server
+from devstack.services import free_port
+from devstack.topology import Topology, TopologyNames, create_topology, unique_names
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, TopologyNames, create_topology
 
 from .ledger import CHARGED, charges, parse_lines
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
-LOOPBACK = "127.0.0.1"
-REGION = "us-east-1"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,13 +50,6 @@ def require_loopback(url: str) -> str:
     if host != LOOPBACK:
         raise ValueError(f"the bench only targets {LOOPBACK}, not {host!r} ({url})")
     return url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -70,55 +62,26 @@ def local_aws() -> Iterator[AwsSettings]:
 @contextmanager
 def local_aws_server_env() -> Iterator[tuple[AwsSettings, int]]:
     """Like local_aws(), yielding the server's pid too (its CPU time is read from /proc)."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     with local_aws_server(LOOPBACK, 0) as server:
-        endpoint = server.endpoint
-        require_loopback(endpoint)
-        for name in saved:
-            del os.environ[name]
-        aws = AwsSettings(region=REGION, endpoint_url=endpoint)
+        aws = AwsSettings(region=REGION, endpoint_url=require_loopback(server.endpoint))
         # The bench's own clients (topology, sampler, preload) must find the fake
         # credentials and never a developer's real profile.
-        os.environ.update(_aws_env(aws))
-        try:
+        with isolated_process_env(aws):
             yield aws, server.pid
-        finally:
-            for name in [k for k in os.environ if k.startswith("AWS_")]:
-                del os.environ[name]
-            os.environ.update(saved)
 
 
-def _aws_env(aws: AwsSettings) -> dict[str, str]:
-    """Every AWS_* variable a process on the bench needs: the local AWS, fake credentials."""
-    return FAKE_CREDENTIALS | {
-        "AWS_ENDPOINT_URL": aws.endpoint_url or "",
-        "AWS_DEFAULT_REGION": aws.region,
-        # No config or credentials file: a developer's profile can never be picked up.
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    }
-
-
-def service_env(aws: AwsSettings, **extra: str) -> dict[str, str]:
-    """The environment of a service child process: local AWS, fake credentials, `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return env | _aws_env(aws) | {"PYTHONUNBUFFERED": "1"} | extra
-
-
-def unique_names(prefix: str) -> TopologyNames:
-    suffix = uuid.uuid4().hex[:8]
-    return TopologyNames(
-        topic=f"{prefix}-{suffix}", queue=f"{prefix}-{suffix}", dlq=f"{prefix}-dlq-{suffix}"
-    )
+def bench_names(prefix: str) -> TopologyNames:
+    """Fresh topic and queues; the bench's scenarios share the default order table."""
+    return unique_names(prefix, table=TopologyNames.table)
 
 
 async def new_topology(aws: AwsSettings, prefix: str) -> Topology:
-    return await create_topology(aws, unique_names(prefix))
+    return await create_topology(aws, bench_names(prefix))
 
 
 async def resubscribe(aws: AwsSettings, old: Topology, prefix: str) -> Topology:
     """A fresh empty queue on the same topic (the old one unsubscribed): a clean run, same API."""
-    names = unique_names(prefix)
+    names = bench_names(prefix)
     topic_name = old.topic_arn.rsplit(":", 1)[1]
     fresh = await create_topology(
         aws, TopologyNames(topic=topic_name, queue=names.queue, dlq=names.dlq)
@@ -150,14 +113,15 @@ async def sns_client(aws: AwsSettings) -> AsyncIterator[SNSClient]:
         yield client
 
 
-def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+@asynccontextmanager
+async def dynamodb_client(aws: AwsSettings) -> AsyncIterator[DynamoDBClient]:
+    async with get_session().create_client(
+        "dynamodb",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=4, read_timeout=30),
+    ) as client:
+        yield client
 
 
 def order_state(args: object) -> bool:
@@ -200,26 +164,15 @@ def api_process(
     # Its log goes to a file, read after it stops: a reader in this process would take CPU
     # from the load generator, and a full pipe would stall the API.
     with tempfile.TemporaryFile(prefix="bench-api-") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "services.api"], env=env, stdout=log)
+        proc = services.start("api", env, stdout=log)
         run = ApiRun(url=f"http://{LOOPBACK}:{port}", pid=proc.pid)
         try:
-            _wait_listening(proc, port, timeout=30)
+            services.wait_listening(proc, port, timeout=30)
             yield run
         finally:
-            _terminate(proc, timeout=15)
+            services.stop(proc, timeout=15)
             log.seek(0)
             run.charges = charges(parse_lines(line for line in log if CHARGED.encode() in line))
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the API exited with code {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"the API did not listen on port {port} within {timeout:g} s")
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -335,9 +288,7 @@ def worker_process(
         SHUTDOWN_GRACE_SECONDS=str(grace_seconds),
         **(extra or {}),
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.worker"], env=env, stdout=subprocess.PIPE
-    )
+    proc = services.start("worker", env, stdout=subprocess.PIPE)
     run = WorkerRun(pid=proc.pid, slots=slots)
     reader = threading.Thread(target=_read_worker, args=(proc, run), daemon=True)
     reader.start()
@@ -352,7 +303,7 @@ def worker_process(
             os.kill(proc.pid, signal.SIGTERM)
         # Join the reader before reaping, so it can read the zombie's CPU time.
         reader.join(timeout=grace_seconds + 30)
-        _terminate(proc, timeout=5)
+        services.stop(proc, timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .results import TargetResult
+
 Op = Literal[">=", "<=", "==", "<"]
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b,
@@ -30,7 +32,7 @@ class Target:
     def met(self) -> bool:
         return self.measured is not None and _OPS[self.op](self.measured, self.limit)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> TargetResult:
         """The JSON form (`met` included, so a reader of the JSON needs no code)."""
         return {
             "name": self.name,
@@ -45,7 +47,7 @@ class Target:
 
 def target(
     name: str, measured: float | None, op: Op, limit: float, unit: str = "", note: str = ""
-) -> dict[str, Any]:
+) -> TargetResult:
     """A Target in its JSON form, as scenarios put it in their result's `targets`."""
     return Target(name, measured, op, limit, unit, note).as_dict()
 

@@ -1,1 +1,1 @@
-"""What the API and the worker share: settings, the order message, AWS clients, logs, topology."""
+"""What the API and the worker share: settings, the order message, AWS clients, logs."""

@@ -79,10 +79,6 @@ class PaymentProcessor:
         self.settings = settings
         self._random = random.Random(settings.seed)
 
-    @property
-    def seconds(self) -> float:
-        return self.settings.seconds
-
     async def charge(self, order: OrderMessage, attempt: int = 1) -> float:
         """Charge `order` (its order_id is the processor's idempotency key)."""
         started = time.perf_counter()

@@ -32,7 +32,7 @@ class WorkerSettings:
     queue_url: str
     """ORDER_QUEUE_URL: the queue SNS fans orders out to."""
     aws: AwsSettings
-    num_workers: int = 100
+    slots: int = 100
     """NUM_WORKERS: concurrent payment slots, each an asyncio task."""
     orders_table: str | None = None
     """ORDERS_TABLE: DynamoDB order state; None runs without it (no exactly-once guarantee)."""
@@ -59,7 +59,7 @@ class WorkerSettings:
         return cls(
             queue_url=env_str(environ, "ORDER_QUEUE_URL"),
             aws=AwsSettings.from_env(environ),
-            num_workers=env_int(environ, "NUM_WORKERS", cls.num_workers, minimum=1, maximum=10_000),
+            slots=env_int(environ, "NUM_WORKERS", cls.slots, minimum=1, maximum=10_000),
             orders_table=environ.get("ORDERS_TABLE", "").strip() or None,
             payment=PaymentSettings.from_env(environ),
             retry_backoff_seconds=env_float(
@@ -88,12 +88,8 @@ class WorkerSettings:
     def receive_concurrency(self) -> int:
         """How many ReceiveMessage calls may be in flight at once."""
         if self.receive_strategy == "per-task":
-            return self.num_workers
-        return self.pollers or min(4, math.ceil(self.num_workers / SQS_BATCH))
-
-    @property
-    def payment_seconds(self) -> float:
-        return self.payment.seconds
+            return self.slots
+        return self.pollers or min(4, math.ceil(self.slots / SQS_BATCH))
 
     @property
     def lease_seconds(self) -> float:
@@ -108,7 +104,7 @@ class WorkerSettings:
     @property
     def state_pool_size(self) -> int:
         # Claims and paid-marks are short calls: a bounded pool, shared by every slot.
-        return min(100, self.num_workers + 10)
+        return min(100, self.slots + 10)
 
     @property
     def read_timeout(self) -> float:

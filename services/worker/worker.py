@@ -1,7 +1,8 @@
 """The worker: receive orders from SQS, pay each in its own asyncio task, settle each message.
 
 Two receive strategies share everything but the loop that feeds the slots:
-- `per-task`: each of NUM_WORKERS tasks long-polls for one message, pays, settles, repeats.
+- `per-task`: each of the NUM_WORKERS slots is a task: long-poll for one message, pay,
+  settle, repeat.
 - `batched`: a few pollers receive up to min(10, free slots) at once, payments run as tasks,
   and deletes go out in batches of 10, so SQS requests per order fall toward 0.2.
 
@@ -139,9 +140,9 @@ class Worker:
         # is still being retried and hand it back.
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
-        self._slots = Slots(settings.num_workers)
+        self._slots = Slots(settings.slots)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._held: dict[str, Job] = {}
+        self._jobs: dict[str, Job] = {}
         # Tasks inside a charge right now: the ones cut off when the grace period is over.
         self._charging: set[asyncio.Task[object]] = set()
 
@@ -155,7 +156,7 @@ class Worker:
         settings = self.settings
         stop_waiter = asyncio.create_task(self._stopping.wait())
         if settings.receive_strategy == "per-task":
-            loops = [self._per_task_slot(stop_waiter) for _ in range(settings.num_workers)]
+            loops = [self._per_task_slot(stop_waiter) for _ in range(settings.slots)]
         else:
             loops = [self._batched_poller(stop_waiter) for _ in range(settings.receive_concurrency)]
         receivers = [asyncio.create_task(loop) for loop in loops]
@@ -166,7 +167,7 @@ class Worker:
         )
         log.info(
             "worker_started",
-            num_workers=settings.num_workers,
+            num_workers=settings.slots,
             strategy=settings.receive_strategy,
             receivers=len(receivers),
             payment_seconds=settings.payment.seconds,
@@ -220,8 +221,8 @@ class Worker:
         self._abandon.set()
         await self._queue.close()
         # Whatever is still held was cut short (a payment cancelled at the deadline).
-        await self._hand_back(list(self._held.values()))
-        self._held.clear()
+        await self._hand_back(list(self._jobs.values()))
+        self._jobs.clear()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -307,7 +308,7 @@ class Worker:
     def _hold(self, message: Received) -> Job:
         """Start keeping `message` invisible (the heartbeat extends it) until it is settled."""
         job = Job(message, time.monotonic() + self._config.visibility_timeout)
-        self._held[message.receipt_handle] = job
+        self._jobs[message.receipt_handle] = job
         return job
 
     async def _prepare(self, messages: list[Received]) -> list[Job]:
@@ -403,7 +404,7 @@ class Worker:
         order_id = job.order.order_id
         try:
             # Concurrent paid-marks share DynamoDB transactions (the store's group commit).
-            held = await self._retry_state(
+            still_ours = await self._retry_state(
                 lambda: store.mark_paid(order_id, token, payment_ms),
                 "mark_paid",
                 self._abandon,
@@ -416,7 +417,7 @@ class Worker:
             log.error("payment_unrecorded", order_id=order_id)
             return Keep("payment unrecorded at shutdown")
         job.claim_token = None
-        if not held:
+        if not still_ours:
             # Our claim was taken over although we kept renewing it: never report this order
             # as paid by us; an operator must look at the ledger.
             self.stats.claims_lost_after_payment += 1
@@ -541,7 +542,7 @@ class Worker:
                 await self._hand_back([job])
             case Keep(reason):
                 log.info("message_kept", order_id=order_id, reason=reason)
-        self._held.pop(message.receipt_handle, None)
+        self._jobs.pop(message.receipt_handle, None)
 
     async def _delete(self, job: Job) -> None:
         message = job.message
@@ -600,7 +601,7 @@ class Worker:
                 [job.message.receipt_handle for job in jobs], 0
             )
         for job in jobs:
-            self._held.pop(job.message.receipt_handle, None)
+            self._jobs.pop(job.message.receipt_handle, None)
 
     # -- heartbeat ---------------------------------------------------------------------------
 
@@ -612,11 +613,11 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            held = list(self._held.values())
-            due = [j for j in held if j.visible_until - now < timeout / 2]
+            jobs = list(self._jobs.values())
+            due = [j for j in jobs if j.visible_until - now < timeout / 2]
             if due:
                 await self._extend_visibility(due, timeout, now)
-            renew = [j for j in held if j.claim_token and j.lease_until - now < lease / 2]
+            renew = [j for j in jobs if j.claim_token and j.lease_until - now < lease / 2]
             if renew and self._store is not None:
                 await self._renew_leases(renew, self._store, lease, now)
 
@@ -639,12 +640,12 @@ class Worker:
         jobs = [j for j in jobs if j.order is not None and j.claim_token is not None]
         claims = [(j.order.order_id, j.claim_token) for j in jobs if j.order and j.claim_token]
         try:
-            held = await store.renew_many(claims, lease)
+            renewed = await store.renew_many(claims, lease)
         except StateUnavailable as exc:
             log.warning("lease_renewal_failed", count=len(claims), detail=str(exc))
             return
-        for job, (order_id, token), still in zip(jobs, claims, held, strict=True):
-            if still:
+        for job, (order_id, token), still_ours in zip(jobs, claims, renewed, strict=True):
+            if still_ours:
                 job.lease_until = now + lease
                 self.stats.lease_renewals += 1
             elif job.claim_token == token:

@@ -7,7 +7,7 @@ import orjson
 from bench.ledger import charged_twice, charges, parse_lines
 
 
-def test_charges_are_counted_per_order_across_processes():
+def test_charges_are_counted_per_order_across_processes() -> None:
     worker = [
         orjson.dumps({"event": "payment_charged", "order_id": "a", "service": "worker"}),
         orjson.dumps({"event": "payment_declined", "order_id": "b", "service": "worker"}),
@@ -19,6 +19,6 @@ def test_charges_are_counted_per_order_across_processes():
     assert charged_twice(events) == {"a": 2}
 
 
-def test_single_charges_are_not_doubles():
+def test_single_charges_are_not_doubles() -> None:
     events = parse_lines([orjson.dumps({"event": "payment_charged", "order_id": "a"})])
     assert charged_twice(events) == {}

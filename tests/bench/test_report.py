@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from bench import cli, compare, plan, readme, receive, scaling
 from bench.capacity import plan as make_plan
 from bench.markdown import fmt, table, target, targets_table
+from bench.results import Result
 
 
 def test_table_aligns_numbers_right_and_formats_them() -> None:
@@ -37,9 +37,9 @@ def test_a_target_not_measured_is_not_met() -> None:
 def test_the_exit_status_names_unmet_targets_and_failed_scenarios(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    met = {"targets": [target("a: fast", 1.0, "<=", 2)]}
-    missed = {"targets": [target("b: cheap", 3.0, "<=", 2)]}
-    assert cli.verdict({"a": met, "skipped": {"skipped": "absent"}}) == 0
+    met: Result = {"targets": [target("a: fast", 1.0, "<=", 2)]}
+    missed: Result = {"targets": [target("b: cheap", 3.0, "<=", 2)]}
+    assert cli.verdict({"a": met}) == 0
     assert cli.verdict({"a": met, "b": missed}) == 1
     assert "target not met: b: cheap" in capsys.readouterr().err
     assert cli.verdict({"b": missed, "c": {"error": "RuntimeError: boom"}}) == 2
@@ -103,7 +103,8 @@ def test_scaling_report_marks_who_falls_behind() -> None:
             "arrivals_s": 60.0,
         }
 
-    result = {
+    # Only what the report reads: Any, not ScalingResult.
+    result: Any = {
         "settings": {"slots": [1, 20], "rate": 6.0, "payment_seconds": 3.0, "duration_s": 60.0},
         "runs": [run(1, 340), run(20, 0)],
     }
@@ -151,7 +152,11 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
 
 
 def test_plan_report_without_a_check_is_just_the_plan() -> None:
-    result = {"plan": make_plan(60.0, 3.0, 0.1).as_dict(), "other_rates": [], "check": None}
+    result: Any = {
+        "plan": make_plan(60.0, 3.0, 0.1).as_dict(),
+        "other_rates": [],
+        "check": None,
+    }
     text = plan.report(result)
     assert "| 60.0 | 180.0 | 180 | 191 |" in text
     assert "Checked against" not in text
@@ -165,7 +170,7 @@ def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
         "machine_end": cli.machine(),
         "wall_seconds": 1.0,
     }
-    results = {
+    results: dict[str, Any] = {
         "plan": {
             "plan": make_plan(6, 3, 0.1).as_dict(),
             "other_rates": [],
@@ -173,13 +178,11 @@ def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
             "targets": [target("plan: something", 1.0, "==", 1.0)],
             "charts": ["plan.png"],
         },
-        "emulator": {"skipped": "not on this branch"},
         "receive": {"error": "RuntimeError: boom"},
     }
     text = cli.render(results, meta)
     assert text.index("## Targets") < text.index("## plan")
     assert "![plan: plan](plan.png)" in text
-    assert "Skipped: not on this branch." in text
     assert "**Failed:** `RuntimeError: boom`" in text
 
 
@@ -193,10 +196,21 @@ def test_every_scenario_is_a_subcommand_with_quick_as_the_default() -> None:
     assert parser.parse_args([]).scenario is None
 
 
-def test_a_scenario_missing_from_the_branch_loads_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(cli.SCENARIOS, "ghost", "bench.ghost_scenario")
-    assert cli.load("ghost") is None
-    assert "Skipped" in cli.section("ghost", cli.run_scenario("ghost", argparse.Namespace()))
+def test_plan_reuses_the_flash_sale_result_the_suite_passes_it() -> None:
+    args = cli.build_parser().parse_args(["plan"])
+    slots = make_plan(args.rate, args.payment_seconds, args.target_wait, args.slots_per_task).slots
+    spec = {
+        "rate": args.rate,
+        "duration_s": 10,
+        "payment_seconds": args.payment_seconds,
+        "slots": slots,
+        "timeout_s": args.timeout,
+        "target_wait_s": args.target_wait,
+        "order_state": True,
+    }
+    earlier: Any = {"flash-sale": {"settings": spec, "async": {"ok_pct": 100}}}
+    check = plan._check(args, slots, earlier)
+    assert check == {"reused": "flash-sale", "settings": spec, "async": {"ok_pct": 100}}
 
 
 def _doc(stateless: bool, p99: float) -> dict[str, Any]:

@@ -49,7 +49,8 @@ def _finishes(slots: int, pay: float, idle: float, backlog: int) -> tuple[list[f
     """Slots starting spread over the first second, each paying `pay` s then idling `idle` s,
     until `backlog` orders are taken; the finish times and when the last order started."""
     starts = [slot / slots for slot in range(slots)]
-    finished, last_start = [], 0.0
+    finished: list[float] = []
+    last_start = 0.0
     while len(finished) < backlog:
         for slot in range(slots):
             if len(finished) == backlog:
@@ -81,7 +82,8 @@ def test_the_tail_after_the_backlog_runs_out_is_not_counted() -> None:
     assert sustained_rate(finished, 3.0, until=backlog_out).per_s == pytest.approx(1000 / 3.0)
     # Counting to the last finish instead takes in the half-empty last wave.
     assert sustained_rate(finished, 3.0).per_s == pytest.approx(1000 / 3.0)
-    assert sustained_rate(finished, 3.0, until=finished[-1] + 3.0).per_s < 1000 / 3.0
+    to_last = sustained_rate(finished, 3.0, until=finished[-1] + 3.0).per_s
+    assert to_last is not None and to_last < 1000 / 3.0
 
 
 def test_too_small_a_backlog_gives_no_rate() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import isolate_aws_env
+from ..helpers import isolate_aws_env
 from .images import BuiltImage, build_all
 
 _HERE = Path(__file__).parent
@@ -26,8 +26,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
 
 
 @pytest.fixture(scope="module")
-def module_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def module_aws_env() -> Iterator[None]:
     """The suite's AWS isolation for module-scoped fixtures, set up before any of them runs."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        isolate_aws_env(monkeypatch, tmp_path_factory)
+        isolate_aws_env(monkeypatch)
         yield

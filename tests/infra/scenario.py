@@ -16,7 +16,7 @@ import aiohttp
 
 from services.common.settings import AwsSettings
 
-from ..conftest import order_body, service_env
+from ..helpers import order_body, service_env
 from .images import BuiltImage, Service
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from ..conftest import order_body, service_env
+from ..helpers import order_body, service_env
 from .images import ROOT, BuiltImage, Service, build_key, context_entries
 from .scenario import free_port, wait_healthy
 
@@ -34,7 +34,8 @@ def test_the_image_runs_the_installed_wheel_not_the_source_tree(
     assert (installed / "api" / "openapi.json").is_file(), (
         "the wheel lacks services/api/openapi.json"
     )
-    assert not (site[0] / "localaws").exists(), "the images install the services only"
+    for harness in ("localaws", "devstack", "bench"):
+        assert not (site[0] / harness).exists(), "the images install the services only"
     # Neither an editable install nor a path back into this checkout.
     assert not list(site[0].glob("__editable__*")), "an editable install points at the checkout"
     assert not any(str(ROOT) in p.read_text() for p in site[0].glob("*.pth"))

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import pytest
 
+from devstack.topology import create_topology
 from services.common.metrics import HTTP_REQUEST, ORDER_PAID, emf
 from services.common.settings import AwsSettings
-from services.common.topology import create_topology
 
-from ..conftest import unique_names
+from ..helpers import unique_names
 from .images import BuiltImage
 from .scenario import Outcome, order_journey
 from .tf import TERRAFORM_DIR

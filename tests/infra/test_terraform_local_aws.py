@@ -175,7 +175,8 @@ def test_variable_validations_refuse(stack: Stack, variable: str, message: str) 
 
 async def _inventory(aws: AwsSettings) -> dict[str, set[str]]:
     """Every resource of the kinds the module creates, as the local AWS lists them."""
-    session = get_session()
+    # Any: the service names are plain strings, not the stubs' per-service literals.
+    session: Any = get_session()
     config = client_config(pool_size=4, read_timeout=30)
 
     def client(service: str) -> Any:

@@ -18,6 +18,8 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from devstack.env import client_args
+from devstack.local_aws import local_aws_process
 from localaws.client import (
     ControlError,
     counts_between,
@@ -26,7 +28,6 @@ from localaws.client import (
     request_counts,
     set_faults,
 )
-from localaws.process import local_aws_process
 from services.common.aws import client_config
 
 if TYPE_CHECKING:
@@ -54,13 +55,7 @@ async def aws(own_endpoint: str) -> AsyncIterator[Aws]:
     # botocore's standard mode retries 5xx and throttling, and these tests assert on what
     # one call sees. max_attempts counts retries (botocore adds the first attempt): 0.
     config = client_config(pool_size=10, read_timeout=30, max_attempts=1)
-    kwargs: dict[str, Any] = {
-        "region_name": "us-east-1",
-        "endpoint_url": own_endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "config": config,
-    }
+    kwargs = client_args(own_endpoint, config)
     session = get_session()
     async with AsyncExitStack() as stack:
         yield Aws(
@@ -245,12 +240,7 @@ async def test_only_the_named_region_fails(aws: Aws) -> None:
     async with (
         faults(aws.endpoint, [_rule("sqs", 503, "ServiceUnavailable", region="eu-west-1")]),
         get_session().create_client(
-            "sqs",
-            region_name="eu-west-1",
-            endpoint_url=aws.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=config,
+            "sqs", **client_args(aws.endpoint, config, region="eu-west-1")
         ) as europe,
     ):
         await aws.sqs.list_queues()  # us-east-1

@@ -11,12 +11,13 @@ from urllib.parse import urlsplit
 
 from bench.emulator_load import sqs_query_request
 
-from .conftest import Clients, open_clients
+from .clients import Clients, open_clients
 
 
 async def _queue(c: Clients, **attributes: str) -> str:
     name = f"conc-{uuid.uuid4().hex[:10]}"
-    return (await c.sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
+    url: str = (await c.sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
+    return url
 
 
 async def _send(c: Clients, url: str, count: int) -> None:

@@ -61,39 +61,38 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
 
 
 def _environ(target: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
-    return EnvironBuilder(
-        path="/",
-        method="POST",
-        data=json.dumps(body),
-        headers={
+    return _post(
+        json.dumps(body),
+        {
             "X-Amz-Target": f"DynamoDB_20120810.{target}",
             "Content-Type": "application/x-amz-json-1.0",
             "Authorization": _AUTH.format("dynamodb"),
             **headers,
         },
+    )
+
+
+def _post(data: str | dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    """A WSGI environ for a POST to / with `data` and `headers`."""
+    environ: dict[str, Any] = EnvironBuilder(
+        path="/", method="POST", data=data, headers=list(headers.items())
     ).get_environ()
+    return environ
 
 
 def _sqs(target: str, body: dict[str, Any]) -> dict[str, Any]:
-    return EnvironBuilder(
-        path="/",
-        method="POST",
-        data=json.dumps(body),
-        headers={
+    return _post(
+        json.dumps(body),
+        {
             "X-Amz-Target": f"AmazonSQS.{target}",
             "Content-Type": "application/x-amz-json-1.0",
             "Authorization": _AUTH.format("sqs"),
         },
-    ).get_environ()
+    )
 
 
 def _sns(form: dict[str, str]) -> dict[str, Any]:
-    return EnvironBuilder(
-        path="/",
-        method="POST",
-        data=form,
-        headers={"Authorization": _AUTH.format("sns")},
-    ).get_environ()
+    return _post(form, {"Authorization": _AUTH.format("sns")})
 
 
 def _body(environ: dict[str, Any]) -> Any:
@@ -141,7 +140,12 @@ def test_direct_dispatch_answers_as_flask(
 ) -> None:
     taken: list[bool] = []
     serve = direct_dispatch._serve
-    monkeypatch.setattr(direct_dispatch, "_serve", lambda *a: taken.append(True) or serve(*a))
+
+    def counted(*args: Any) -> Any:
+        taken.append(True)
+        return serve(*args)
+
+    monkeypatch.setattr(direct_dispatch, "_serve", counted)
     environ = _sqs(target[4:], body) if target.startswith("sqs.") else _environ(target, body)
     if target.startswith("sns."):
         environ = _sns(body)

@@ -23,7 +23,7 @@ from services.common import orders
 from services.common.messages import OrderItem, OrderMessage
 from services.common.orders import OrderStore
 
-from .conftest import Clients
+from .clients import Clients
 from .transcript import Transcript
 
 Scenario = Callable[[Clients, Transcript, str], Awaitable[None]]
@@ -521,7 +521,7 @@ async def transactions(c: Clients, t: Transcript, name: str) -> None:
         ("missing table", [{**put, "Put": {**put["Put"], "TableName": f"{name}-no"}}]),
     ]
     for label, items in steps:
-        await t.step(label, db.transact_write_items(TransactItems=items))  # type: ignore[arg-type]
+        await t.step(label, db.transact_write_items(TransactItems=items))
         await _scan(c, t, name)
 
 
@@ -532,14 +532,14 @@ async def batches(c: Clients, t: Transcript, name: str) -> None:
         {"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "v": {"N": str(i)}, "m": VALUES["map"]}}}
         for i in range(12)
     ]
-    await t.step("write", db.batch_write_item(RequestItems={name: puts}))  # type: ignore[dict-item]
+    await t.step("write", db.batch_write_item(RequestItems={name: puts}))
     mixed = [
         {"DeleteRequest": {"Key": {"pk": {"S": "k0"}}}},
         {"PutRequest": {"Item": {"pk": {"S": "k1"}, "v": {"S": "over"}}}},
     ]
-    await t.step("put and delete", db.batch_write_item(RequestItems={name: mixed}))  # type: ignore[dict-item]
+    await t.step("put and delete", db.batch_write_item(RequestItems={name: mixed}))
     dup = [{"DeleteRequest": {"Key": {"pk": {"S": "k2"}}}}] * 2
-    await t.step("duplicate", db.batch_write_item(RequestItems={name: dup}))  # type: ignore[dict-item]
+    await t.step("duplicate", db.batch_write_item(RequestItems={name: dup}))
     keys = [{"pk": {"S": f"k{i}"}} for i in (0, 1, 2, 5, 99)]
     got = await t.step(
         "get", db.batch_get_item(RequestItems={name: {"Keys": keys, "ConsistentRead": True}})

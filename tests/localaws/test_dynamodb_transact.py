@@ -9,8 +9,9 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from devstack.env import CLIENT_CREDENTIALS
+from devstack.topology import ensure_table
 from services.common.aws import client_config
-from services.common.topology import ensure_table
 
 
 async def _client(endpoint: str) -> Any:
@@ -18,8 +19,7 @@ async def _client(endpoint: str) -> Any:
         "dynamodb",
         region_name="us-east-1",
         endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        **CLIENT_CREDENTIALS,
         config=client_config(pool_size=4, read_timeout=30, max_attempts=1),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Clients
+from .clients import Clients
 from .transcript import Transcript
 
 COUNTS = [
@@ -28,7 +28,8 @@ Scenario = Callable[[Clients, Transcript, str], Awaitable[None]]
 
 
 async def _queue(c: Clients, name: str, **attributes: str) -> str:
-    return (await c.sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
+    url: str = (await c.sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
+    return url
 
 
 async def _counts(c: Clients, t: Transcript, url: str, label: str) -> dict[str, int]:

@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localaws.process import FAKE_CREDENTIALS
+from devstack.follow import ServiceProcess, api_process
+from devstack.topology import Topology, create_topology
 from services.api.app import create_app
 from services.common.messages import (
     InvalidInput,
@@ -33,11 +34,8 @@ from services.common.messages import (
     parse_order_request,
 )
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, create_topology
 
-from .api_server import api_process
-from .conftest import api_settings, order_body, unique_names
-from .processes import ServiceProcess
+from ..helpers import api_settings, isolate_aws_env, order_body, unique_names
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -58,9 +56,8 @@ class Server:
 @pytest.fixture(scope="module")
 async def server(aws: AwsSettings, unused_tcp_port_factory: Any) -> AsyncIterator[Server]:
     # Module-scoped, so it runs before conftest's per-test fake credentials are in place.
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_CREDENTIALS.items():
-            env.setenv(name, value)
+    with pytest.MonkeyPatch.context() as patch:
+        isolate_aws_env(patch)
         topology = await create_topology(aws, unique_names())
     env = {"BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT), "IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT)}
     port = unused_tcp_port_factory()
@@ -173,7 +170,9 @@ ORDER = orjson.dumps(order_body())
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-async def test_body_at_the_limit_is_read_and_one_byte_more_is_413(server: Server, framing: str):
+async def test_body_at_the_limit_is_read_and_one_byte_more_is_413(
+    server: Server, framing: str
+) -> None:
     for size, status in [(LIMIT, 202), (LIMIT + 1, 413)]:
         body = padded(size)
         assert len(body) == size
@@ -190,13 +189,13 @@ async def test_body_at_the_limit_is_read_and_one_byte_more_is_413(server: Server
             assert_error(answer, 413, "payload_too_large")
 
 
-async def test_announced_oversize_body_is_refused_before_it_is_sent(server: Server):
+async def test_announced_oversize_body_is_refused_before_it_is_sent(server: Server) -> None:
     # 10 GB announced, not a byte sent: the answer cannot wait for the body.
     answer = await exchange(server, request_head(JSON, b"Content-Length: 10000000000"))
     assert_error(answer, 413, "payload_too_large")
 
 
-async def test_streamed_oversize_body_is_cut_off(server: Server):
+async def test_streamed_oversize_body_is_cut_off(server: Server) -> None:
     # No Content-Length to refuse up front: the API stops reading past the limit.
     body = b"[" + b"1," * (2 << 20)
     answer = await exchange(
@@ -206,7 +205,9 @@ async def test_streamed_oversize_body_is_cut_off(server: Server):
 
 
 @pytest.mark.parametrize("coding", [b"gzip", b"deflate"])
-async def test_compressed_body_counts_decoded_and_a_bomb_is_413(server: Server, coding: bytes):
+async def test_compressed_body_counts_decoded_and_a_bomb_is_413(
+    server: Server, coding: bytes
+) -> None:
     compress = gzip.compress if coding == b"gzip" else zlib.compress
     answer = await post(server, compress(padded(LIMIT)), JSON, b"Content-Encoding: " + coding)
     assert answer.status == 202, answer
@@ -218,7 +219,7 @@ async def test_compressed_body_counts_decoded_and_a_bomb_is_413(server: Server, 
     )
 
 
-async def test_corrupt_or_unknown_content_encoding_is_4xx(server: Server):
+async def test_corrupt_or_unknown_content_encoding_is_4xx(server: Server) -> None:
     answer = await post(server, b"not gzip at all", JSON, b"Content-Encoding: gzip")
     assert_error(answer, 400, "invalid_json")
     for coding in [b"br", b"compress", b"zz", b"gzip, gzip"]:
@@ -244,14 +245,16 @@ async def test_corrupt_or_unknown_content_encoding_is_4xx(server: Server):
         (b"[" * 100_000, 413, "payload_too_large", "body exceeds"),
     ],
 )
-async def test_deep_nesting_is_400(server: Server, body: bytes, status: int, code: str, start: str):
+async def test_deep_nesting_is_400(
+    server: Server, body: bytes, status: int, code: str, start: str
+) -> None:
     message = assert_error(await post(server, body), status, code)
     assert message.startswith(start), message
 
 
 async def test_100000_levels_reach_the_parser_when_the_limit_allows(
     aws: AwsSettings, topology: Topology
-):
+) -> None:
     settings = api_settings(aws, topology, max_body_bytes=1 << 20)
     async with TestClient(TestServer(create_app(settings))) as client:
         for body in [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000]:
@@ -299,13 +302,13 @@ def _order_with(customer_id: bytes = b"1", price: bytes = b"1", quantity: bytes 
 )
 async def test_huge_tiny_and_special_numbers_are_400(
     server: Server, body: bytes, code: str, field: str | None
-):
+) -> None:
     message = assert_error(await post(server, body), 400, code)
     if field is not None:
         assert message.startswith(f"{field}:"), message
 
 
-async def test_largest_customer_id_and_smallest_price_are_accepted(server: Server):
+async def test_largest_customer_id_and_smallest_price_are_accepted(server: Server) -> None:
     answer = await post(server, _order_with(customer_id=b"18446744073709551615", price=b"1e-130"))
     assert answer.status == 202, answer
     assert orjson.loads(answer.body)["total"] == 1e-130
@@ -322,7 +325,7 @@ SQS_TEXT = re.compile("^[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$"
         st.characters(codec="utf-8") | st.sampled_from("\ufffe\uffff\ufffd\x00\x1f\x7f\U0010ffff")
     )
 )
-def test_any_accepted_string_makes_a_message_sqs_takes(text: str):
+def test_any_accepted_string_makes_a_message_sqs_takes(text: str) -> None:
     order = order_body(
         customer_id=text or "c",
         items=[{"product_id": "p" + text[:63], "quantity": 1, "price": 1.0}],
@@ -337,7 +340,7 @@ def test_any_accepted_string_makes_a_message_sqs_takes(text: str):
     assert decode_message(encoded) == message
 
 
-async def test_noncharacters_reach_the_queue_intact(server: Server, sqs: SQSClient):
+async def test_noncharacters_reach_the_queue_intact(server: Server, sqs: SQSClient) -> None:
     # U+FFFF and U+FFFE are valid in JSON strings but not in an SQS message body.
     customer = "c\uffff\ufffe"
     answer = await post(server, orjson.dumps(order_body(customer_id=customer)))
@@ -364,14 +367,14 @@ async def test_noncharacters_reach_the_queue_intact(server: Server, sqs: SQSClie
         b"\xf4\x90\x80\x80",  # past U+10FFFF
     ],
 )
-async def test_invalid_utf8_is_400(server: Server, bad: bytes):
+async def test_invalid_utf8_is_400(server: Server, bad: bytes) -> None:
     in_string = b'{"customer_id": "c%s", "items": [%s]}' % (bad, ITEM % b"1")
     assert_error(await post(server, in_string), 400, "invalid_json")
     outside = bad + ORDER
     assert_error(await post(server, outside), 400, "invalid_json")
 
 
-async def test_byte_order_mark_is_400(server: Server):
+async def test_byte_order_mark_is_400(server: Server) -> None:
     assert_error(await post(server, b"\xef\xbb\xbf" + ORDER), 400, "invalid_json")
 
 
@@ -388,7 +391,9 @@ async def test_byte_order_mark_is_400(server: Server):
         (b"Content-Type: */*",),
     ],
 )
-async def test_wrong_or_missing_content_type_is_415(server: Server, headers: tuple[bytes, ...]):
+async def test_wrong_or_missing_content_type_is_415(
+    server: Server, headers: tuple[bytes, ...]
+) -> None:
     answer = await post(server, ORDER, *(headers or (b"X-Nothing: 1",)))
     assert_error(answer, 415, "unsupported_media_type")
 
@@ -397,7 +402,9 @@ async def test_wrong_or_missing_content_type_is_415(server: Server, headers: tup
     "content_type",
     [b"APPLICATION/JSON", b"application/json; charset=utf-8", b"application/json ; charset=UTF-8"],
 )
-async def test_json_content_type_in_odd_spelling_is_accepted(server: Server, content_type: bytes):
+async def test_json_content_type_in_odd_spelling_is_accepted(
+    server: Server, content_type: bytes
+) -> None:
     answer = await post(server, ORDER, b"Content-Type: " + content_type)
     assert answer.status == 202, answer
 
@@ -413,12 +420,12 @@ async def test_json_content_type_in_odd_spelling_is_accepted(server: Server, con
         b"two words",
     ],
 )
-async def test_bad_idempotency_key_is_400(server: Server, key: bytes):
+async def test_bad_idempotency_key_is_400(server: Server, key: bytes) -> None:
     answer = await post(server, ORDER, JSON, b"Idempotency-Key: " + key)
     assert_error(answer, 400, "invalid_idempotency_key")
 
 
-async def test_longest_idempotency_key_is_accepted(server: Server):
+async def test_longest_idempotency_key_is_accepted(server: Server) -> None:
     key = bytes(range(0x21, 0x7F)) * 3  # every printable ASCII character, 282 of them
     answer = await post(server, ORDER, JSON, b"Idempotency-Key: " + key[:255])
     assert answer.status == 202, answer
@@ -438,7 +445,7 @@ async def test_longest_idempotency_key_is_accepted(server: Server):
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS ClientHello
     ],
 )
-async def test_malformed_http_is_400_and_the_connection_closed(server: Server, head: bytes):
+async def test_malformed_http_is_400_and_the_connection_closed(server: Server, head: bytes) -> None:
     # aiohttp's HTTP parser refuses these before any handler runs, so the answer is its own
     # plain-text 400, not the API's JSON: the request never was a request.
     # Head only: bytes arriving after the server hung up would come back as a reset.
@@ -447,7 +454,7 @@ async def test_malformed_http_is_400_and_the_connection_closed(server: Server, h
     assert answer.closed
 
 
-async def test_slow_body_is_408(server: Server):
+async def test_slow_body_is_408(server: Server) -> None:
     # 100 bytes announced, one sent every 0.2 s: the body would take 20 s.
     head = request_head(JSON, b"Content-Length: 100")
     sent = 0
@@ -465,7 +472,7 @@ async def test_slow_body_is_408(server: Server):
     assert sent < 100
 
 
-async def test_client_leaving_mid_body_is_not_a_server_error(server: Server):
+async def test_client_leaving_mid_body_is_not_a_server_error(server: Server) -> None:
     _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(request_head(JSON, b"Content-Length: 100") + b'{"customer_id"')
     await writer.drain()
@@ -484,7 +491,7 @@ async def _stall(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWr
     return reader, writer
 
 
-async def test_stalled_headers_block_nobody_and_are_dropped(server: Server):
+async def test_stalled_headers_block_nobody_and_are_dropped(server: Server) -> None:
     stalled = [await _stall(server) for _ in range(50)]
     # Fifty half-sent requests take nothing from anyone else.
     answers = await asyncio.gather(*(post(server, ORDER) for _ in range(10)))
@@ -497,7 +504,7 @@ async def test_stalled_headers_block_nobody_and_are_dropped(server: Server):
 
 async def test_stalled_headers_do_not_hold_up_shutdown(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int
-):
+) -> None:
     # A long idle timeout, so the stalled clients are still there at SIGTERM; the shutdown in
     # api_process's exit must still end with exit status 0.
     env = {"IDLE_TIMEOUT_SECONDS": "600", "SHUTDOWN_TIMEOUT_SECONDS": "2"}
@@ -533,7 +540,7 @@ async def _hostile_round(server: Server) -> list[int]:
     return [a.status for a in answers]
 
 
-async def test_memory_stays_bounded_under_hostile_requests(server: Server):
+async def test_memory_stays_bounded_under_hostile_requests(server: Server) -> None:
     # Warm up first: the allocator's arenas and aiohttp's buffers reach their working size.
     for _ in range(50):
         await _hostile_round(server)

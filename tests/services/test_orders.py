@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.test_utils import TestClient
 
+from devstack.topology import Topology, ensure_table
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, ensure_table
 
-from .conftest import order_body, queue_counts
+from ..helpers import order_body, queue_counts
 from .test_worker import run_burst
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ async def _post(api: Client, path: str, body: dict[str, Any], key: str | None = 
 
 async def test_order_status_goes_from_accepted_to_paid(
     api: Client, aws: AwsSettings, topology: Topology
-):
+) -> None:
     status, body, _ = await _post(api, "/orders/async", order_body())
     assert status == 202
     resp = await api.get(f"/orders/{body['order_id']}")
@@ -46,7 +46,7 @@ async def test_order_status_goes_from_accepted_to_paid(
     assert shown["payment_ms"] >= 200
 
 
-async def test_unknown_order_is_404_json(api: Client):
+async def test_unknown_order_is_404_json(api: Client) -> None:
     resp = await api.get(f"/orders/{uuid.uuid4()}")
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"
@@ -57,7 +57,7 @@ async def test_unknown_order_is_404_json(api: Client):
 
 async def test_same_key_same_body_replays_the_first_answer(
     api: Client, sqs: SQSClient, topology: Topology
-):
+) -> None:
     key = f"checkout-{uuid.uuid4()}"
     first = await _post(api, "/orders/async", order_body(), key)
     second = await _post(api, "/orders/async", order_body(), key)
@@ -68,7 +68,7 @@ async def test_same_key_same_body_replays_the_first_answer(
     assert await queue_counts(sqs, topology.queue_url) == (1, 0)
 
 
-async def test_same_key_other_body_is_422(api: Client, sqs: SQSClient, topology: Topology):
+async def test_same_key_other_body_is_422(api: Client, sqs: SQSClient, topology: Topology) -> None:
     key = str(uuid.uuid4())
     assert (await _post(api, "/orders/async", order_body(), key))[0] == 202
     status, body, _ = await _post(api, "/orders/async", order_body(customer_id=7), key)
@@ -82,7 +82,7 @@ async def test_same_key_other_body_is_422(api: Client, sqs: SQSClient, topology:
 
 async def test_client_order_id_is_an_idempotency_key(
     api: Client, sqs: SQSClient, topology: Topology
-):
+) -> None:
     order_id = str(uuid.uuid4())
     first = await _post(api, "/orders/async", order_body(order_id=order_id))
     again = await _post(api, "/orders/async", order_body(order_id=order_id))
@@ -98,7 +98,7 @@ async def test_client_order_id_is_an_idempotency_key(
 
 async def test_double_submit_storm_with_key_makes_one_order(
     api: Client, aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     key = str(uuid.uuid4())
     answers = await asyncio.gather(
         *(_post(api, "/orders/async", order_body(), key) for _ in range(20))
@@ -126,7 +126,7 @@ async def test_double_submit_storm_with_key_makes_one_order(
 
 async def test_double_submit_storm_without_key_pays_each_order_once(
     api: Client, aws: AwsSettings, topology: Topology, store: OrderStore
-):
+) -> None:
     # Nothing ties these requests together, so each is its own order: none lost, none twice.
     answers = await asyncio.gather(*(_post(api, "/orders/async", order_body()) for _ in range(15)))
     assert {status for status, _, _ in answers} == {202}
@@ -140,7 +140,7 @@ async def test_double_submit_storm_without_key_pays_each_order_once(
         assert record is not None and record.payments == 1
 
 
-async def test_sync_retry_returns_the_first_payment(api: Client, store: OrderStore):
+async def test_sync_retry_returns_the_first_payment(api: Client, store: OrderStore) -> None:
     key = str(uuid.uuid4())
     first = await _post(api, "/orders/sync", order_body(), key)
     again = await _post(api, "/orders/sync", order_body(), key)
@@ -150,7 +150,7 @@ async def test_sync_retry_returns_the_first_payment(api: Client, store: OrderSto
     assert record is not None and record.payments == 1
 
 
-async def test_sync_declined_payment_is_402_and_failed(api: Client):
+async def test_sync_declined_payment_is_402_and_failed(api: Client) -> None:
     order_id = str(uuid.uuid4())
     body = order_body(order_id=order_id, customer_id="decline@test")
     status, answer, _ = await _post(api, "/orders/sync", body)
@@ -163,7 +163,7 @@ async def test_sync_declined_payment_is_402_and_failed(api: Client):
     assert (await _post(api, "/orders/sync", body))[0] == 402
 
 
-async def test_sync_processor_outage_is_503_and_retryable(api: Client):
+async def test_sync_processor_outage_is_503_and_retryable(api: Client) -> None:
     body = order_body(order_id=str(uuid.uuid4()), customer_id="flaky@test")
     status, answer, headers = await _post(api, "/orders/sync", body)
     assert status == 503
@@ -171,7 +171,7 @@ async def test_sync_processor_outage_is_503_and_retryable(api: Client):
     assert headers["Retry-After"].isdigit()
 
 
-async def test_idempotency_key_must_be_printable_ascii(api: Client):
+async def test_idempotency_key_must_be_printable_ascii(api: Client) -> None:
     for key in ("", "x" * 256, "naïve", "with space"):
         resp = await api.post("/orders/async", json=order_body(), headers={"Idempotency-Key": key})
         assert resp.status == 400, key
@@ -180,7 +180,7 @@ async def test_idempotency_key_must_be_printable_ascii(api: Client):
 
 async def test_state_outage_after_publish_still_accepts_and_the_worker_records_it(
     api: Client, aws: AwsSettings, dynamodb: Any, topology: Topology, store: OrderStore
-):
+) -> None:
     await dynamodb.delete_table(TableName=topology.table)
     status, body, _ = await _post(api, "/orders/async", order_body())
     # SNS acknowledged it, so it is durably queued: a 202, even with the state store down.

@@ -8,18 +8,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
+from devstack.topology import Topology
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.queue import OrderQueue
 from services.worker.stats import WorkerStats
 from services.worker.worker import open_worker
 
-from .conftest import order_body, queue_counts, worker_settings
+from ..helpers import order_body, queue_counts, worker_settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
     from types_aiobotocore_sqs import SQSClient
 
 STRATEGIES = ["per-task", "batched"]
@@ -29,7 +30,7 @@ async def publish_orders(sns: SNSClient, topology: Topology, count: int) -> set[
     """Publish `count` valid orders through SNS, as the API does; return their ids."""
     ids: set[str] = set()
     for start in range(0, count, 10):
-        entries = []
+        entries: list[PublishBatchRequestEntryTypeDef] = []
         for i in range(start, min(count, start + 10)):
             message = OrderMessage.accept(OrderRequest.model_validate(order_body()))
             ids.add(message.order_id)
@@ -50,9 +51,9 @@ async def run_burst(aws: AwsSettings, topology: Topology, **overrides: Any) -> A
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_every_order_is_paid_once_and_deleted(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, strategy: str
-):
+) -> None:
     ids = await publish_orders(sns, topology, 25)
-    stats, logs = await run_burst(aws, topology, receive_strategy=strategy, num_workers=10)
+    stats, logs = await run_burst(aws, topology, receive_strategy=strategy, slots=10)
 
     paid = [e for e in logs if e["event"] == "order_paid"]
     assert sorted(e["order_id"] for e in paid) == sorted(ids)
@@ -67,16 +68,16 @@ async def test_every_order_is_paid_once_and_deleted(
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-async def test_concurrency_reaches_num_workers_exactly(
+async def test_concurrency_reaches_the_slot_count_exactly(
     aws: AwsSettings, sns: SNSClient, topology: Topology, strategy: str
-):
+) -> None:
     await publish_orders(sns, topology, 60)
     # Long enough payments that every slot fills before the first one frees.
     stats, _ = await run_burst(
         aws,
         topology,
         receive_strategy=strategy,
-        num_workers=25,
+        slots=25,
         payment=PaymentSettings(seconds=1.0, timeout=5),
     )
     assert stats.paid == 60
@@ -85,9 +86,9 @@ async def test_concurrency_reaches_num_workers_exactly(
 
 async def test_batched_needs_far_fewer_requests_than_per_task(
     aws: AwsSettings, sns: SNSClient, topology: Topology
-):
+) -> None:
     await publish_orders(sns, topology, 40)
-    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", slots=40)
     assert stats.paid == 40
     # How full each batch gets depends on timing; that batches hold many does not.
     assert stats.receive_calls <= 40 / 2
@@ -95,10 +96,10 @@ async def test_batched_needs_far_fewer_requests_than_per_task(
     assert stats.sqs_requests / stats.paid < 1
 
 
-async def test_queue_deletes_ten_per_call(sqs: SQSClient, topology: Topology):
+async def test_queue_deletes_ten_per_call(sqs: SQSClient, topology: Topology) -> None:
     for i in range(25):
         await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=str(i))
-    handles = []
+    handles: list[str] = []
     while len(handles) < 25:
         got = await sqs.receive_message(QueueUrl=topology.queue_url, MaxNumberOfMessages=10)
         handles += [m["ReceiptHandle"] for m in got.get("Messages", [])]
@@ -113,9 +114,9 @@ async def test_queue_deletes_ten_per_call(sqs: SQSClient, topology: Topology):
 
 async def test_per_task_makes_a_request_per_receive_and_delete(
     aws: AwsSettings, sns: SNSClient, topology: Topology
-):
+) -> None:
     await publish_orders(sns, topology, 20)
-    stats, _ = await run_burst(aws, topology, receive_strategy="per-task", num_workers=5)
+    stats, _ = await run_burst(aws, topology, receive_strategy="per-task", slots=5)
     assert stats.paid == 20
     assert stats.delete_calls == 20
     assert stats.sqs_requests / stats.paid >= 2
@@ -124,12 +125,12 @@ async def test_per_task_makes_a_request_per_receive_and_delete(
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_undecodable_message_goes_to_dlq_and_worker_goes_on(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, strategy: str
-):
+) -> None:
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody="{not an order")
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody='{"v": 99}')
     ids = await publish_orders(sns, topology, 3)
 
-    settings = worker_settings(aws, topology, receive_strategy=strategy, num_workers=4)
+    settings = worker_settings(aws, topology, receive_strategy=strategy, slots=4)
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = asyncio.create_task(worker.run())
@@ -153,8 +154,8 @@ async def test_undecodable_message_goes_to_dlq_and_worker_goes_on(
     assert sorted(m["Body"] for m in got["Messages"]) == ['{"v": 99}', "{not an order"]
 
 
-async def test_stop_abandons_long_polls_at_once(aws: AwsSettings, topology: Topology):
-    settings = worker_settings(aws, topology, wait_time_seconds=20, num_workers=30)
+async def test_stop_abandons_long_polls_at_once(aws: AwsSettings, topology: Topology) -> None:
+    settings = worker_settings(aws, topology, wait_time_seconds=20, slots=30)
     async with open_worker(settings) as worker:
         running = asyncio.create_task(worker.run())
         await asyncio.sleep(0.5)  # every receiver is now inside a 20 s long poll
@@ -167,9 +168,9 @@ async def test_stop_abandons_long_polls_at_once(aws: AwsSettings, topology: Topo
 
 async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
     aws: AwsSettings, sns: SNSClient, topology: Topology, store: Any
-):
+) -> None:
     ids = await publish_orders(sns, topology, 40)
-    stats, _ = await run_burst(aws, topology, receive_strategy="batched", num_workers=40)
+    stats, _ = await run_burst(aws, topology, receive_strategy="batched", slots=40)
     assert stats.paid == 40
     # One claim call per receive and one transaction per batch of paid-marks, not two per order.
     assert stats.state_batches <= 40 / 2
@@ -180,7 +181,7 @@ async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
 
 async def test_a_crashed_receiver_stops_the_worker_loudly(
     aws: AwsSettings, sns: SNSClient, topology: Topology, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     await publish_orders(sns, topology, 3)
 
     async def broken(messages: Any) -> Any:

@@ -75,7 +75,9 @@ class CountingLoop:
         monkeypatch.setattr(loop, "call_at", call_at)
 
 
-async def test_a_lone_request_is_sent_at_once_without_a_timer(monkeypatch: pytest.MonkeyPatch):
+async def test_a_lone_request_is_sent_at_once_without_a_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, linger=MAX_LINGER)
     timers = CountingLoop(monkeypatch)
@@ -87,7 +89,7 @@ async def test_a_lone_request_is_sent_at_once_without_a_timer(monkeypatch: pytes
     assert timers.timers == 0
 
 
-async def test_requests_during_a_call_share_the_next_batch():
+async def test_requests_during_a_call_share_the_next_batch() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send)
     backend.hold()
@@ -104,7 +106,7 @@ async def test_requests_during_a_call_share_the_next_batch():
     assert gc.stats.calls == 2 and gc.stats.entries == 8 and gc.stats.largest_batch == 7
 
 
-async def test_requests_in_one_loop_iteration_share_one_call():
+async def test_requests_in_one_loop_iteration_share_one_call() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send)
     tasks = submit_all(gc, range(4))
@@ -112,7 +114,7 @@ async def test_requests_in_one_loop_iteration_share_one_call():
     assert backend.calls == [[0, 1, 2, 3]]
 
 
-async def test_batches_keep_arrival_order_and_the_item_limit():
+async def test_batches_keep_arrival_order_and_the_item_limit() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=3)
     backend.hold()
@@ -126,7 +128,7 @@ async def test_batches_keep_arrival_order_and_the_item_limit():
     assert backend.most_in_flight == 1
 
 
-async def test_concurrency_allows_that_many_calls_in_flight():
+async def test_concurrency_allows_that_many_calls_in_flight() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=2, concurrency=3)
     backend.hold()
@@ -140,7 +142,7 @@ async def test_concurrency_allows_that_many_calls_in_flight():
     assert backend.most_in_flight == 3
 
 
-async def test_byte_limit_splits_batches_and_an_oversize_item_travels_alone():
+async def test_byte_limit_splits_batches_and_an_oversize_item_travels_alone() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=10, max_bytes=10, size_of=len)
     backend.hold()
@@ -159,7 +161,7 @@ async def test_byte_limit_splits_batches_and_an_oversize_item_travels_alone():
     ]
 
 
-async def test_equal_keys_never_share_a_batch_and_keep_their_order():
+async def test_equal_keys_never_share_a_batch_and_keep_their_order() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, key_of=lambda item: item[0])
     backend.hold()
@@ -180,7 +182,7 @@ async def test_equal_keys_never_share_a_batch_and_keep_their_order():
         assert len(keys) == len(set(keys))
 
 
-async def test_one_failed_entry_fails_only_its_caller():
+async def test_one_failed_entry_fails_only_its_caller() -> None:
     backend = Backend(fail={2})
     gc = GroupCommit(backend.send)
     results = await asyncio.gather(*submit_all(gc, range(4)), return_exceptions=True)
@@ -189,7 +191,7 @@ async def test_one_failed_entry_fails_only_its_caller():
     assert isinstance(results[2], ValueError) and str(results[2]) == "bad 2"
 
 
-async def test_a_failed_call_fails_its_whole_batch_and_only_it():
+async def test_a_failed_call_fails_its_whole_batch_and_only_it() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send)
     backend.hold()
@@ -205,7 +207,7 @@ async def test_a_failed_call_fails_its_whole_batch_and_only_it():
     assert gc.stats.failed_calls == 1
 
 
-async def test_a_send_that_miscounts_its_results_fails_the_batch():
+async def test_a_send_that_miscounts_its_results_fails_the_batch() -> None:
     async def short(items: list[int]) -> list[str]:
         return ["only one"]
 
@@ -214,7 +216,7 @@ async def test_a_send_that_miscounts_its_results_fails_the_batch():
     assert all(isinstance(r, RuntimeError) for r in results)
 
 
-async def test_a_caller_cancelled_while_queued_is_left_out_and_others_are_answered():
+async def test_a_caller_cancelled_while_queued_is_left_out_and_others_are_answered() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send)
     backend.hold()
@@ -230,7 +232,7 @@ async def test_a_caller_cancelled_while_queued_is_left_out_and_others_are_answer
     assert queued[0].result() == "ok 1" and queued[2].result() == "ok 3"
 
 
-async def test_a_caller_cancelled_in_flight_leaves_its_batch_alone():
+async def test_a_caller_cancelled_in_flight_leaves_its_batch_alone() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send)
     backend.hold()
@@ -246,7 +248,7 @@ async def test_a_caller_cancelled_in_flight_leaves_its_batch_alone():
     assert await gc.submit(4) == "ok 4"
 
 
-async def test_timeouts_of_callers_do_not_cancel_the_call():
+async def test_timeouts_of_callers_do_not_cancel_the_call() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send)
     backend.hold()
@@ -263,7 +265,7 @@ async def test_timeouts_of_callers_do_not_cancel_the_call():
 
 async def test_linger_applies_only_while_another_call_is_in_flight(
     monkeypatch: pytest.MonkeyPatch,
-):
+) -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, concurrency=2, linger=MAX_LINGER)
     timers = CountingLoop(monkeypatch)
@@ -284,7 +286,7 @@ async def test_linger_applies_only_while_another_call_is_in_flight(
     await asyncio.gather(*tasks)
 
 
-async def test_a_linger_ends_early_when_the_batch_fills():
+async def test_a_linger_ends_early_when_the_batch_fills() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=3, concurrency=2, linger=MAX_LINGER)
     backend.hold()
@@ -299,7 +301,7 @@ async def test_a_linger_ends_early_when_the_batch_fills():
     await asyncio.gather(*tasks)
 
 
-async def test_fill_wait_holds_even_a_lone_request(monkeypatch: pytest.MonkeyPatch):
+async def test_fill_wait_holds_even_a_lone_request(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, fill_wait=0.01)
     timers = CountingLoop(monkeypatch)
@@ -310,7 +312,7 @@ async def test_fill_wait_holds_even_a_lone_request(monkeypatch: pytest.MonkeyPat
     assert backend.calls == [[1]]
 
 
-async def test_fill_wait_ends_when_the_batch_is_full():
+async def test_fill_wait_ends_when_the_batch_is_full() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=4, fill_wait=MAX_FILL_WAIT)
     tasks = submit_all(gc, [0])
@@ -328,7 +330,7 @@ async def test_fill_wait_ends_when_the_batch_is_full():
     await asyncio.gather(*tasks)
 
 
-async def test_fill_wait_ends_when_the_batch_reaches_its_byte_limit():
+async def test_fill_wait_ends_when_the_batch_reaches_its_byte_limit() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_bytes=10, size_of=len, fill_wait=MAX_FILL_WAIT)
     tasks = submit_all(gc, ["aaaa"])
@@ -340,7 +342,7 @@ async def test_fill_wait_ends_when_the_batch_reaches_its_byte_limit():
     await asyncio.gather(*tasks)
 
 
-async def test_close_flushes_everything_and_refuses_new_requests():
+async def test_close_flushes_everything_and_refuses_new_requests() -> None:
     backend = Backend()
     gc = GroupCommit(backend.send, max_items=2)
     backend.hold()
@@ -357,7 +359,7 @@ async def test_close_flushes_everything_and_refuses_new_requests():
     assert gc.in_flight == 0 and gc.queued == 0
 
 
-async def test_a_path_recovers_after_many_rounds():
+async def test_a_path_recovers_after_many_rounds() -> None:
     backend = Backend(fail={13})
     gc = GroupCommit(backend.send, max_items=4, concurrency=2)
     results = await asyncio.gather(*submit_all(gc, range(50)), return_exceptions=True)
@@ -381,6 +383,6 @@ async def test_a_path_recovers_after_many_rounds():
         {"size_of": len},
     ],
 )
-def test_bad_settings_are_refused(kwargs: dict[str, Any]):
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         GroupCommit(Backend().send, **kwargs)

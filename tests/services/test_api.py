@@ -10,12 +10,12 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from devstack.topology import Topology
 from services.api.app import create_app
 from services.common.messages import decode_message
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .conftest import api_settings, order_body, queue_counts
+from ..helpers import api_settings, order_body, queue_counts
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -38,7 +38,9 @@ async def _error(resp: Any, status: int, code: str) -> str:
     return message
 
 
-async def test_async_order_is_queued_before_202(api: Client, sqs: SQSClient, topology: Topology):
+async def test_async_order_is_queued_before_202(
+    api: Client, sqs: SQSClient, topology: Topology
+) -> None:
     resp = await api.post("/orders/async", json=order_body())
     assert resp.status == 202
     body = await resp.json()
@@ -56,7 +58,7 @@ async def test_async_order_is_queued_before_202(api: Client, sqs: SQSClient, top
     assert len(message.items) == 2
 
 
-async def test_client_order_id_is_kept(api: Client, sqs: SQSClient, topology: Topology):
+async def test_client_order_id_is_kept(api: Client, sqs: SQSClient, topology: Topology) -> None:
     order_id = str(uuid.uuid4())
     resp = await api.post("/orders/async", json=order_body(order_id=order_id, customer_id="c-7"))
     assert resp.status == 202
@@ -65,7 +67,7 @@ async def test_client_order_id_is_kept(api: Client, sqs: SQSClient, topology: To
     assert decode_message(raw).customer_id == "c-7"
 
 
-async def test_sync_order_pays_inline(api: Client, sqs: SQSClient, topology: Topology):
+async def test_sync_order_pays_inline(api: Client, sqs: SQSClient, topology: Topology) -> None:
     resp = await api.post("/orders/sync", json=order_body())
     assert resp.status == 200
     body = await resp.json()
@@ -75,7 +77,7 @@ async def test_sync_order_pays_inline(api: Client, sqs: SQSClient, topology: Top
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
-async def test_health_needs_no_aws(api: Client):
+async def test_health_needs_no_aws(api: Client) -> None:
     resp = await api.get("/health")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
@@ -119,7 +121,7 @@ ITEM = {"product_id": "p", "quantity": 1, "price": 1.0}
 @pytest.mark.parametrize("path", ["/orders/async", "/orders/sync"])
 async def test_schema_violations_name_the_field(
     api: Client, sqs: SQSClient, topology: Topology, path: str, body: Any, field: str
-):
+) -> None:
     # stdlib json: it writes the 30-digit integers that orjson refuses to.
     data = json.dumps(body).encode()
     resp = await api.post(path, data=data, headers={"Content-Type": "application/json"})
@@ -128,6 +130,7 @@ async def test_schema_violations_name_the_field(
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
+# Numbers, encodings and nesting at their edges: test_hostile.py, against the API's process.
 @pytest.mark.parametrize(
     "raw",
     [
@@ -135,39 +138,24 @@ async def test_schema_violations_name_the_field(
         b"{",
         b"not json",
         b'{"customer_id": NaN, "items": []}',
-        b'{"customer_id": 1, "items": [{"product_id": "p", "quantity": 1, "price": Infinity}]}',
         b'{"customer_id": 1e400, "items": []}',
-        b'{"customer_id": "\xff\xfe", "items": []}',
     ],
 )
-async def test_malformed_json_is_400(api: Client, raw: bytes):
+async def test_malformed_json_is_400(api: Client, raw: bytes) -> None:
     resp = await api.post("/orders/async", data=raw, headers={"Content-Type": "application/json"})
     await _error(resp, 400, "invalid_json")
 
 
 @pytest.mark.parametrize("raw", [b"[]", b"1", b'"order"', b"null"])
-async def test_non_object_body_is_400(api: Client, raw: bytes):
+async def test_non_object_body_is_400(api: Client, raw: bytes) -> None:
     resp = await api.post("/orders/async", data=raw, headers={"Content-Type": "application/json"})
     assert (await _error(resp, 400, "invalid_order")).startswith("body")
 
 
-@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded"])
-async def test_wrong_content_type_is_415(api: Client, ctype: str | None):
-    headers = {"Content-Type": ctype} if ctype else {}
-    resp = await api.post("/orders/async", data=orjson.dumps(order_body()), headers=headers)
-    await _error(resp, 415, "unsupported_media_type")
-
-
-async def test_json_with_charset_is_accepted(api: Client):
-    resp = await api.post(
-        "/orders/async",
-        data=orjson.dumps(order_body()),
-        headers={"Content-Type": "application/json; charset=utf-8"},
-    )
-    assert resp.status == 202
-
-
-async def test_body_over_limit_is_413(api: Client, sqs: SQSClient, topology: Topology):
+async def test_an_oversize_body_is_413_and_publishes_nothing(
+    api: Client, sqs: SQSClient, topology: Topology
+) -> None:
+    # The limit's exact edge, compressed bodies and Content-Type: test_hostile.py.
     big = order_body(customer_id="c", items=[ITEM | {"product_id": "p" * 64}] * 100)
     padding = b" " * (64 * 1024)
     resp = await api.post(
@@ -189,7 +177,7 @@ async def test_body_over_limit_is_413(api: Client, sqs: SQSClient, topology: Top
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
-async def test_unknown_path_and_method_are_json(api: Client):
+async def test_unknown_path_and_method_are_json(api: Client) -> None:
     await _error(await api.get("/nowhere"), 404, "not_found")
     resp = await api.get("/orders/async")
     await _error(resp, 405, "method_not_allowed")
@@ -198,7 +186,7 @@ async def test_unknown_path_and_method_are_json(api: Client):
 
 async def test_sns_rejecting_publish_gives_503(
     aws: AwsSettings, topology: Topology, sqs: SQSClient, sns: Any
-):
+) -> None:
     app = create_app(api_settings(aws, topology))
     async with TestClient(TestServer(app)) as client:
         # The topic disappears while the API runs: every publish is refused from then on.
@@ -227,7 +215,7 @@ async def test_unreachable_aws_gives_503(
     table: str | None,
     key: str | None,
     code: str,
-):
+) -> None:
     # Nothing listens on this port: every connection is refused, SNS's and DynamoDB's alike.
     dead = AwsSettings(region=aws.region, endpoint_url=f"http://127.0.0.1:{unused_tcp_port}")
     settings = api_settings(dead, topology, publish_timeout=2.0, orders_table=table)

@@ -7,7 +7,7 @@ import argparse
 import orjson
 import pytest
 
-from bench import emulator
+from bench import emulator, emulator_load
 
 
 @pytest.mark.slow
@@ -27,7 +27,7 @@ def test_tiny_emulator_run_reports_both_servers() -> None:
         ]
     )
     args.quick = True
-    result = emulator.run(args)
+    result = emulator.run(args, {})
     orjson.dumps(result)  # the suite writes it as JSON
 
     patched, stock = result["servers"]["patched"], result["servers"]["stock"]
@@ -35,7 +35,7 @@ def test_tiny_emulator_run_reports_both_servers() -> None:
     assert sorted(stock["costs"]) == ["10"]
     assert stock["skipped_backlogs"] == [40]
     for server in (patched, stock):
-        assert set(server["costs"]["10"]) == set(emulator.load.OPS)
+        assert set(server["costs"]["10"]) == set(emulator_load.OPS)
         assert server["ceiling"]["messages_per_s"] > 0
         # Nothing was ever sent to the idle queue, so no poll may have been answered.
         assert server["idle_polls"]["answered_during_window"] == 0

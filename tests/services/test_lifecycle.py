@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from devstack.follow import ServiceProcess, run_to_exit, wait_healthy
+from devstack.topology import Topology
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .conftest import order_body, queue_counts, service_env
-from .processes import ServiceProcess, run_to_exit
+from ..helpers import order_body, queue_counts, service_env
 from .test_worker import publish_orders
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 )
 async def test_bad_setting_is_one_clear_line_and_nonzero_exit(
     aws: AwsSettings, module: str, env: dict[str, str], setting: str
-):
+) -> None:
     base = service_env(aws)
     base.pop("AWS_ENDPOINT_URL")
     code, stderr = await run_to_exit(module, base | env)
@@ -59,7 +59,7 @@ async def test_bad_setting_is_one_clear_line_and_nonzero_exit(
 
 async def test_worker_process_pays_then_stops_cleanly_on_sigterm(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology
-):
+) -> None:
     env = service_env(
         aws,
         ORDER_QUEUE_URL=topology.queue_url,
@@ -87,7 +87,7 @@ async def test_worker_process_pays_then_stops_cleanly_on_sigterm(
 
 async def test_api_process_serves_and_stops_on_sigterm(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int
-):
+) -> None:
     env = service_env(
         aws, ORDER_TOPIC_ARN=topology.topic_arn, PORT=str(unused_tcp_port), HOST="127.0.0.1"
     )
@@ -95,17 +95,13 @@ async def test_api_process_serves_and_stops_on_sigterm(
     try:
         await api.wait_for(lambda e: e["event"] == "api_starting")
         url = f"http://127.0.0.1:{unused_tcp_port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(50):
-                try:
-                    async with http.get(f"{url}/health") as resp:
-                        assert resp.status == 200
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            async with http.post(f"{url}/orders/async", json=order_body()) as resp:
-                assert resp.status == 202
-                order_id = (await resp.json())["order_id"]
+        await wait_healthy(api, url, tries=50)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{url}/orders/async", json=order_body()) as resp,
+        ):
+            assert resp.status == 202
+            order_id = (await resp.json())["order_id"]
         [accepted] = await api.wait_for(lambda e: e["event"] == "order_accepted")
         assert accepted["order_id"] == order_id
         api.signal(signal.SIGTERM)
@@ -116,11 +112,11 @@ async def test_api_process_serves_and_stops_on_sigterm(
     assert {(e["path"], e["status"]) for e in requests} >= {("/orders/async", 202)}
 
 
-async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int):
+async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int) -> None:
     """What `make run` starts: the local AWS, the topology, the API and a worker, one stream."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"LOCALAWS_PORT": "0", "PORT": str(unused_tcp_port), "PAYMENT_SECONDS": "0.5"}
-    stack = await ServiceProcess("localaws.stack", env).start()
+    stack = await ServiceProcess("devstack", env).start()
     try:
         await stack.wait_for(lambda e: e["event"] == "stack_ready")
         await stack.wait_for(lambda e: e["event"] == "worker_started")
@@ -149,7 +145,7 @@ async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int):
 
 async def test_api_drains_in_flight_requests_on_sigterm(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int
-):
+) -> None:
     env = service_env(
         aws,
         ORDER_TOPIC_ARN=topology.topic_arn,
@@ -162,13 +158,8 @@ async def test_api_drains_in_flight_requests_on_sigterm(
     api = await ServiceProcess("services.api", env).start()
     url = f"http://127.0.0.1:{unused_tcp_port}"
     try:
+        await wait_healthy(api, url)
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{url}/health"):
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
             # A sync payment is under way when ECS sends SIGTERM ...
             slow = asyncio.create_task(http.post(f"{url}/orders/sync", json=order_body()))
             await asyncio.sleep(0.5)
@@ -191,7 +182,7 @@ async def test_api_drains_in_flight_requests_on_sigterm(
 )
 async def test_api_refuses_to_start_on_a_missing_topic_or_table(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int, setting: str, wrong: str
-):
+) -> None:
     env = service_env(
         aws,
         ORDER_TOPIC_ARN=topology.topic_arn,

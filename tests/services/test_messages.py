@@ -44,7 +44,7 @@ requests = st.fixed_dictionaries(
 
 @settings(max_examples=200, deadline=None)
 @given(requests)
-def test_round_trip(body: dict[str, object]):
+def test_round_trip(body: dict[str, object]) -> None:
     request = parse_order_request(orjson.dumps(body))
     message = OrderMessage.accept(request)
     assert decode_message(encode_message(message)) == message
@@ -54,7 +54,7 @@ def test_round_trip(body: dict[str, object]):
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=512))
-def test_junk_bytes_never_crash_the_decoder(junk: bytes):
+def test_junk_bytes_never_crash_the_decoder(junk: bytes) -> None:
     try:
         decode_message(junk)
     except InvalidInput as exc:
@@ -74,14 +74,14 @@ json_values = st.recursive(
 
 @settings(max_examples=500, deadline=None)
 @given(json_values)
-def test_junk_json_never_crashes_the_decoder_or_the_parser(value: object):
+def test_junk_json_never_crashes_the_decoder_or_the_parser(value: object) -> None:
     raw = orjson.dumps(value)
     for parse in (decode_message, parse_order_request):
         with contextlib.suppress(InvalidInput):
             parse(raw)
 
 
-def test_total_is_exact_in_decimal():
+def test_total_is_exact_in_decimal() -> None:
     request = OrderRequest.model_validate(
         {
             "customer_id": 1,
@@ -94,7 +94,7 @@ def test_total_is_exact_in_decimal():
     assert order_total(request.items) == 0.5
 
 
-def test_order_id_is_normalised():
+def test_order_id_is_normalised() -> None:
     upper = str(uuid.uuid4()).upper()
     request = parse_order_request(
         orjson.dumps(
@@ -109,7 +109,7 @@ def test_order_id_is_normalised():
 
 
 @pytest.mark.parametrize("version", [0, 2, "1", None])
-def test_unknown_versions_are_refused(version: object):
+def test_unknown_versions_are_refused(version: object) -> None:
     message = OrderMessage.accept(
         OrderRequest.model_validate(
             {"customer_id": 1, "items": [{"product_id": "a", "quantity": 1, "price": 1}]}

@@ -1,4 +1,4 @@
-"""Run the local AWS as a child process and learn its endpoint (tests, bench, `make run`)."""
+"""The local AWS as a child process, and its endpoint (tests, bench, `make run`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-# Credentials the local AWS accepts; real AWS never sees them.
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+from .env import LOOPBACK, isolated
 
 
 @dataclass(frozen=True)
@@ -28,7 +23,7 @@ class Running:
 
 @contextmanager
 def local_aws_process(
-    host: str = "127.0.0.1", port: int = 0, *, extra_args: tuple[str, ...] = ()
+    host: str = LOOPBACK, port: int = 0, *, extra_args: tuple[str, ...] = ()
 ) -> Iterator[str]:
     """Start `python -m localaws`, yield its endpoint URL, stop it on exit."""
     with local_aws_server(host, port, extra_args=extra_args) as running:
@@ -37,13 +32,13 @@ def local_aws_process(
 
 @contextmanager
 def local_aws_server(
-    host: str = "127.0.0.1", port: int = 0, *, extra_args: tuple[str, ...] = ()
+    host: str = LOOPBACK, port: int = 0, *, extra_args: tuple[str, ...] = ()
 ) -> Iterator[Running]:
     """Like `local_aws_process`, yielding the endpoint and the server's pid."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "localaws", "--host", host, "--port", str(port), *extra_args],
         stdout=subprocess.PIPE,
-        env=os.environ.copy(),
+        env=isolated(os.environ),
     )
     try:
         assert proc.stdout is not None

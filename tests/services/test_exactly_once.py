@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from structlog.testing import capture_logs
 
 from bench.ledger import charges
+from devstack.follow import run_to_exit
+from devstack.topology import Topology
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.worker import open_worker
 
-from .conftest import order_body, queue_counts, service_env, worker_settings
-from .processes import run_to_exit
+from ..helpers import order_body, queue_counts, service_env, worker_settings
 from .test_faults import run_until
 
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ def new_order(**overrides: Any) -> OrderMessage:
     return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
 
 
-async def test_worker_refuses_a_queue_without_a_redrive_policy(aws: AwsSettings, sqs: SQSClient):
+async def test_worker_refuses_a_queue_without_a_redrive_policy(
+    aws: AwsSettings, sqs: SQSClient
+) -> None:
     # Without a dead-letter queue a declined order would come back forever.
     url = (await sqs.create_queue(QueueName=f"bare-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
     code, err = await run_to_exit("services.worker", service_env(aws, ORDER_QUEUE_URL=url))
@@ -41,7 +43,9 @@ async def test_worker_refuses_a_queue_without_a_redrive_policy(aws: AwsSettings,
     assert "redrive policy" in line and url in line
 
 
-async def test_only_the_claimants_own_message_takes_over_an_expired_lease(store: OrderStore):
+async def test_only_the_claimants_own_message_takes_over_an_expired_lease(
+    store: OrderStore,
+) -> None:
     order = new_order()
     first = await store.claim(order, lease_seconds=0.2, claimant="message-1")
     assert first.won
@@ -58,7 +62,9 @@ async def test_only_the_claimants_own_message_takes_over_an_expired_lease(store:
     assert not (await store.claim(order, lease_seconds=5, claimant="message-1")).won
 
 
-async def test_a_renewed_lease_stays_closed_and_a_lost_claim_cannot_renew(store: OrderStore):
+async def test_a_renewed_lease_stays_closed_and_a_lost_claim_cannot_renew(
+    store: OrderStore,
+) -> None:
     order = new_order()
     claim = await store.claim(order, lease_seconds=0.3, claimant="m")
     assert await store.renew_many([(order.order_id, claim.token)], lease_seconds=30) == [True]
@@ -69,7 +75,7 @@ async def test_a_renewed_lease_stays_closed_and_a_lost_claim_cannot_renew(store:
 
 async def test_declined_order_is_dead_lettered_at_once_with_its_reason(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     order = new_order(customer_id="decline@test")
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
 
@@ -96,7 +102,7 @@ async def test_declined_order_is_dead_lettered_at_once_with_its_reason(
 
 async def test_sync_transient_failure_is_not_shown_and_a_retry_can_claim_it(
     api: TestClient[Any, Any], store: OrderStore
-):
+) -> None:
     order_id = str(uuid.uuid4())
     body = order_body(order_id=order_id, customer_id="unavailable@test")
     with capture_logs() as logs:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
 
+from devstack.topology import Topology, create_topology, ensure_table
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, create_topology, ensure_table
 from services.worker.worker import open_worker
 
-from .conftest import order_body, queue_counts, unique_names, worker_settings
+from ..helpers import order_body, queue_counts, unique_names, worker_settings
 from .test_worker import run_burst
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ async def run_until(worker_cm: Any, done: Any, timeout: float = 60) -> tuple[Any
     return stats, logs
 
 
-def paid_ids(logs: list[dict[str, Any]]) -> list[str]:
+def paid_ids(logs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [e["order_id"] for e in logs if e["event"] == "order_paid"]
 
 
@@ -58,7 +59,7 @@ async def dlq_bodies(sqs: SQSClient, topology: Topology) -> list[str]:
 
 async def test_redelivery_of_a_paid_order_is_deleted_without_paying(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     order = new_order()
     await send(sqs, topology.queue_url, order)
     await run_burst(aws, topology)
@@ -75,12 +76,12 @@ async def test_redelivery_of_a_paid_order_is_deleted_without_paying(
 
 async def test_concurrent_duplicate_deliveries_pay_once(
     aws: AwsSettings, sqs: SQSClient, store: OrderStore, topology: Topology
-):
+) -> None:
     order = new_order()
     await send(sqs, topology.queue_url, order, copies=4)
     # A short payment timeout keeps the claim's lease short, so the losers retry soon.
     settings = worker_settings(
-        aws, topology, payment=PaymentSettings(seconds=0.5, timeout=1), num_workers=10
+        aws, topology, payment=PaymentSettings(seconds=0.5, timeout=1), slots=10
     )
 
     async def drained() -> bool:
@@ -95,7 +96,7 @@ async def test_concurrent_duplicate_deliveries_pay_once(
 
 async def test_declined_payment_fails_the_order_and_dead_letters_it(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     order = new_order(customer_id="decline@test")
     await send(sqs, topology.queue_url, order)
     settings = worker_settings(aws, topology)
@@ -120,7 +121,7 @@ async def test_declined_payment_fails_the_order_and_dead_letters_it(
 
 async def test_transient_failure_is_retried_then_paid(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     order = new_order(customer_id="flaky@test")
     await send(sqs, topology.queue_url, order)
 
@@ -139,7 +140,7 @@ async def test_transient_failure_is_retried_then_paid(
 
 async def test_persistent_transient_failures_end_in_the_dlq(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     unavailable = new_order(customer_id="unavailable@test")
     hanging = new_order(customer_id="timeout@test")
     await send(sqs, topology.queue_url, unavailable)
@@ -165,7 +166,7 @@ async def test_worker_rides_out_a_dynamodb_outage(
     sqs: SQSClient,
     topology: Topology,
     store: OrderStore,
-):
+) -> None:
     order = new_order()
     await dynamodb.delete_table(TableName=topology.table)  # the state store is gone
     await send(sqs, topology.queue_url, order)
@@ -188,9 +189,9 @@ async def test_worker_rides_out_a_dynamodb_outage(
     assert paid_ids(logs) == [order.order_id]
 
 
-async def test_worker_survives_sqs_errors_and_backs_off(aws: AwsSettings, sqs: SQSClient):
+async def test_worker_survives_sqs_errors_and_backs_off(aws: AwsSettings, sqs: SQSClient) -> None:
     topology = await create_topology(aws, unique_names())
-    settings = worker_settings(aws, topology, num_workers=2)
+    settings = worker_settings(aws, topology, slots=2)
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = asyncio.create_task(worker.run())
@@ -207,7 +208,7 @@ async def test_worker_survives_sqs_errors_and_backs_off(aws: AwsSettings, sqs: S
     assert all(0 <= e["retry_in_s"] <= 10 for e in failures)
 
 
-async def test_heartbeat_keeps_a_slow_payment_invisible(aws: AwsSettings, sqs: SQSClient):
+async def test_heartbeat_keeps_a_slow_payment_invisible(aws: AwsSettings, sqs: SQSClient) -> None:
     # Visibility 2 s, payment 5 s: without the heartbeat the message would reappear mid-payment.
     topology = await create_topology(aws, unique_names(visibility_timeout=2))
     order = new_order()

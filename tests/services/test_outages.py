@@ -17,18 +17,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
 from bench.ledger import charges
+from devstack.follow import ServiceProcess, api_process
+from devstack.topology import Topology
 from localaws.client import set_faults
 from services.api.app import create_app
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 from services.worker.worker import Worker, open_worker
 
-from .api_server import api_process
-from .conftest import api_settings, order_body, queue_counts, service_env, worker_settings
-from .processes import ServiceProcess
+from ..helpers import api_settings, order_body, queue_counts, service_env, worker_settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -83,7 +82,7 @@ async def running_worker(worker: Worker) -> asyncio.Task[Any]:
 @pytest.mark.slow
 async def test_a_long_dynamodb_outage_spends_no_receive_and_charges_once(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     orders = [new_order() for _ in range(6)]
     await chaos(DYNAMODB_DOWN)
     for order in orders:
@@ -116,7 +115,7 @@ async def _drained(sqs: SQSClient, topology: Topology) -> bool:
 @pytest.mark.slow
 async def test_a_paid_mark_failing_past_the_lease_with_a_duplicate_charges_once(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     order = new_order()
     body = encode_message(order)
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=body)
@@ -147,7 +146,7 @@ async def _charging(worker: Worker) -> bool:
 
 async def test_sync_answers_paid_after_a_charge_even_when_the_mark_fails(
     aws: AwsSettings, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     settings = api_settings(aws, topology, payment=PaymentSettings(seconds=1, timeout=5))
     order_id = str(uuid.uuid4())
     body = order_body(order_id=order_id)
@@ -175,7 +174,7 @@ async def test_sync_answers_paid_after_a_charge_even_when_the_mark_fails(
 
 async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202(
     aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     settings = api_settings(aws, topology, publish_timeout=0.5)
     order_id = str(uuid.uuid4())
     body = order_body(order_id=order_id)
@@ -201,7 +200,7 @@ async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202
 
 async def test_an_order_sns_acknowledged_is_shown_accepted_without_a_worker(
     api_client_factory: Any, topology: Topology, store: OrderStore, chaos: Any
-):
+) -> None:
     order_id = str(uuid.uuid4())
     async with api_client_factory() as api:
         await chaos(dynamodb_failing("UpdateItem"))
@@ -211,7 +210,7 @@ async def test_an_order_sns_acknowledged_is_shown_accepted_without_a_worker(
 
         async def shown() -> bool:
             got = await api.get(f"/orders/{order_id}")
-            return got.status == 200 and (await got.json())["status"] == "accepted"
+            return got.status == 200 and bool((await got.json())["status"] == "accepted")
 
         # No worker runs: the API itself settles the mark once DynamoDB answers again.
         await until(shown, timeout=20)
@@ -233,7 +232,7 @@ async def test_a_60s_dynamodb_outage_under_load_ends_with_every_202_paid_once(
     store: OrderStore,
     chaos: Any,
     unused_tcp_port: int,
-):
+) -> None:
     """10 orders/s, half keyed, through the real API and worker processes; DynamoDB down 60 s."""
     worker_env = service_env(
         aws,

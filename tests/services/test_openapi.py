@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devstack.follow import api_process
+from devstack.topology import Topology
 from services.api.app import create_app
 from services.api.handlers import OPENAPI
 from services.common.messages import OrderRequest
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .api_server import api_process
-from .conftest import api_settings
+from ..helpers import api_settings
 
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI.read_text())
-SERVICES = Path(__file__).parents[1] / "services"
+SERVICES = Path(__file__).parents[2] / "services"
 
 
 def _normalised(schema: Any) -> Any:
@@ -43,7 +43,7 @@ def _normalised(schema: Any) -> Any:
     return schema
 
 
-def test_request_schema_is_the_models():
+def test_request_schema_is_the_models() -> None:
     model = OrderRequest.model_json_schema()
     documented = DOCUMENT["components"]["schemas"]
     assert _normalised(documented["OrderRequest"]) == _normalised(model)
@@ -51,7 +51,7 @@ def test_request_schema_is_the_models():
         assert _normalised(documented[name]) == _normalised(schema), name
 
 
-def test_every_route_is_documented_and_nothing_else(aws: AwsSettings, topology: Topology):
+def test_every_route_is_documented_and_nothing_else(aws: AwsSettings, topology: Topology) -> None:
     app = create_app(api_settings(aws, topology))
     routes = set()
     for route in app.router.routes():
@@ -82,7 +82,7 @@ def _documented_codes() -> set[str]:
     return codes
 
 
-def test_every_error_code_the_code_can_send_is_documented():
+def test_every_error_code_the_code_can_send_is_documented() -> None:
     # Each error code appears in the source as a literal next to ApiError/_outage/InvalidInput.
     source = "\n".join(p.read_text() for p in SERVICES.glob("*/*.py"))
     raised = set(re.findall(r'(?:ApiError\(\s*\d{3},|_outage\(|InvalidInput\()\s*"(\w+)"', source))
@@ -98,7 +98,7 @@ def test_every_error_code_the_code_can_send_is_documented():
     assert "internal_error" in prose
 
 
-async def test_api_serves_the_document(api: TestClient[Any, Any]):
+async def test_api_serves_the_document(api: TestClient[Any, Any]) -> None:
     resp = await api.get("/openapi.json")
     assert resp.status == 200
     assert resp.content_type == "application/json"
@@ -127,7 +127,7 @@ CHECKS = [
 @pytest.mark.slow
 async def test_schemathesis_finds_no_5xx_and_no_departure_from_the_document(
     aws: AwsSettings, topology: Topology, unused_tcp_port: int, tmp_path: Path
-):
+) -> None:
     async with api_process(aws, topology, unused_tcp_port) as (api, url):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -8,12 +8,12 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from bench.ledger import charges
+from devstack.follow import ServiceProcess
+from devstack.topology import Topology, create_topology
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
-from services.common.topology import Topology, create_topology
 
-from .conftest import queue_counts, service_env, unique_names
-from .processes import ServiceProcess
+from ..helpers import queue_counts, service_env, unique_names
 from .test_worker import publish_orders
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def paid_counts(*workers: ServiceProcess) -> Counter[str]:
 
 async def test_kill_9_mid_payment_loses_nothing_and_pays_once(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, dynamodb: DynamoDBClient
-):
+) -> None:
     topology = await create_topology(aws, unique_names(visibility_timeout=3))
     store = OrderStore(dynamodb, topology.table)
     env = worker_env(
@@ -86,7 +86,7 @@ async def test_kill_9_mid_payment_loses_nothing_and_pays_once(
 
 async def test_sigterm_under_load_finishes_payments_and_loses_nothing(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     env = worker_env(
         aws,
         topology,
@@ -129,7 +129,7 @@ async def test_sigterm_under_load_finishes_payments_and_loses_nothing(
 
 async def test_sigterm_with_short_grace_hands_payments_back(
     aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, store: OrderStore
-):
+) -> None:
     env = worker_env(
         aws,
         topology,

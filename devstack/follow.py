@@ -1,14 +1,25 @@
-"""Run a service as a real subprocess and follow its JSON log lines (lifecycle tests)."""
+"""A process followed from asyncio: its JSON log lines parsed as they come (the tests).
+
+`ServiceProcess` runs `python -m MODULE` (a service, `devstack` itself) and waits on its log
+lines; `api_process` is the API on a loopback port, yielded once `/health` answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import orjson
+
+from services.common.settings import AwsSettings
+
+from .env import LOOPBACK, service_env
+from .services import MODULES, command
+from .topology import Topology
 
 Event = dict[str, Any]
 
@@ -33,9 +44,7 @@ class ServiceProcess:
 
     async def start(self) -> ServiceProcess:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
+            *command(self.module),
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -105,9 +114,7 @@ class ServiceProcess:
 async def run_to_exit(module: str, env: Mapping[str, str], timeout: float = 30) -> tuple[int, str]:
     """Run a module that should exit by itself; return its exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
+        *command(module),
         env=dict(env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -115,3 +122,42 @@ async def run_to_exit(module: str, env: Mapping[str, str], timeout: float = 30) 
     _, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, err.decode()
+
+
+async def wait_healthy(api: ServiceProcess, url: str, tries: int = 100) -> None:
+    """Return once the API at `url` answers /health with 200 (tried every 0.1 s)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(tries):
+            try:
+                async with http.get(f"{url}/health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise AssertionError(f"the API never answered; stderr: {api.stderr[-2000:]!r}")
+
+
+@asynccontextmanager
+async def api_process(
+    aws: AwsSettings, topology: Topology, port: int, **env: str
+) -> AsyncIterator[tuple[ServiceProcess, str]]:
+    """Run the API with order state on `port`; yield it and its base URL once it answers.
+
+    On exit it gets SIGTERM and must stop cleanly (exit 0).
+    """
+    settings = {
+        "ORDER_TOPIC_ARN": topology.topic_arn,
+        "ORDERS_TABLE": topology.table,
+        "HOST": LOOPBACK,
+        "PORT": str(port),
+        "PAYMENT_SECONDS": "0.01",
+    }
+    api = await ServiceProcess(MODULES["api"], service_env(aws, **(settings | env))).start()
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        await wait_healthy(api, url)
+        yield api, url
+        api.signal(signal.SIGTERM)
+        assert await api.wait(timeout=30) == 0, api.stderr[-2000:]
+    finally:
+        await api.stop()

@@ -9,11 +9,12 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ParamValidationError
 
+from devstack.env import CLIENT_CREDENTIALS
+from devstack.topology import Topology
 from services.common.aws import USER_AGENT, client_config
 from services.common.settings import AwsSettings
-from services.common.topology import Topology
 
-from .conftest import REGION
+from ..helpers import REGION
 
 
 @asynccontextmanager
@@ -22,8 +23,7 @@ async def client(aws: AwsSettings, service: Any, *, lean: bool) -> Any:
         service,
         region_name=REGION,
         endpoint_url=aws.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        **CLIENT_CREDENTIALS,
         config=client_config(pool_size=7, read_timeout=12, lean=lean),
     ) as made:
         yield made
@@ -41,14 +41,15 @@ def sent_user_agents(made: Any) -> list[str]:
     return seen
 
 
-def test_the_config_carries_pool_size_timeouts_and_retries():
-    config = client_config(pool_size=7, read_timeout=12, max_attempts=2)
+def test_the_config_carries_pool_size_timeouts_and_retries() -> None:
+    # Any: botocore's Config sets these attributes at run time; the stubs do not declare them.
+    config: Any = client_config(pool_size=7, read_timeout=12, max_attempts=2)
     assert config.max_pool_connections == 7
     assert config.read_timeout == 12
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
 
 
-async def test_lean_clients_send_the_fixed_user_agent(aws: AwsSettings, topology: Topology):
+async def test_lean_clients_send_the_fixed_user_agent(aws: AwsSettings, topology: Topology) -> None:
     async with client(aws, "sns", lean=True) as sns:
         seen = sent_user_agents(sns)
         await sns.publish(TopicArn=topology.topic_arn, Message="hello")
@@ -56,7 +57,9 @@ async def test_lean_clients_send_the_fixed_user_agent(aws: AwsSettings, topology
     assert "ua/2.1" not in seen[0]
 
 
-async def test_default_clients_build_botocores_user_agent(aws: AwsSettings, topology: Topology):
+async def test_default_clients_build_botocores_user_agent(
+    aws: AwsSettings, topology: Topology
+) -> None:
     async with client(aws, "sns", lean=False) as sns:
         seen = sent_user_agents(sns)
         await sns.publish(TopicArn=topology.topic_arn, Message="hello")
@@ -65,7 +68,7 @@ async def test_default_clients_build_botocores_user_agent(aws: AwsSettings, topo
 
 async def test_without_client_validation_the_service_still_refuses_a_bad_request(
     aws: AwsSettings, topology: Topology
-):
+) -> None:
     # A number sent where DynamoDB wants its string form: botocore would refuse it before
     # sending; lean clients leave that to the service, which answers a 4xx (nothing written).
     bad = {"TableName": topology.table, "Item": {"pk": {"S": "x"}, "n": {"N": 5}}}

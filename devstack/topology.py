@@ -1,7 +1,7 @@
-"""The messaging topology, created idempotently: SNS topic -> SQS queue (+ DLQ).
+"""The messaging topology, created idempotently: SNS topic -> SQS queue (+ DLQ), the table.
 
-The same code path serves the local AWS (tests, `make run`, the bench) and a real account;
-Terraform owns the topology on AWS, so this is for local use and quick experiments.
+Terraform owns the topology on AWS and neither service imports this: it serves the local AWS
+(`make run`, the tests, the bench) and quick experiments against an account.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import contextlib
 import json
 import os
 import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from aiobotocore.session import get_session
 
-from .aws import client_config
-from .settings import AwsSettings, SettingsError, env_int, env_str
+from services.common.aws import client_config
+from services.common.settings import AwsSettings, SettingsError, env_int, env_str
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -55,6 +56,23 @@ class TopologyNames:
                 maximum=43_200,
             ),
         )
+
+
+def unique_names(
+    prefix: str = "orders", *, table: str | None = None, visibility_timeout: int = 30
+) -> TopologyNames:
+    """Names with a random suffix, so runs on one local AWS never see each other's orders.
+
+    The table is unique too unless `table` names a shared one.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    return TopologyNames(
+        topic=f"{prefix}-{suffix}",
+        queue=f"{prefix}-{suffix}",
+        dlq=f"{prefix}-dlq-{suffix}",
+        table=table or f"{prefix}-{suffix}",
+        visibility_timeout=visibility_timeout,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +225,20 @@ async def create_topology(aws: AwsSettings, names: TopologyNames) -> Topology:
         return await ensure_topology(sns, sqs, names, dynamodb)
 
 
+async def queue_counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
+    """(visible, in flight) messages on a queue: what tests and the bench wait on."""
+    got = await sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    attrs = got["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 def main() -> int:
-    """`python -m services.common.topology`: ensure the topology, print it as JSON."""
+    """`python -m devstack.topology`: ensure the topology, print it as JSON."""
     try:
         aws = AwsSettings.from_env(os.environ)
         names = TopologyNames.from_env(os.environ)

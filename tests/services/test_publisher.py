@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiobotocore.session import get_session
 
+from devstack.env import CLIENT_CREDENTIALS
+from devstack.topology import Topology
 from services.api.publisher import (
     MAX_BATCH_BYTES,
     PublishAmbiguous,
@@ -19,9 +21,8 @@ from services.api.publisher import (
     PublishFailed,
 )
 from services.common.aws import client_config
-from services.common.topology import Topology
 
-from .conftest import REGION
+from ..helpers import REGION
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -60,7 +61,7 @@ async def publish_all(publisher: Publisher, bodies: list[str]) -> list[Any]:
 
 async def test_concurrent_publishes_share_batches_and_each_lands_once(
     sns: SNSClient, sqs: SQSClient, topology: Topology
-):
+) -> None:
     publisher = Publisher(sns, topology.topic_arn, timeout=10, concurrency=1)
     first = messages(1)
     rest = messages(24)
@@ -78,7 +79,9 @@ async def test_concurrent_publishes_share_batches_and_each_lands_once(
     await publisher.close()
 
 
-async def test_a_lone_publish_is_one_call(sns: SNSClient, sqs: SQSClient, topology: Topology):
+async def test_a_lone_publish_is_one_call(
+    sns: SNSClient, sqs: SQSClient, topology: Topology
+) -> None:
     publisher = Publisher(sns, topology.topic_arn, timeout=10)
     body = messages(1)[0]
     assert await publisher.publish(body)
@@ -86,7 +89,9 @@ async def test_a_lone_publish_is_one_call(sns: SNSClient, sqs: SQSClient, topolo
     assert await drain(sqs, topology.queue_url) == [body]
 
 
-async def test_the_byte_limit_splits_batches(sns: SNSClient, sqs: SQSClient, topology: Topology):
+async def test_the_byte_limit_splits_batches(
+    sns: SNSClient, sqs: SQSClient, topology: Topology
+) -> None:
     publisher = Publisher(sns, topology.topic_arn, timeout=10)
     # Four messages of 100 KiB: three do not fit under 256 KiB, so 2 + 2.
     big = [f"{i}" + "y" * 100_000 for i in range(4)]
@@ -98,7 +103,7 @@ async def test_the_byte_limit_splits_batches(sns: SNSClient, sqs: SQSClient, top
 
 async def test_an_oversize_message_fails_definitely_and_alone(
     sns: SNSClient, sqs: SQSClient, topology: Topology
-):
+) -> None:
     publisher = Publisher(sns, topology.topic_arn, timeout=10)
     small = messages(3)
     results = await publish_all(publisher, [small[0], OVERSIZE, small[1], small[2]])
@@ -110,7 +115,7 @@ async def test_an_oversize_message_fails_definitely_and_alone(
 
 async def test_one_failed_entry_in_a_shared_batch_fails_only_its_caller(
     sns: SNSClient, sqs: SQSClient, topology: Topology
-):
+) -> None:
     # A byte limit above SNS's lets the oversize message share a batch with the others, so
     # SNS (here the local AWS) answers that entry's failure inside a successful call.
     publisher = Publisher(sns, topology.topic_arn, timeout=10, max_batch_bytes=4 * MAX_BATCH_BYTES)
@@ -125,7 +130,9 @@ async def test_one_failed_entry_in_a_shared_batch_fails_only_its_caller(
     assert sorted(await drain(sqs, topology.queue_url)) == sorted(small)
 
 
-async def test_an_unknown_topic_fails_every_entry_definitely(sns: SNSClient, topology: Topology):
+async def test_an_unknown_topic_fails_every_entry_definitely(
+    sns: SNSClient, topology: Topology
+) -> None:
     missing = topology.topic_arn + "-missing"
     publisher = Publisher(sns, missing, timeout=10)
     results = await publish_all(publisher, messages(3))
@@ -136,7 +143,7 @@ async def test_an_unknown_topic_fails_every_entry_definitely(sns: SNSClient, top
     assert len({id(r) for r in results}) == 3
 
 
-async def test_a_closed_publisher_refuses(sns: SNSClient, topology: Topology):
+async def test_a_closed_publisher_refuses(sns: SNSClient, topology: Topology) -> None:
     publisher = Publisher(sns, topology.topic_arn, timeout=10)
     await publisher.close()
     with pytest.raises(PublishFailed) as failed:
@@ -153,8 +160,7 @@ async def sns_at(endpoint: str, max_attempts: int = 3) -> AsyncIterator[SNSClien
         "sns",
         region_name=REGION,
         endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        **CLIENT_CREDENTIALS,
         config=client_config(pool_size=20, read_timeout=30, max_attempts=max_attempts),
     ) as client:
         yield client
@@ -190,7 +196,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_an_unreachable_sns_is_a_definite_failure():
+async def test_an_unreachable_sns_is_a_definite_failure() -> None:
     async with sns_at(f"http://127.0.0.1:{closed_port()}", max_attempts=2) as sns:
         publisher = Publisher(sns, "arn:aws:sns:us-east-1:123456789012:t", timeout=10)
         with pytest.raises(PublishFailed) as failed:
@@ -199,7 +205,7 @@ async def test_an_unreachable_sns_is_a_definite_failure():
     assert failed.value.code == "EndpointConnectionError"
 
 
-async def test_no_answer_after_sending_is_ambiguous_and_a_never_sent_entry_is_not():
+async def test_no_answer_after_sending_is_ambiguous_and_a_never_sent_entry_is_not() -> None:
     async with fake_sns("silent") as (endpoint, requests), sns_at(endpoint) as sns:
         publisher = Publisher(
             sns, "arn:aws:sns:us-east-1:123456789012:t", timeout=0.5, concurrency=1
@@ -219,7 +225,7 @@ async def test_no_answer_after_sending_is_ambiguous_and_a_never_sent_entry_is_no
     assert publisher.stats.entries == 11
 
 
-async def test_a_connection_lost_after_sending_is_ambiguous():
+async def test_a_connection_lost_after_sending_is_ambiguous() -> None:
     async with fake_sns("hang-up") as (endpoint, requests), sns_at(endpoint) as sns:
         publisher = Publisher(sns, "arn:aws:sns:us-east-1:123456789012:t", timeout=10)
         results = await publish_all(publisher, ["a", "b"])

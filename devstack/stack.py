@@ -1,0 +1,117 @@
+"""`python -m devstack` (`make run`): the whole system on this machine, in the foreground.
+
+The local AWS, the topology, the API on :8080 and one worker, every service's JSON log lines
+on this process's stdout. Ctrl-C (or SIGTERM) stops the services first, then the local AWS.
+
+The launcher's loop, in order: `main` parses the settings and installs the signal handlers;
+`run` starts the local AWS and the topology, says `stack_ready`, starts the children
+(`start_children`), watches them until a stop is asked for or one exits (`watch`), and
+stops them (`stop_children`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO
+
+import orjson
+
+from services.common.settings import AwsSettings, SettingsError, env_int
+
+from . import services
+from .env import isolated, isolated_process_env
+from .local_aws import local_aws_process
+from .services import Service
+from .topology import TopologyNames, create_topology
+
+CHILDREN: tuple[Service, ...] = ("api", "worker")
+Children = dict[Service, subprocess.Popen[bytes]]
+
+
+def say(event: str, **fields: object) -> None:
+    """One JSON log line of the launcher's own, in the services' format."""
+    line = {"event": event, "service": "stack", **fields}
+    sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
+    sys.stdout.flush()
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    aws_port: int
+    """LOCALAWS_PORT: the local AWS's port (0 picks a free one)."""
+    names: TopologyNames
+    region: str
+    """AWS_REGION / AWS_DEFAULT_REGION, kept: the only AWS variable a developer's shell keeps."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StackSettings:
+        return cls(
+            aws_port=env_int(environ, "LOCALAWS_PORT", 4566, minimum=0, maximum=65535),
+            names=TopologyNames.from_env(environ),
+            region=AwsSettings.from_env({**environ, "AWS_ENDPOINT_URL": ""}).region,
+        )
+
+
+def start_children(env: Mapping[str, str], stdout: int | IO[bytes] | None = None) -> Children:
+    """Start the API and the worker; their log lines go to `stdout` (this one's by default)."""
+    return {name: services.start(name, env, stdout=stdout) for name in CHILDREN}
+
+
+def watch(children: Children, stop_requested: Callable[[], bool]) -> int:
+    """Wait until a stop is asked for (0) or a child exits by itself (1, and say which)."""
+    while not stop_requested():
+        exited = {name: p.returncode for name, p in children.items() if p.poll() is not None}
+        if exited:
+            say("stack_child_exited", exit_codes=exited)
+            return 1
+        time.sleep(0.2)
+    return 0
+
+
+def stop_children(children: Children) -> None:
+    """SIGTERM to every child still running, then wait for each to finish its own shutdown."""
+    services.stop_all(children.values())
+
+
+def run(settings: StackSettings, stop_requested: Callable[[], bool]) -> int:
+    """The local AWS, the topology, then the services until a stop is asked for."""
+    # Every process here gets throwaway credentials, never a developer's real ones.
+    env = isolated(os.environ, settings.region)
+    with local_aws_process(port=settings.aws_port) as endpoint:
+        aws = AwsSettings(region=settings.region, endpoint_url=endpoint)
+        env["AWS_ENDPOINT_URL"] = endpoint
+        with isolated_process_env(aws):
+            topology = asyncio.run(create_topology(aws, settings.names))
+        env.update(topology.env())
+        say("stack_ready", endpoint=endpoint, **topology.env())
+        children = start_children(env)
+        try:
+            code = watch(children, stop_requested)
+        finally:
+            stop_children(children)
+    say("stack_stopped")
+    return code
+
+
+def main() -> int:
+    try:
+        settings = StackSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 2
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return run(settings, lambda: stopping)

@@ -1,0 +1,95 @@
+"""What the tests share besides fixtures: settings, an order body, clients, the environment.
+
+Tests import these from here, never from conftest (pytest's own module). Nothing here needs
+the bench: the harness (local AWS, topology, processes) is `devstack`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+
+from devstack.env import CLIENT_CREDENTIALS, REGION, aws_variables, service_env
+from devstack.topology import Topology, queue_counts, unique_names
+from services.api.settings import ApiSettings
+from services.common.aws import client_config
+from services.common.payment import PaymentSettings
+from services.common.settings import AwsSettings
+from services.worker.settings import WorkerSettings
+
+__all__ = [
+    "REGION",
+    "api_settings",
+    "aws_client",
+    "isolate_aws_env",
+    "order_body",
+    "queue_counts",
+    "service_env",
+    "unique_names",
+    "worker_settings",
+]
+
+
+def isolate_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop every AWS_* variable and set fake credentials, undone when `monkeypatch` is."""
+    # A developer's ~/.aws or AWS_* variables must never steer a test toward a real account.
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in aws_variables(REGION).items():
+        monkeypatch.setenv(name, value)
+
+
+@asynccontextmanager
+async def aws_client(aws: AwsSettings, service: str) -> AsyncIterator[Any]:
+    """A test's own client of the local AWS (the services open theirs themselves)."""
+    # Any: `service` is a plain string, not one of the stubs' per-service literals.
+    session: Any = get_session()
+    async with session.create_client(
+        service,
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(pool_size=20, read_timeout=30),
+        **CLIENT_CREDENTIALS,
+    ) as client:
+        yield client
+
+
+def api_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> ApiSettings:
+    fields: dict[str, Any] = {
+        "topic_arn": topology.topic_arn,
+        "aws": aws,
+        "orders_table": topology.table,
+        "payment": PaymentSettings(seconds=0.2, timeout=5),
+    }
+    return ApiSettings(**(fields | overrides))
+
+
+def worker_settings(aws: AwsSettings, topology: Topology, **overrides: Any) -> WorkerSettings:
+    fields: dict[str, Any] = {
+        "queue_url": topology.queue_url,
+        "aws": aws,
+        "slots": 10,
+        "orders_table": topology.table,
+        "payment": PaymentSettings(seconds=0.2, timeout=5),
+        "retry_backoff_seconds": 0,
+        "wait_time_seconds": 1,
+        "shutdown_grace_seconds": 5,
+    }
+    return WorkerSettings(**(fields | overrides))
+
+
+def order_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer_id": 42,
+        "items": [
+            {"product_id": "sku-1", "quantity": 2, "price": 9.99},
+            {"product_id": "sku-2", "quantity": 1, "price": 0.02},
+        ],
+    }
+    return body | overrides
