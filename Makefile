@@ -25,8 +25,8 @@ run: $(STAMP)
 test: lint pytest infra-test
 
 lint: $(STAMP)
-	$(PY) -m ruff check services localaws bench tests
-	$(PY) -m ruff format --check services localaws bench tests
+	$(PY) -m ruff check services localaws devstack bench tests
+	$(PY) -m ruff format --check services localaws devstack bench tests
 	$(PY) -m mypy
 
 pytest: $(STAMP)

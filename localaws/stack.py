@@ -15,6 +15,7 @@ import time
 
 import orjson
 
+from devstack.dashboard import Dashboard, DashboardSettings
 from services.common.settings import AwsSettings, SettingsError, env_int
 from services.common.topology import TopologyNames, create_topology
 
@@ -35,6 +36,7 @@ def main() -> int:
     try:
         aws_port = env_int(env, "LOCALAWS_PORT", 4566, minimum=0, maximum=65535)
         names = TopologyNames.from_env(env)
+        dashboard_settings = DashboardSettings.from_env(env)
     except SettingsError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 2
@@ -53,11 +55,19 @@ def main() -> int:
         os.environ.pop("AWS_PROFILE", None)
         topology = asyncio.run(create_topology(AwsSettings.from_env(env), names))
         env.update(topology.env())
-        _say("stack_ready", endpoint=endpoint, **topology.env())
+        dashboard = Dashboard(dashboard_settings, AwsSettings.from_env(env), topology)
+        try:
+            dashboard.start()
+        except OSError as exc:
+            print(f"stack: dashboard: {exc}", file=sys.stderr)
+            return 2
+        _say("stack_ready", endpoint=endpoint, dashboard=dashboard.url, **topology.env())
         children = {
-            name: subprocess.Popen([sys.executable, "-m", module], env=env)
+            name: subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.PIPE)
             for name, module in SERVICES.items()
         }
+        for proc in children.values():
+            dashboard.tee(proc.stdout)
         code = 0
         while not stop_requested:
             exited = {name: p.poll() for name, p in children.items() if p.poll() is not None}
@@ -71,6 +81,7 @@ def main() -> int:
                 proc.send_signal(signal.SIGTERM)
         for proc in children.values():
             proc.wait()
+        dashboard.stop()
     _say("stack_stopped")
     return code
 
