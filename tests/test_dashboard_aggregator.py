@@ -83,8 +83,12 @@ def test_queue_time_is_async_only_and_busy_slots_are_payment_seconds_per_second(
     snap = fed(*paid, sync).snapshot(now=T0 + 1)
     assert at_second(snap, "queue_p50", T0) == 20
     assert at_second(snap, "queue_p99", T0) == 40
-    assert at_second(snap, "busy", T0) == 12.0, "four 3 s payments ended: 12 slot-seconds"
+    # Four 3 s payments ended: 12 slot-seconds, over the trailing 10 s.
+    assert at_second(snap, "busy", T0) == 1.2
     assert snap["totals"]["busy"] == 1.2
+    later = fed(*paid, sync).snapshot(now=T0 + 12)
+    assert at_second(later, "busy", T0 + 9) == 1.2
+    assert at_second(later, "busy", T0 + 10) == 0.0, "out of the trailing mean after 10 s"
 
 
 def test_the_window_forgets_what_is_older_than_five_minutes():

@@ -124,6 +124,7 @@ async def test_the_dashboard_shows_a_burst_of_orders_live(unused_tcp_port_factor
                         (s) => s.reduce((a, v) => a + (v || 0), 0))]))"""
             )
             assert sums["orders"] == [BURST + 1, BURST]
+            # Each 1 s payment counts for a tenth in ten trailing means.
             assert sums["busy"][0] == pytest.approx(BURST * 1.0, rel=0.2)
             assert sums["api"][1] > 0
             assert sums["queue"][1] > 0, "the burst was seen in flight"

@@ -7,8 +7,9 @@ Every figure is computed from the fields CloudWatch reads, so the two views agre
   which leaves out `/health` exactly as the metric does;
 - queue time: `queue_ms` of `order_paid` lines with `mode = "async"` (the percentiles query);
 - busy slots: payment time spent per second, the sum of the worker's `payment_ms` / 1000
-  (Little's law; in CloudWatch `SUM(payment_ms) / 1000 / PERIOD`), so a payment counts in
-  the second its `order_paid` line is written;
+  (Little's law; in CloudWatch `SUM(payment_ms) / 1000 / PERIOD`) over the trailing
+  RATE_SECONDS, so a payment counts when its `order_paid` line is written (payments end in
+  waves a payment apart; a shorter mean would swing around the true figure);
 - failures: what the errors-by-code query lists (warning and error lines, `order_rejected`)
   plus the info-level fates of an order, `order_failed` and `message_dead_lettered`.
 
@@ -57,6 +58,15 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def _trailing_mean(values: Sequence[float], span: int) -> list[float]:
+    """Each value replaced by the mean of it and the `span - 1` values before it."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value - (values[i - span] if i >= span else 0.0)
+        out.append(round(total / span, 3))
+    return out
 
 
 def _epoch(event: Mapping[str, Any], default: float) -> float:
@@ -179,7 +189,7 @@ class Aggregator:
                 "api_p99": [percentile(s.api_ms, 99) for s in seconds],
                 "queue_p50": [percentile(s.queue_ms, 50) for s in seconds],
                 "queue_p99": [percentile(s.queue_ms, 99) for s in seconds],
-                "busy": [round(s.payment_ms / 1000, 3) for s in seconds],
+                "busy": _trailing_mean([s.payment_ms / 1000 for s in seconds], RATE_SECONDS),
                 "visible": [s.queue[0] if s.queue else None for s in seconds],
                 "in_flight": [s.queue[1] if s.queue else None for s in seconds],
                 "dlq": [s.queue[2] if s.queue else None for s in seconds],
