@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+# Re-exported: the bench and the tests read queue depth the way the dashboard samples it.
+from devstack.dashboard.sampler import queue_counts as queue_counts
 from services.common.messages import OrderItem, OrderMessage, encode_message
 from services.worker.settings import SQS_BATCH
 
@@ -53,17 +55,6 @@ class DepthSeries:
             "visible": self.visible,
             "in_flight": self.in_flight,
         }
-
-
-async def queue_counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
-    got = await sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    attrs = got["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 @asynccontextmanager

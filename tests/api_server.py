@@ -32,20 +32,25 @@ async def api_process(
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{url}/health") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
+            if not await until_healthy(http, url):
                 raise AssertionError(f"the API never answered; stderr: {api.stderr[-2000:]!r}")
         yield api, url
         api.signal(signal.SIGTERM)
         assert await api.wait(timeout=30) == 0, api.stderr[-2000:]
     finally:
         await api.stop()
+
+
+async def until_healthy(http: aiohttp.ClientSession, url: str, tries: int = 100) -> bool:
+    """Poll the API's /health until it answers 200; False if it never did."""
+    for _ in range(tries):
+        try:
+            async with http.get(f"{url}/health") as resp:
+                if resp.status == 200:
+                    return True
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.1)
+    return False
 
 
 def statuses(api: ServiceProcess) -> list[int]:

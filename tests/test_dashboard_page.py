@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from tests.api_server import until_healthy
 from tests.conftest import order_body
 from tests.processes import ServiceProcess, run_to_exit
 
@@ -70,13 +71,7 @@ async def open_dashboard(chromium: Browser, url: str, errors: list[str]) -> Page
 
 async def post_orders(api_url: str, bodies: list[dict[str, Any]]) -> None:
     async with aiohttp.ClientSession() as http:
-        for _ in range(100):
-            try:
-                async with http.get(f"{api_url}/health") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
+        assert await until_healthy(http, api_url), "the stack's API never answered"
 
         async def post(body: dict[str, Any]) -> None:
             async with http.post(f"{api_url}/orders/async", json=body) as resp:

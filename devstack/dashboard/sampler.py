@@ -23,7 +23,7 @@ Sink = Callable[[float, int, int, int], None]
 """Takes (time, visible, in flight, DLQ visible)."""
 
 
-async def _counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
+async def queue_counts(sqs: SQSClient, queue_url: str) -> tuple[int, int]:
     """(visible, in flight), as CloudWatch's ApproximateNumberOfMessages(Not)Visible."""
     got = await sqs.get_queue_attributes(
         QueueUrl=queue_url,
@@ -49,7 +49,7 @@ async def sample_queues(
             started = time.time()
             try:
                 (visible, in_flight), (dlq, _) = await asyncio.gather(
-                    _counts(sqs, queue_url), _counts(sqs, dlq_url)
+                    queue_counts(sqs, queue_url), queue_counts(sqs, dlq_url)
                 )
             except (BotoCoreError, ClientError):
                 pass
