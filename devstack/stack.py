@@ -1,7 +1,8 @@
 """`python -m devstack` (`make run`): the whole system on this machine, in the foreground.
 
 The local AWS, the topology, the API on :8080 and one worker, every service's JSON log lines
-on this process's stdout. Ctrl-C (or SIGTERM) stops the services first, then the local AWS.
+on this process's stdout, and a live dashboard of them on :8081 (`devstack/dashboard`).
+Ctrl-C (or SIGTERM) stops the services first, then the dashboard, then the local AWS.
 
 The launcher's loop, in order: `main` parses the settings and installs the signal handlers;
 `run` starts the local AWS and the topology, says `stack_ready`, starts the children
@@ -26,6 +27,7 @@ import orjson
 from services.common.settings import AwsSettings, SettingsError, env_int
 
 from . import services
+from .dashboard import Dashboard, DashboardSettings
 from .env import isolated, isolated_process_env
 from .local_aws import local_aws_process
 from .services import Service
@@ -49,6 +51,7 @@ class StackSettings:
     names: TopologyNames
     region: str
     """AWS_REGION / AWS_DEFAULT_REGION, kept: the only AWS variable a developer's shell keeps."""
+    dashboard: DashboardSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackSettings:
@@ -56,6 +59,7 @@ class StackSettings:
             aws_port=env_int(environ, "LOCALAWS_PORT", 4566, minimum=0, maximum=65535),
             names=TopologyNames.from_env(environ),
             region=AwsSettings.from_env({**environ, "AWS_ENDPOINT_URL": ""}).region,
+            dashboard=DashboardSettings.from_env(environ),
         )
 
 
@@ -90,12 +94,22 @@ def run(settings: StackSettings, stop_requested: Callable[[], bool]) -> int:
         with isolated_process_env(aws):
             topology = asyncio.run(create_topology(aws, settings.names))
         env.update(topology.env())
-        say("stack_ready", endpoint=endpoint, **topology.env())
-        children = start_children(env)
+        dashboard = Dashboard(settings.dashboard, aws, topology)
+        try:
+            dashboard.start()
+        except OSError as exc:
+            print(f"stack: dashboard: {exc}", file=sys.stderr)
+            return 2
+        say("stack_ready", endpoint=endpoint, dashboard=dashboard.url, **topology.env())
+        # The children's lines pass through the dashboard on their way to this stdout.
+        children = start_children(env, stdout=subprocess.PIPE)
+        for child in children.values():
+            dashboard.tee(child.stdout)
         try:
             code = watch(children, stop_requested)
         finally:
             stop_children(children)
+            dashboard.stop()
     say("stack_stopped")
     return code
 

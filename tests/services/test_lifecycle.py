@@ -116,6 +116,7 @@ async def test_make_run_stack_serves_an_order_end_to_end(unused_tcp_port: int) -
     """What `make run` starts: the local AWS, the topology, the API and a worker, one stream."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"LOCALAWS_PORT": "0", "PORT": str(unused_tcp_port), "PAYMENT_SECONDS": "0.5"}
+    env["DASHBOARD_PORT"] = "0"
     stack = await ServiceProcess("devstack", env).start()
     try:
         await stack.wait_for(lambda e: e["event"] == "stack_ready")

@@ -1,0 +1,103 @@
+// The page: one EventSource, a snapshot a second, five uPlot charts, the tiles and two tables.
+"use strict";
+
+const HEIGHT = 180;
+const COLOURS = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c"];
+
+function makeChart(id, labels, yLabel) {
+  const el = document.getElementById(id);
+  const series = [{}].concat(labels.map((label, i) => ({
+    label, stroke: COLOURS[i], width: 1.5, spanGaps: false,
+  })));
+  const opts = {
+    width: el.clientWidth || 460, height: HEIGHT, series,
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+    axes: [{}, { label: yLabel, size: 50 }],
+    legend: { live: false },
+  };
+  return new uPlot(opts, [[]].concat(labels.map(() => [])), el);
+}
+
+const charts = {
+  queue: makeChart("chart-queue", ["visible", "in flight", "DLQ"], "messages"),
+  orders: makeChart("chart-orders", ["accepted/s", "paid/s"], "orders/s"),
+  api: makeChart("chart-api", ["p50", "p99"], "ms"),
+  queueMs: makeChart("chart-queue-ms", ["p50", "p99"], "ms"),
+  busy: makeChart("chart-busy", ["busy slots"], "slots"),
+};
+
+function fmt(value, digits) {
+  if (value === null || value === undefined) return "–";
+  return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits });
+}
+
+function setText(id, text) {
+  document.getElementById(id).textContent = text;
+}
+
+function fillTable(id, rows) {
+  const body = document.querySelector(`#${id} tbody`);
+  body.replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement("tr");
+    for (const [text, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.append(td);
+    }
+    return tr;
+  }));
+}
+
+function render(snap) {
+  const s = snap.series;
+  charts.queue.setData([s.t, s.visible, s.in_flight, s.dlq]);
+  charts.orders.setData([s.t, s.accepted, s.paid]);
+  charts.api.setData([s.t, s.api_p50, s.api_p99]);
+  charts.queueMs.setData([s.t, s.queue_p50, s.queue_p99]);
+  charts.busy.setData([s.t, s.busy]);
+
+  const t = snap.totals;
+  setText("tile-accepted-rate", fmt(t.accepted_per_s, 1));
+  setText("tile-accepted-total", fmt(t.accepted, 0));
+  setText("tile-paid-rate", fmt(t.paid_per_s, 1));
+  setText("tile-paid-total", fmt(t.paid, 0));
+  setText("tile-api-p50", fmt(t.api_p50, 1));
+  setText("tile-api-p99", fmt(t.api_p99, 1));
+  setText("tile-queue-p50", fmt(t.queue_p50, 0));
+  setText("tile-queue-p99", fmt(t.queue_p99, 0));
+  setText("tile-busy", fmt(t.busy, 1));
+  setText("tile-slots", fmt(t.slots, 0));
+  setText("tile-visible", fmt(t.visible, 0));
+  setText("tile-in-flight", fmt(t.in_flight, 0));
+  setText("tile-dlq", fmt(t.dlq, 0));
+  setText("tile-failures", fmt(t.failures, 0));
+
+  fillTable("failures-by-event", snap.failures.by_event.map((f) => [
+    [f.service], [f.event], [f.code], [fmt(f.count, 0)],
+  ]));
+  fillTable("failures-latest", snap.failures.latest.map((f) => [
+    [new Date(f.at * 1000).toLocaleTimeString("en-GB")], [f.service], [f.event],
+    [f.order_id || ""], [f.reason, "reason"],
+  ]));
+  window.dashboardSnapshot = snap;
+}
+
+window.addEventListener("resize", () => {
+  for (const chart of Object.values(charts)) {
+    chart.setSize({ width: chart.root.parentElement.clientWidth, height: HEIGHT });
+  }
+});
+
+const status = document.getElementById("status");
+const source = new EventSource("events");
+source.onmessage = (event) => {
+  render(JSON.parse(event.data));
+  status.textContent = "live";
+  status.className = "status live";
+};
+source.onerror = () => {
+  status.textContent = "reconnecting…";
+  status.className = "status";
+};
+window.dashboardCharts = charts;
