@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 import orjson
 from tqdm import tqdm
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .charts import latency_distribution
 from .ledger import twice_charged
 from .markdown import table
-from .results import Earlier
+from .results import Earlier, Result
 from .stack import (
     api_process,
     local_aws,
@@ -41,9 +41,20 @@ from .stats import summarize
 from .targets import target
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+class Reference(TypedDict):
+    """The reference report's figures (AWS, 20 Locust users)."""
+
+    sync_p50_ms: int
+    sync_rps: float
+    async_p50_ms: int
+    async_rps: float
+
+
 # The reference report's figures (shared/reference/seed-report.md); ours are judged
 # against the issue's targets, and its speed-up is computed from these, not typed.
-REFERENCE = {"sync_p50_ms": 3024, "sync_rps": 5.7, "async_p50_ms": 39, "async_rps": 5.4}
+REFERENCE: Reference = {"sync_p50_ms": 3024, "sync_rps": 5.7, "async_p50_ms": 39, "async_rps": 5.4}
 REFERENCE_SPEEDUP = REFERENCE["sync_p50_ms"] / REFERENCE["async_p50_ms"]
 # (label, endpoint, jitter or None for --jitter): the reference's shape first.
 RUNS = (
@@ -112,6 +123,36 @@ class LocustRun(TypedDict):
     accepted: NotRequired[list[str]]
     """Order ids the API accepted (async), dropped once checked against the worker's."""
     locust_seconds: float
+
+
+class CompareSettings(TypedDict):
+    users: int
+    spawn_rate: float
+    duration_s: float
+    """Seconds of the sync run."""
+    async_duration_s: float
+    """Seconds of each async run: long enough for min_samples requests."""
+    min_samples: int
+    pacing_s: float
+    jitter: float
+    """The jittered run's; the reference-shape runs have none."""
+    payment_seconds: float
+    worker_slots: int
+    order_state: bool
+
+
+class CompareResult(Result):
+    settings: CompareSettings
+    runs: dict[str, LocustRun]
+    """By label, in RUNS' order."""
+    speedup_p50: float | None
+    """Sync p50 / async p50 in the reference shape; None when either had no answer."""
+    async_accepted: int
+    async_lost: int
+    """Accepted by the API, never paid by the worker."""
+    charged_twice: int
+    reference: Reference
+    reference_speedup_p50: float
 
 
 def _locust_command(
@@ -206,7 +247,7 @@ def _locust(
     }
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
     pay = args.payment_seconds
     state = order_state(args)
     runs: dict[str, LocustRun] = {}
@@ -295,7 +336,7 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     }
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: CompareResult) -> str:
     s = result["settings"]
     rows = []
     for label, e in result["runs"].items():
@@ -345,7 +386,7 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+def charts(result: CompareResult, out_dir: Path) -> list[str]:
     series = {label: e["latencies_ms"] for label, e in result["runs"].items()}
     return [latency_distribution(series, out_dir / "compare-latency.png", "compare: Locust")]
 

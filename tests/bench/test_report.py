@@ -61,7 +61,8 @@ def _latency(p50: float) -> dict[str, Any]:
 
 def test_compare_report_states_the_speedup_and_the_reference() -> None:
     endpoint = {"requests": 10, "failures": 0, "requests_per_s": 5.7, "latencies_ms": [1.0]}
-    result = {
+    # Only what the report reads: Any, not CompareResult.
+    result: Any = {
         "settings": {
             "users": 20,
             "spawn_rate": 10,
