@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar
 
 from devstack.topology import Topology, queue_counts
 from services.common.settings import AwsSettings
@@ -27,7 +27,7 @@ from .capacity import plan
 from .ledger import twice_charged
 from .load import open_loop
 from .markdown import table
-from .results import Earlier
+from .results import Earlier, Result
 from .stack import (
     ApiRun,
     WorkerRun,
@@ -45,6 +45,55 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 T = TypeVar("T")
+
+
+class SoakSettings(TypedDict):
+    rate: float
+    duration_s: float
+    payment_seconds: float
+    slots: int
+    """Planned for arrivals plus the retries transient failures add."""
+    failure_rate: float
+    decline_rate: float
+    order_state: bool
+
+
+class Memory(TypedDict):
+    """A worker's RSS; only `samples` when it ran too short to tell warm from end."""
+
+    samples: int
+    warm_mb: NotRequired[float]
+    """Median over the second quarter of its run (after warm-up)."""
+    end_mb: NotRequired[float]
+    """Median over the last quarter."""
+    max_mb: NotRequired[float]
+    growth_pct: NotRequired[float]
+
+
+class Generation(TypedDict):
+    """One worker process of the soak (the first is replaced halfway)."""
+
+    stopped: dict[str, Any] | None
+    """Its `worker_stopped` counters; None if it never logged them."""
+    memory: Memory
+    paid: int
+
+
+class SoakResult(Result):
+    settings: SoakSettings
+    sent: int
+    accepted: int
+    rejected: int
+    paid: int
+    failed: int
+    unsettled: int
+    """Accepted but neither paid nor failed: lost."""
+    dlq: int
+    queue_drained: bool
+    api_latency_ms: dict[str, float | int | None]
+    workers: list[Generation]
+    charged_twice: int
+    """Over the processor's ledger lines of the API and both workers."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +127,7 @@ async def _sample_rss(
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _memory(samples: list[tuple[float, float]]) -> dict[str, Any]:
+def _memory(samples: list[tuple[float, float]]) -> Memory:
     """RSS after warm-up (the first quarter) against RSS at the end of the worker's run."""
     values = [v for _, v in samples]
     if len(values) < 4:
@@ -166,8 +215,8 @@ async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counte
 
 
 async def _soak(
-    aws: AwsSettings, topology: Topology, api: ApiRun, spec: dict[str, Any]
-) -> tuple[dict[str, Any], list[WorkerRun]]:
+    aws: AwsSettings, topology: Topology, api: ApiRun, spec: SoakSettings
+) -> tuple[SoakResult, list[WorkerRun]]:
     pay = spec["payment_seconds"]
     worker_env = {
         "ORDERS_TABLE": topology.table,
@@ -210,6 +259,7 @@ async def _soak(
     by_status = await _statuses(aws, topology.table, accepted)
     answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
     return {
+        "settings": spec,
         "sent": len(load.outcomes),
         "accepted": len(accepted),
         "rejected": len(load.outcomes) - len(accepted),
@@ -223,12 +273,13 @@ async def _soak(
             {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
             for g in (first, second)
         ],
+        "charged_twice": 0,  # counted once both workers have stopped
     }, [first.run, second.run]
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> SoakResult:
     pay = args.payment_seconds or (0.5 if args.quick else 3.0)
-    spec = {
+    spec: SoakSettings = {
         "rate": args.rate,
         "duration_s": float(args.duration or (30 if args.quick else 300)),
         "payment_seconds": pay,
@@ -246,7 +297,6 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     # Charges from the processor's ledger lines, over every process that could pay.
     result["charged_twice"] = len(twice_charged(api.charges, *(w.charges for w in workers)))
     growth = [w["memory"].get("growth_pct") for w in result["workers"]]
-    result = {"settings": spec} | result
     result["targets"] = [
         target("soak: accepted = paid + failed", result["unsettled"], "==", 0),
         target("soak: failed orders in the DLQ", result["dlq"], "==", result["failed"]),
@@ -262,7 +312,7 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     return result
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: SoakResult) -> str:
     s = result["settings"]
     return "\n".join(
         [
@@ -281,7 +331,7 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def _orders_table(result: dict[str, Any]) -> str:
+def _orders_table(result: SoakResult) -> str:
     """Every order's end: paid, failed (and in the DLQ), or unsettled; the API's latency."""
     lat = result["api_latency_ms"]
     return table(
@@ -312,7 +362,7 @@ def _orders_table(result: dict[str, Any]) -> str:
     )
 
 
-def _workers_table(workers: list[dict[str, Any]]) -> str:
+def _workers_table(workers: list[Generation]) -> str:
     """Each worker generation's counters and memory."""
     rows = [
         [
