@@ -15,16 +15,18 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import TypedDict, cast
 
 import orjson
 
 from devstack.local_aws import local_aws_server
 
 from . import emulator_load as load
-from .results import Earlier, TargetResult
+from .emulator_load import CallCost, Ceiling, IdlePolls
+from .results import Earlier, Result, TargetResult
 from .targets import Op, target
 
 SERVERS = {"stock": ("--stock",), "patched": ()}
@@ -44,6 +46,50 @@ class Plan:
     consumers: int
     idle_polls: int
     idle_window_s: float
+
+
+class PlanFigures(TypedDict):
+    """A Plan in its JSON form (asdict)."""
+
+    backlogs: Sequence[int]
+    """A tuple as run() returns it, a list once through JSON."""
+    samples: int
+    budget_s: float
+    stock_max_backlog: int
+    ceiling_backlog: int
+    ceiling_s: float
+    publishers: int
+    consumers: int
+    idle_polls: int
+    idle_window_s: float
+
+
+class ServerResult(TypedDict):
+    """One server's figures (stock or patched moto)."""
+
+    costs: dict[str, dict[str, CallCost]]
+    """{backlog: {call: cost}}; the backlog a string, as JSON keys are."""
+    skipped_backlogs: list[int]
+    """Backlogs above what this server was filled to."""
+    fill_seconds: dict[str, float]
+    ceiling: Ceiling | None
+    """None when the ceiling's backlog was above what this server was filled to."""
+    idle_polls: IdlePolls
+
+
+class LoadAverage(TypedDict):
+    start: list[float]
+    end: list[float]
+
+
+class EmulatorResult(Result):
+    moto: str
+    plan: PlanFigures
+    cpus: int | None
+    load_average: LoadAverage
+    """The machine's 1, 5 and 15 min load averages: other work shares it."""
+    servers: dict[str, ServerResult]
+    """By name in SERVERS."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +125,7 @@ def plan(args: argparse.Namespace) -> Plan:
     )
 
 
-async def _measure(endpoint: str, pid: int, p: Plan, max_backlog: int) -> dict[str, Any]:
+async def _measure(endpoint: str, pid: int, p: Plan, max_backlog: int) -> ServerResult:
     measured = [n for n in p.backlogs if n <= max_backlog]
     fill_s: dict[str, float] = {}
     async with load.clients(endpoint, pool_size=p.publishers + p.consumers + 4) as aws:
@@ -107,18 +153,19 @@ async def _measure(endpoint: str, pid: int, p: Plan, max_backlog: int) -> dict[s
     }
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> EmulatorResult:
     p = plan(args)
     load_start = [round(x, 2) for x in os.getloadavg()]
-    servers: dict[str, Any] = {}
+    servers: dict[str, ServerResult] = {}
     for name, extra in SERVERS.items():
         print(f"emulator: measuring {name} moto", file=sys.stderr, flush=True)
         max_backlog = p.stock_max_backlog if name == "stock" else max(p.backlogs)
         with local_aws_server(extra_args=extra) as server:
             servers[name] = asyncio.run(_measure(server.endpoint, server.pid, p, max_backlog))
-    result: dict[str, Any] = {
+    result: EmulatorResult = {
         "moto": version("moto"),
-        "plan": asdict(p),
+        # asdict() is untyped: PlanFigures lists Plan's fields.
+        "plan": cast("PlanFigures", asdict(p)),
         "cpus": os.cpu_count(),
         "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "servers": servers,
@@ -127,12 +174,12 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
     return result
 
 
-def _median(result: dict[str, Any], server: str, backlog: int, op: str) -> float | None:
+def _median(result: EmulatorResult, server: str, backlog: int, op: str) -> float | None:
     got = result["servers"][server]["costs"].get(str(backlog), {}).get(op)
     return None if got is None else float(got["median_ms"])
 
 
-def targets(result: dict[str, Any]) -> list[TargetResult]:
+def targets(result: EmulatorResult) -> list[TargetResult]:
     """The issue's targets, in the bench suite's format."""
     p = result["plan"]
     found: list[TargetResult] = []
@@ -145,11 +192,13 @@ def targets(result: dict[str, Any]) -> list[TargetResult]:
                 f"receive-10 at {large:,} queued / at {small:,}", at_large / at_small, "<=", 2, "x"
             )
         )
-    ours = (result["servers"]["patched"].get("ceiling") or {}).get("messages_per_s")
-    theirs = (result["servers"]["stock"].get("ceiling") or {}).get("messages_per_s")
+    ceiling = result["servers"]["patched"].get("ceiling")
+    stock = result["servers"]["stock"].get("ceiling")
+    theirs = stock["messages_per_s"] if stock else None
     backlog = f"{p['ceiling_backlog']:,} backlog"
-    if ours is not None:
-        capacity = result["servers"]["patched"]["ceiling"]["messages_per_server_cpu_s"]
+    if ceiling:
+        ours = ceiling["messages_per_s"]
+        capacity = ceiling["messages_per_server_cpu_s"]
         load_now = result["load_average"]["end"][0]
         found.append(
             target(
@@ -192,7 +241,7 @@ def _ms(value: float | None) -> str:
     return "not measured" if value is None else f"{value:,.1f}"
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: EmulatorResult) -> str:
     return "\n".join(
         [
             "## Local AWS: stock moto vs the patched launcher",
@@ -207,7 +256,7 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def _call_costs(result: dict[str, Any]) -> str:
+def _call_costs(result: EmulatorResult) -> str:
     """Round trip per call, stock against patched, at each backlog."""
     p, servers = result["plan"], result["servers"]
     rows = []
@@ -240,7 +289,7 @@ def _call_costs(result: dict[str, Any]) -> str:
     )
 
 
-def _ceiling(result: dict[str, Any]) -> str:
+def _ceiling(result: EmulatorResult) -> str:
     """The end-to-end ceiling of each server under publishers and consumers."""
     p, servers = result["plan"], result["servers"]
     rows = [
@@ -280,7 +329,7 @@ def _ceiling(result: dict[str, Any]) -> str:
     )
 
 
-def _idle_polls(result: dict[str, Any]) -> str:
+def _idle_polls(result: EmulatorResult) -> str:
     """What idle long polls cost each server."""
     p, servers = result["plan"], result["servers"]
     rows = [
@@ -314,7 +363,7 @@ def _idle_polls(result: dict[str, Any]) -> str:
     )
 
 
-def targets_section(result: dict[str, Any]) -> str:
+def targets_section(result: EmulatorResult) -> str:
     """The targets as a table (the bench suite renders them itself, at the top)."""
     rows = [
         [

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
 from aiobotocore.session import get_session
@@ -35,6 +35,50 @@ BODY = (
     '"price":9.99},{"product_id":"sku-2","quantity":1,"price":0.02}],"created_at":"2026-11-25T16:00:00Z"}'
 )
 OPS = ("publish", "publish-batch", "receive-10", "delete-batch")
+
+
+class CallCost(TypedDict):
+    """One call's round trip at one backlog."""
+
+    median_ms: float
+    p90_ms: float
+    n: int
+
+
+class Ceiling(TypedDict):
+    """Messages per second through publish-batch -> receive-10 -> delete-batch."""
+
+    seconds: float
+    publishers: int
+    consumers: int
+    backlog_before: int
+    backlog_after: int
+    published_per_s: float
+    deleted_per_s: float
+    messages_per_s: float
+    """Through the whole pipeline: no faster than its slower half."""
+    server_cpu_percent: float
+    client_cpu_percent: float
+    messages_per_server_cpu_s: float | None
+    """What the server could carry with one core to itself (None: it used no CPU)."""
+
+
+class HeldPolls(TypedDict):
+    """Long polls held on an empty queue, and the server's CPU meanwhile."""
+
+    polls: int
+    seconds_to_send_all: float
+    answered_during_window: int
+    answered_after_one_send: int
+    window_s: float
+    cpu_percent_of_one_core: float
+    server_threads: int
+    server_rss_mib: float
+
+
+class IdlePolls(HeldPolls):
+    cpu_percent_idle_without_polls: float
+    """The server's CPU before any poll: what the polls add is the difference."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +155,7 @@ async def _timed(call: Awaitable[Any]) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, answer
 
 
-def summary(samples: list[float]) -> dict[str, float]:
+def summary(samples: list[float]) -> CallCost:
     ordered = sorted(samples)
     return {
         "median_ms": round(statistics.median(ordered), 2),
@@ -141,7 +185,7 @@ async def _round(aws: Aws, p: Pipeline) -> dict[str, float]:
 
 async def call_costs(
     aws: Aws, pipes: dict[int, Pipeline], rounds: int, budget_s: float, warmup: int = 2
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, CallCost]]:
     """Round trip of each call, one at a time, per backlog: {backlog: {call: summary}}.
 
     Rounds go over every backlog in turn, so that whatever else the machine is doing at
@@ -164,7 +208,7 @@ async def call_costs(
 
 async def ceiling(
     aws: Aws, p: Pipeline, pid: int, seconds: float, publishers: int, consumers: int
-) -> dict[str, Any]:
+) -> Ceiling:
     """Messages per second through publish-batch -> receive-10 -> delete-batch, all at once.
 
     Also the CPU the server and this client spent: on a busy machine the rate says how
@@ -243,7 +287,7 @@ def sqs_query_request(netloc: str, form: str) -> bytes:
     ).encode()
 
 
-async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict[str, Any]:
+async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> IdlePolls:
     """Server CPU while `polls` long polls wait on an empty queue (20 s waits, none ends).
 
     Raw sockets, not aiobotocore: the bench knows each request has been written before
@@ -255,12 +299,12 @@ async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> dict
     async with clients(endpoint, pool_size=2) as aws:
         url = (await aws.sqs.create_queue(QueueName=f"idle-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
         result = await _hold(endpoint, pid, url, polls, window, aws)
-    return result | {"cpu_percent_idle_without_polls": round(100 * idle_cpu, 2)}
+    return {**result, "cpu_percent_idle_without_polls": round(100 * idle_cpu, 2)}
 
 
 async def _hold(
     endpoint: str, pid: int, url: str, polls: int, window: float, aws: Aws
-) -> dict[str, Any]:
+) -> HeldPolls:
     host, port = urlsplit(endpoint).hostname, urlsplit(endpoint).port
     request = sqs_query_request(
         urlsplit(endpoint).netloc,

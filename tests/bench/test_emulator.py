@@ -36,7 +36,9 @@ def test_tiny_emulator_run_reports_both_servers() -> None:
     assert stock["skipped_backlogs"] == [40]
     for server in (patched, stock):
         assert set(server["costs"]["10"]) == set(emulator_load.OPS)
-        assert server["ceiling"]["messages_per_s"] > 0
+        ceiling = server["ceiling"]
+        assert ceiling is not None
+        assert ceiling["messages_per_s"] > 0
         # Nothing was ever sent to the idle queue, so no poll may have been answered.
         assert server["idle_polls"]["answered_during_window"] == 0
         # ...and they were waiting: one message answered exactly one of them.
