@@ -336,8 +336,8 @@ def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
     }
 
 
-def report(result: CompareResult) -> str:
-    s = result["settings"]
+def _runs_table(result: CompareResult) -> str:
+    """Each Locust run, then the reference report's two."""
     rows = []
     for label, e in result["runs"].items():
         lat = e["latency_ms"]
@@ -359,6 +359,11 @@ def report(result: CompareResult) -> str:
     rows.append(
         ["reference async (AWS)", 337, 0, float(ref["async_p50_ms"]), None, None, ref["async_rps"]]
     )
+    return table(["run", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
+
+
+def report(result: CompareResult) -> str:
+    s, ref = result["settings"], result["reference"]
     speedup = result["speedup_p50"]
     ref_speedup = result.get("reference_speedup_p50") or REFERENCE_SPEEDUP
     return "\n".join(
@@ -373,7 +378,7 @@ def report(result: CompareResult) -> str:
             f"{s['payment_seconds']:g} s; {s['worker_slots']} worker slots behind async; order "
             f"state {'on' if s.get('order_state') else 'off'}.",
             "",
-            table(["run", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows),
+            _runs_table(result),
             "",
             f"**Async is {speedup:,.0f}x faster at the median** in the reference shape "
             f"(reference: {ref['sync_p50_ms']:,} / {ref['async_p50_ms']} ms = "

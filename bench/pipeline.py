@@ -318,10 +318,14 @@ def targets(result: dict[str, Any]) -> list[TargetResult]:
     ]
 
 
-def report(result: dict[str, Any]) -> str:
-    s: Settings = result["settings"]
-    steps: list[Step] = result["steps"]
-    services = sorted({svc for st in steps for svc in (st["requests_per_order"] or {})})
+def _services(steps: list[Step]) -> list[str]:
+    """The AWS services any step counted requests to (none: the local AWS cannot count)."""
+    return sorted({svc for st in steps for svc in (st["requests_per_order"] or {})})
+
+
+def _steps_table(steps: list[Step]) -> str:
+    """One row per rate: latency, acceptance, AWS requests and CPU per order."""
+    services = _services(steps)
     rows = []
     for st in steps:
         lat, cpu, req = st["latency_ms"], st["cpu_ms_per_order"], st["requests_per_order"] or {}
@@ -351,7 +355,13 @@ def report(result: dict[str, Any]) -> str:
         "worker CPU ms/order",
         "local AWS CPU ms/order",
     ]
-    counted = "" if services else " (this local AWS does not count requests)"
+    return table(headers, rows, digits=2)
+
+
+def report(result: dict[str, Any]) -> str:
+    s: Settings = result["settings"]
+    steps: list[Step] = result["steps"]
+    counted = "" if _services(steps) else " (this local AWS does not count requests)"
     return "\n".join(
         [
             "## pipeline: the whole system at rising rates",
@@ -368,7 +378,7 @@ def report(result: dict[str, Any]) -> str:
             "published and paid, so a rate with timeouts overstates both. "
             f"{result['charged_twice']} orders charged twice.",
             "",
-            table(headers, rows, digits=2),
+            _steps_table(steps),
             "",
         ]
     )

@@ -98,8 +98,8 @@ def run(args: argparse.Namespace, earlier: Earlier) -> PlanResult:
     return result
 
 
-def report(result: PlanResult) -> str:
-    p = result["plan"]
+def _plans_table(result: PlanResult) -> str:
+    """The plan for the asked rate, then for the other rates."""
     rows = [
         [
             x["arrival_rate"],
@@ -110,8 +110,24 @@ def report(result: PlanResult) -> str:
             x["utilization"] * 100,
             x["tasks"],
         ]
-        for x in [p, *result["other_rates"]]
+        for x in [result["plan"], *result["other_rates"]]
     ]
+    return table(
+        [
+            "orders/s",
+            "busy slots (λ·W)",
+            "floor",
+            "slots",
+            "predicted wait ms",
+            "utilization %",
+            "ECS tasks",
+        ],
+        rows,
+    )
+
+
+def report(result: PlanResult) -> str:
+    p = result["plan"]
     lines = [
         "## plan: slots and ECS tasks (Little's law)",
         "",
@@ -119,18 +135,7 @@ def report(result: PlanResult) -> str:
         f"{p['target_wait_seconds'] * 1000:g} ms (Erlang C, a safe bound for fixed-time "
         f"payments), {p['slots_per_task']} slots per ECS task.",
         "",
-        table(
-            [
-                "orders/s",
-                "busy slots (λ·W)",
-                "floor",
-                "slots",
-                "predicted wait ms",
-                "utilization %",
-                "ECS tasks",
-            ],
-            rows,
-        ),
+        _plans_table(result),
         "",
         f"The reference computed 182 slots for 60 orders/s (60 / 0.33, rounded); Little's "
         f"law gives {p['min_slots']} as the floor, and {p['slots']} keep the wait under target.",

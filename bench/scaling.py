@@ -146,8 +146,8 @@ def run(args: argparse.Namespace, earlier: Earlier) -> ScalingResult:
     return {"settings": spec, "runs": runs}
 
 
-def report(result: ScalingResult) -> str:
-    s = result["settings"]
+def _runs_table(result: ScalingResult) -> str:
+    """One row per slot count: capacity, processing rate, the queue's depth."""
     rows = [
         [
             r["slots"],
@@ -160,6 +160,23 @@ def report(result: ScalingResult) -> str:
         ]
         for r in result["runs"]
     ]
+    return table(
+        [
+            "slots",
+            "capacity /s",
+            "processing /s",
+            "depth start",
+            "depth end",
+            "depth max",
+            "keeps up?",
+        ],
+        rows,
+        digits=2,
+    )
+
+
+def report(result: ScalingResult) -> str:
+    s = result["settings"]
     return (
         "\n".join(
             [
@@ -172,19 +189,7 @@ def report(result: ScalingResult) -> str:
                 "one payment time in to the end of arrivals; keeps up = under a second of "
                 "arrivals waiting at the end.",
                 "",
-                table(
-                    [
-                        "slots",
-                        "capacity /s",
-                        "processing /s",
-                        "depth start",
-                        "depth end",
-                        "depth max",
-                        "keeps up?",
-                    ],
-                    rows,
-                    digits=2,
-                ),
+                _runs_table(result),
                 "",
                 "Reference (AWS, 3 s payment, ~6 orders/s): 1 and 5 fall behind, 20 keep the queue "
                 "at ~0, 100 is overkill.",
