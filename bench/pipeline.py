@@ -25,7 +25,7 @@ from .charts import latency_vs_rate
 from .ledger import twice_charged
 from .load import open_loop
 from .markdown import table
-from .results import Earlier, TargetResult
+from .results import Earlier, Result, TargetResult
 from .stack import (
     ApiRun,
     WorkerRun,
@@ -84,6 +84,16 @@ class Step(TypedDict):
     requests_by_operation: dict[str, dict[str, int]] | None
     cpu_ms_per_order: dict[str, float | None]
     """api, worker, local_aws: CPU ms per accepted order over the step."""
+
+
+class PipelineResult(Result):
+    settings: Settings
+    steps: list[Step]
+    """One per rate tried, in order; the sweep stops past the p99 limit or a refusal."""
+    charged_twice: int
+    """Orders the processor's ledger shows charged more than once."""
+    worker: dict[str, Any] | None
+    """The worker's `worker_stopped` counters."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,7 +228,7 @@ def _past_limit(step: Step, s: Settings) -> bool:
     return refused or p99 is None or p99 > s["p99_limit_ms"]
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> PipelineResult:
     s = settings(args)
     pay = s["payment_seconds"]
     steps: list[Step] = []
@@ -245,7 +255,7 @@ def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
                 if _past_limit(step, s) and rate >= s["min_rate"]:
                     break
                 time.sleep(0.5)  # let the last deletes land before the next step's counts
-    result: dict[str, Any] = {
+    result: PipelineResult = {
         "settings": s,
         "steps": steps,
         "charged_twice": len(twice_charged(api.charges, worker.charges)),
@@ -263,7 +273,7 @@ def _cpu(step: Step | None, name: str) -> float | None:
     return None if step is None else step["cpu_ms_per_order"].get(name)
 
 
-def targets(result: dict[str, Any]) -> list[TargetResult]:
+def targets(result: PipelineResult) -> list[TargetResult]:
     """Issue 10's targets for the default path, from the sweep."""
     steps: list[Step] = result["steps"]
     s: Settings = result["settings"]
@@ -358,7 +368,7 @@ def _steps_table(steps: list[Step]) -> str:
     return table(headers, rows, digits=2)
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: PipelineResult) -> str:
     s: Settings = result["settings"]
     steps: list[Step] = result["steps"]
     counted = "" if _services(steps) else " (this local AWS does not count requests)"
@@ -384,7 +394,7 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+def charts(result: PipelineResult, out_dir: Path) -> list[str]:
     steps: list[Step] = result["steps"]
     if not steps:
         return []

@@ -23,7 +23,7 @@ from services.worker.settings import ReceiveStrategy, WorkerSettings
 from .charts import bars
 from .markdown import table
 from .queue import preload
-from .results import Earlier
+from .results import Earlier, Result
 from .stack import (
     cpu_seconds,
     local_aws_server_env,
@@ -52,6 +52,40 @@ class Settings(TypedDict):
     """Seconds a worker may drain, preload not included; the run stops there if not drained."""
     strategies: list[str]
     order_state: bool
+
+
+class StrategyRun(TypedDict, total=False):
+    """One strategy draining the backlog; a skipped run has only the first keys and `skipped`."""
+
+    strategy: str
+    order_state: bool
+    queued: int
+    preload_s: float
+    receive_probe_ms: float
+    skipped: str
+    """Why the run was not made (one receive too slow at this backlog)."""
+    drained: bool
+    paid: int
+    charged_twice: int
+    run_s: float
+    sustained_per_s: float | None
+    per_period_per_s: list[float]
+    periods_measured: int
+    ideal_per_s: float
+    of_ideal_pct: float | None
+    min_period_of_ideal_pct: float | None
+    sqs_requests: int
+    requests_per_order: float | None
+    cpu_ms_per_order: float | None
+    local_aws_cpu_ms_per_order: float | None
+    worker: dict[str, Any]
+    """The worker's `worker_stopped` counters."""
+
+
+class ReceiveResult(Result):
+    settings: Settings
+    runs: dict[str, StrategyRun]
+    """By strategy name, in the order run."""
 
 
 def _strategies(text: str) -> tuple[str, ...]:
@@ -105,11 +139,11 @@ async def _fill(aws: AwsSettings, spec: Settings) -> tuple[Topology, set[str], f
     return topology, ids, preload_s, probe_s
 
 
-def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> dict[str, Any]:
+def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> StrategyRun:
     slots, pay = spec["slots"], spec["payment_seconds"]
     strategy: ReceiveStrategy = "per-task" if name == "per-task" else "batched"
     topology, ids, preload_s, probe_s = asyncio.run(_fill(aws, spec))
-    result: dict[str, Any] = {
+    result: StrategyRun = {
         "strategy": name,
         "order_state": spec["order_state"],
         "queued": len(ids),
@@ -155,33 +189,36 @@ def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> dict[str,
         else None
     )
     twice = sum(1 for n in worker.charges.values() if n > 1)
-    return result | {
-        "drained": drained,
-        "paid": paid,
-        "charged_twice": twice,
-        "run_s": round(stopped_at - started, 2),
-        "sustained_per_s": rate.per_s,
-        "per_period_per_s": [round(r, 2) for r in rate.per_period],
-        "periods_measured": len(rate.per_period),
-        "ideal_per_s": ideal,
-        "of_ideal_pct": 100 * rate.per_s / ideal if rate.per_s is not None else None,
-        "min_period_of_ideal_pct": (
-            100 * min(rate.per_period) / ideal if rate.per_period else None
-        ),
-        "sqs_requests": requests,
-        "requests_per_order": requests / paid if paid else None,
-        "cpu_ms_per_order": cpu * 1000 / paid if paid and cpu is not None else None,
-        "local_aws_cpu_ms_per_order": aws_ms,
-        "worker": stats,
-    }
+    result.update(
+        {
+            "drained": drained,
+            "paid": paid,
+            "charged_twice": twice,
+            "run_s": round(stopped_at - started, 2),
+            "sustained_per_s": rate.per_s,
+            "per_period_per_s": [round(r, 2) for r in rate.per_period],
+            "periods_measured": len(rate.per_period),
+            "ideal_per_s": ideal,
+            "of_ideal_pct": 100 * rate.per_s / ideal if rate.per_s is not None else None,
+            "min_period_of_ideal_pct": (
+                100 * min(rate.per_period) / ideal if rate.per_period else None
+            ),
+            "sqs_requests": requests,
+            "requests_per_order": requests / paid if paid else None,
+            "cpu_ms_per_order": cpu * 1000 / paid if paid and cpu is not None else None,
+            "local_aws_cpu_ms_per_order": aws_ms,
+            "worker": stats,
+        }
+    )
+    return result
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> dict[str, Any]:
+def run(args: argparse.Namespace, earlier: Earlier) -> ReceiveResult:
     spec = settings(args)
     with local_aws_server_env() as (aws, pid):
         runs = {strategy: _one(aws, pid, strategy, spec) for strategy in spec["strategies"]}
-    result: dict[str, Any] = {"settings": spec, "runs": runs}
-    batched = runs.get("batched", {})
+    result: ReceiveResult = {"settings": spec, "runs": runs}
+    batched = runs.get("batched", StrategyRun())
     state = "with order state" if spec["order_state"] else "stateless"
     note = (
         f"{spec['slots']:,} slots, {spec['payment_seconds']:g} s payment, "
@@ -238,7 +275,7 @@ _HEADER = [
 ]
 
 
-def _row(strategy: str, r: dict[str, Any]) -> list[Any]:
+def _row(strategy: str, r: StrategyRun) -> list[Any]:
     w = r.get("worker") or {}
     return [
         strategy,
@@ -258,7 +295,7 @@ def _row(strategy: str, r: dict[str, Any]) -> list[Any]:
     ]
 
 
-def _notes(strategy: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
+def _notes(strategy: str, r: StrategyRun, s: Settings) -> list[str]:
     """Why a strategy's row is short: not run, not drained, or a short preload."""
     notes = []
     if "skipped" in r:
@@ -277,7 +314,7 @@ def _notes(strategy: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
     return notes
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: ReceiveResult) -> str:
     s, runs = result["settings"], result["runs"]
     notes = [note for strategy, r in runs.items() for note in _notes(strategy, r, s)]
     periods = [
@@ -304,11 +341,11 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def charts(result: dict[str, Any], out_dir: Path) -> list[str]:
+def charts(result: ReceiveResult, out_dir: Path) -> list[str]:
     values = {
-        name: r["requests_per_order"]
+        name: per_order
         for name, r in result["runs"].items()
-        if r.get("requests_per_order") is not None
+        if (per_order := r.get("requests_per_order")) is not None
     }
     if not values:
         return []

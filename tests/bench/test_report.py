@@ -115,7 +115,7 @@ def test_scaling_report_marks_who_falls_behind() -> None:
 
 
 def test_receive_report_says_why_a_strategy_did_not_run() -> None:
-    result = {
+    result: Any = {
         "settings": {
             "slots": 1000,
             "payment_seconds": 3.0,
