@@ -186,7 +186,9 @@ class Claim:
 class OrderStore:
     """Reads and conditional writes of order state; DynamoDB errors become StateUnavailable."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table: str, *, concurrency: int = 4) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, table: str, *, concurrency: int = 4, fill_wait: float = 0.0
+    ) -> None:
         self._db = dynamodb
         self._table = table
         # Group commit: every conditional write of this process goes through one path, so
@@ -197,6 +199,7 @@ class OrderStore:
             max_items=WRITE_BATCH,
             key_of=_write_key,
             concurrency=concurrency,
+            fill_wait=fill_wait,
         )
 
     @property

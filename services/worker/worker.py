@@ -71,6 +71,9 @@ RECEIVE_BACKOFF = Backoff(base=0.2, cap=10.0)
 # Backoff of state writes and SQS settles retried in process: short, so work resumes soon
 # after an outage ends.
 STATE_BACKOFF = Backoff(base=0.1, cap=2.0)
+# How long a claim or paid-mark may wait for others to share its DynamoDB call: a small part
+# of any payment, and what lets batches fill past one receive's 10 messages.
+STATE_FILL_WAIT = 0.02
 # How long a stopping worker lets receives already under way come back before cutting them off.
 RECEIVE_DRAIN_SECONDS = 1.0
 # After the grace period, how long retry loops get to settle what they hold before cancelling.
@@ -679,7 +682,9 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
                     config=client_config(pool_size=settings.state_pool_size, read_timeout=10),
                 )
             )
-            store = OrderStore(dynamodb, settings.orders_table)
+            # No client waits on the worker's writes: a claim or paid-mark may wait a little
+            # for others to share its call (fewer, fuller TransactWriteItems).
+            store = OrderStore(dynamodb, settings.orders_table, fill_wait=STATE_FILL_WAIT)
         queue = OrderQueue(
             sqs, settings.queue_url, WorkerStats(), batched=settings.receive_strategy == "batched"
         )
