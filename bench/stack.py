@@ -15,19 +15,19 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
-from aiobotocore.session import get_session
+from aiobotocore.session import ClientCreatorContext, get_session
 from tqdm import tqdm
 
 from devstack import services
-from devstack.env import LOOPBACK, REGION, isolated_process_env, service_env
+from devstack.env import LOOPBACK, REGION, client_args, isolated_process_env, service_env
 from devstack.local_aws import local_aws_server
 from devstack.services import free_port
 from devstack.topology import Topology, TopologyNames, create_topology, unique_names
@@ -91,37 +91,22 @@ async def resubscribe(aws: AwsSettings, old: Topology, prefix: str) -> Topology:
     return fresh
 
 
-@asynccontextmanager
-async def sqs_client(aws: AwsSettings, pool_size: int = 20) -> AsyncIterator[SQSClient]:
-    async with get_session().create_client(
-        "sqs",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=pool_size, read_timeout=30),
-    ) as client:
-        yield client
+def _client_args(aws: AwsSettings, pool_size: int) -> dict[str, Any]:
+    return client_args(
+        aws.endpoint_url, client_config(pool_size=pool_size, read_timeout=30), aws.region
+    )
 
 
-@asynccontextmanager
-async def sns_client(aws: AwsSettings) -> AsyncIterator[SNSClient]:
-    async with get_session().create_client(
-        "sns",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=4, read_timeout=30),
-    ) as client:
-        yield client
+def sqs_client(aws: AwsSettings, pool_size: int = 20) -> ClientCreatorContext[SQSClient]:
+    return get_session().create_client("sqs", **_client_args(aws, pool_size))
 
 
-@asynccontextmanager
-async def dynamodb_client(aws: AwsSettings) -> AsyncIterator[DynamoDBClient]:
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=4, read_timeout=30),
-    ) as client:
-        yield client
+def sns_client(aws: AwsSettings) -> ClientCreatorContext[SNSClient]:
+    return get_session().create_client("sns", **_client_args(aws, 4))
+
+
+def dynamodb_client(aws: AwsSettings) -> ClientCreatorContext[DynamoDBClient]:
+    return get_session().create_client("dynamodb", **_client_args(aws, 4))
 
 
 def order_state(args: object) -> bool:
