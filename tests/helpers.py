@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
-from devstack.env import CLIENT_CREDENTIALS, REGION, aws_variables, service_env
+from devstack.env import REGION, aws_variables, client_args, service_env
 from devstack.topology import Topology, queue_counts, unique_names
 from services.api.settings import ApiSettings
 from services.common.aws import client_config
@@ -50,12 +50,9 @@ async def aws_client(aws: AwsSettings, service: str) -> AsyncIterator[Any]:
     """A test's own client of the local AWS (the services open theirs themselves)."""
     # Any: `service` is a plain string, not one of the stubs' per-service literals.
     session: Any = get_session()
+    config = client_config(pool_size=20, read_timeout=30)
     async with session.create_client(
-        service,
-        region_name=aws.region,
-        endpoint_url=aws.endpoint_url,
-        config=client_config(pool_size=20, read_timeout=30),
-        **CLIENT_CREDENTIALS,
+        service, **client_args(aws.endpoint_url, config, aws.region)
     ) as client:
         yield client
 
