@@ -74,6 +74,7 @@ async def _workflow(app: web.Application) -> AsyncIterator[None]:
     yield
     # Runs before the clients close (cleanup_ctx unwinds in reverse).
     await publisher.close()
+    await app[WORKFLOW].close()
     await settler.close(settings.shutdown_timeout)
 
 

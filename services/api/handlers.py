@@ -149,6 +149,8 @@ async def get_order(request: web.Request) -> web.Response:
         order_id = str(uuid.UUID(raw_id))
     except ValueError:
         raise ApiError(404, "not_found", "no such order") from None
+    # An order this process just accepted: its mark may still be on its way to DynamoDB.
+    await request.app[WORKFLOW].marked(order_id)
     record = await store.get(order_id) if store is not None else None
     # A pending order was never acknowledged by SNS: it was not accepted, so it is not shown.
     if record is None or record.status == Status.PENDING:

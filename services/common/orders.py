@@ -202,6 +202,11 @@ class OrderStore:
             fill_wait=fill_wait,
         )
 
+    def batched(self, fill_wait: float) -> OrderStore:
+        """A store on the same client and table whose writes wait up to `fill_wait` s to
+        share a call (see GroupCommit): for writes no client is waiting on."""
+        return OrderStore(self._db, self._table, fill_wait=fill_wait)
+
     @property
     def write_calls(self) -> int:
         """DynamoDB calls that carried writes (each a batch of one or more)."""

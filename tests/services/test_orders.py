@@ -6,13 +6,15 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from devstack.topology import Topology, ensure_table
+from localaws.client import counts_between, request_counts
+from services.api.app import create_app
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
 
-from ..helpers import order_body, queue_counts
+from ..helpers import api_settings, order_body, queue_counts
 from .test_worker import run_burst
 
 if TYPE_CHECKING:
@@ -189,3 +191,30 @@ async def test_state_outage_after_publish_still_accepts_and_the_worker_records_i
     await run_burst(aws, topology)
     record = await store.get(body["order_id"])
     assert record is not None and record.status == Status.PAID and record.payments == 1
+
+
+async def test_accepted_marks_share_calls_and_land_before_the_api_stops(
+    aws: AwsSettings, endpoint: str, topology: Topology, store: OrderStore
+) -> None:
+    # One client, one order after another (nothing concurrent at the API): still, the marks
+    # written after the 202s share DynamoDB calls, counted by the local AWS itself.
+    orders = 10
+    before = await request_counts(endpoint)
+    async with TestClient(TestServer(create_app(api_settings(aws, topology)))) as api:
+        ids = []
+        for i in range(orders):
+            keyed = {"order_id": str(uuid.uuid4())} if i % 2 else {}
+            status, body, _ = await _post(api, "/orders/async", order_body(**keyed))
+            assert status == 202
+            ids.append(body["order_id"])
+    # Closing the API waited for every mark.
+    for order_id in ids:
+        record = await store.get(order_id)
+        assert record is not None and record.status == Status.ACCEPTED
+    dynamodb = counts_between(before, await request_counts(endpoint))["dynamodb"]
+    # The five keyed orders' pending writes go alone (the client waits for each); the marks
+    # of all ten share fewer calls than there are orders.
+    assert dynamodb["PutItem"] == orders // 2
+    marks = dynamodb.get("UpdateItem", 0) + dynamodb.get("TransactWriteItems", 0)
+    assert dynamodb.get("TransactWriteItems", 0) >= 1
+    assert marks < orders
