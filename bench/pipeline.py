@@ -46,6 +46,9 @@ RATES = (30.0, 60.0, 120.0, 240.0, 480.0, 960.0)
 P99_RATE, CPU_RATE = 60.0, 120.0
 PIPELINE_P99_MS = 100.0
 PIPELINE_RATE = 250.0
+# A doubling ladder brackets the highest rate carried within a factor of two (240 carried and
+# 480 not says little about 250); this many bisections between the two narrow it to 1/8.
+REFINE_STEPS = 2
 WARMUP_RATE = 10.0
 
 
@@ -60,6 +63,8 @@ class Settings(TypedDict):
     """The sweep stops after the first rate whose p99 is above this."""
     min_rate: float
     """...but not before this rate has run."""
+    refine_steps: int
+    """Rates tried between the highest carried and the next one up, bisecting."""
     timeout_s: float
     warmup_s: float
     """Seconds of orders at WARMUP_RATE before the sweep, not counted: warm connections."""
@@ -89,7 +94,8 @@ class Step(TypedDict):
 class PipelineResult(Result):
     settings: Settings
     steps: list[Step]
-    """One per rate tried, in order; the sweep stops past the p99 limit or a refusal."""
+    """One per rate tried, by rate: the sweep (it stops past the p99 limit or a refusal) and
+    the bisections between the highest rate carried and the next one up."""
     charged_twice: int
     """Orders the processor's ledger shows charged more than once."""
     worker: dict[str, Any] | None
@@ -113,6 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-rate", type=float, default=CPU_RATE, help="run at least up to this rate"
     )
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=REFINE_STEPS,
+        help=f"rates bisected between the highest carried and the next (default {REFINE_STEPS})",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout (s)")
     parser.add_argument(
         "--warmup",
@@ -131,6 +143,7 @@ def settings(args: argparse.Namespace) -> Settings:
         "payment_seconds": args.payment_seconds,
         "p99_limit_ms": args.p99_limit,
         "min_rate": args.min_rate,
+        "refine_steps": args.refine,
         "timeout_s": args.timeout,
         "warmup_s": args.warmup,
         "order_state": order_state(args),
@@ -222,6 +235,29 @@ async def _warm_up(api: ApiRun, worker: WorkerRun, s: Settings) -> None:
     await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
 
 
+def _carried(step: Step) -> bool:
+    """Every order accepted and paid, p99 within the pipeline target's bound."""
+    p99 = step["latency_ms"]["p99"]
+    return (
+        step["accepted"] == step["sent"]
+        and step["all_paid"]
+        and p99 is not None
+        and p99 <= PIPELINE_P99_MS
+    )
+
+
+def _next_bisection(steps: list[Step]) -> float | None:
+    """The rate halfway between the highest carried and the lowest above it not carried."""
+    carried = [st["rate"] for st in steps if _carried(st)]
+    if not carried:
+        return None
+    low = max(carried)
+    above = [st["rate"] for st in steps if st["rate"] > low]
+    if not above:
+        return None
+    return float(round((low + min(above)) / 2))
+
+
 def _past_limit(step: Step, s: Settings) -> bool:
     p99 = step["latency_ms"]["p99"]
     refused = step["accepted"] < step["sent"]
@@ -255,9 +291,15 @@ def run(args: argparse.Namespace, earlier: Earlier) -> PipelineResult:
                 if _past_limit(step, s) and rate >= s["min_rate"]:
                     break
                 time.sleep(0.5)  # let the last deletes land before the next step's counts
+            for _ in range(s["refine_steps"]):
+                between = _next_bisection(steps)
+                if between is None or any(st["rate"] == between for st in steps):
+                    break
+                steps.append(asyncio.run(_step(aws, pids, api, worker, between, s)))
+                time.sleep(0.5)
     result: PipelineResult = {
         "settings": s,
-        "steps": steps,
+        "steps": sorted(steps, key=lambda st: st["rate"]),
         "charged_twice": len(twice_charged(api.charges, worker.charges)),
         "worker": worker.stopped,
     }
@@ -280,13 +322,7 @@ def targets(result: PipelineResult) -> list[TargetResult]:
     state = "order state on" if s["order_state"] else "stateless"
     at_p99, at_cpu = _at(steps, P99_RATE), _at(steps, CPU_RATE)
     # The highest rate the whole pipeline carried: every order accepted and paid, p99 in bound.
-    carried = [
-        step["rate"]
-        for step in steps
-        if step["accepted"] == step["sent"]
-        and step["all_paid"]
-        and (step["latency_ms"]["p99"] or float("inf")) <= PIPELINE_P99_MS
-    ]
+    carried = [step["rate"] for step in steps if _carried(step)]
     keyed = f"{s['keyed_share'] * 100:g} % keyed, {state}"
     tried = ", ".join(f"{step['rate']:g}" for step in steps)
     return [
@@ -381,7 +417,10 @@ def report(result: PipelineResult) -> str:
             f"{'on' if s['order_state'] else 'off'}; open-loop arrivals for "
             f"{s['duration_s']:g} s per rate, {s['keyed_share'] * 100:g} % with a client "
             f"`order_id`; the sweep stops past p99 {s['p99_limit_ms']:g} ms or at the first "
-            f"refusal, not before {s['min_rate']:g}/s; {s.get('warmup_s', 0):g} s at "
+            f"refusal, not before {s['min_rate']:g}/s, then "
+            f"{s.get('refine_steps', 0)} bisections between the highest rate carried (p99 "
+            f"<= {PIPELINE_P99_MS:g} ms, all accepted and paid) and the next one up; "
+            f"{s.get('warmup_s', 0):g} s at "
             f"{WARMUP_RATE:g}/s first, not counted. AWS requests{counted} and CPU per "
             "accepted order (a 202 the client received), from the first arrival until every "
             "accepted order is paid; a request the client gave up on may still have been "

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bench import cli, compare, plan, readme, receive, scaling
+from bench import cli, compare, pipeline, plan, readme, receive, scaling
 from bench.capacity import plan as make_plan
 from bench.markdown import fmt, table, target, targets_table
 from bench.results import Result
@@ -150,6 +150,29 @@ def test_receive_report_says_why_a_strategy_did_not_run() -> None:
     assert "queued only 800 of 3,000" in text
     assert "| batched | 3,000 | 3,000 | 2 |" in text
     assert "`batched` orders/s per period: 333, 320" in text
+
+
+def _pipeline_step(rate: float, p99: float, *, paid: bool = True) -> Any:
+    return {
+        "rate": rate,
+        "sent": 100,
+        "accepted": 100,
+        "all_paid": paid,
+        "latency_ms": {"p50": 5.0, "p99": p99},
+    }
+
+
+def test_the_pipeline_bisects_between_the_highest_rate_carried_and_the_next() -> None:
+    sweep = [_pipeline_step(120, 20), _pipeline_step(240, 90), _pipeline_step(480, 900)]
+    assert pipeline._next_bisection(sweep) == 360
+    # 360 not carried: between 240 and 360; carried: between 360 and 480.
+    assert pipeline._next_bisection([*sweep, _pipeline_step(360, 150)]) == 300
+    assert pipeline._next_bisection([*sweep, _pipeline_step(360, 60)]) == 420
+    # An order left unpaid is not carried, whatever its latency.
+    assert pipeline._next_bisection([*sweep[:1], _pipeline_step(240, 10, paid=False)]) == 180
+    # Nothing above the highest carried rate, or nothing carried: nothing to bisect.
+    assert pipeline._next_bisection(sweep[:2]) is None
+    assert pipeline._next_bisection([_pipeline_step(30, 500)]) is None
 
 
 def test_plan_report_without_a_check_is_just_the_plan() -> None:
