@@ -7,11 +7,16 @@ import sys
 
 from aiohttp import web
 
+from services.common.heap import freeze_startup_heap
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import SettingsError
 
 from .app import create_app
 from .settings import ApiSettings
+
+
+async def _freeze_heap(_: web.Application) -> None:
+    freeze_startup_heap()
 
 
 def main() -> int:
@@ -22,9 +27,12 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, service="api")
     get_logger().info("api_starting", host=settings.host, port=settings.port)
+    app = create_app(settings)
+    # After the clients opened (cleanup_ctx runs first), before the first request.
+    app.on_startup.append(_freeze_heap)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             shutdown_timeout=settings.shutdown_timeout,

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+from services.common.heap import freeze_startup_heap
 from services.common.logging import configure_logging
 from services.common.settings import SettingsError
 
@@ -20,6 +21,7 @@ async def serve(settings: WorkerSettings) -> None:
         # Signals only ask for a stop; the worker's own shutdown does the rest.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+        freeze_startup_heap()  # clients open, queue checked: start-up is done
         await worker.run()
 
 
