@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -12,6 +13,28 @@ import threading
 import orjson
 
 from .server import LocalAws, Server, StockMoto
+
+
+def _freeze_after_full_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
+def _keep_full_collections_short() -> None:
+    """Freeze the heap now and after every full collection, so the next one walks only
+    what was allocated since.
+
+    A full collection walks every tracked object: moto's modules and models, then every
+    item, message and notification the server holds, so its pause grew with the data, from
+    60 ms at start to over 200 ms after some 40,000 orders (pipeline bench), and every request
+    in flight waited it out: the system under test's p99 showed the emulator's heap. Frozen
+    objects are still freed by reference counting; only a reference cycle frozen before it
+    became garbage stays. The pipeline bench showed none of note: the server's RSS after
+    10,800 orders was 167 MB frozen this way and 170 MB without.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(_freeze_after_full_collection)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"localaws: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    if not args.stock:
+        _keep_full_collections_short()
     # The first stdout line tells a parent process where we listen (port 0 included).
     line = {
         "event": "localaws_ready",
