@@ -74,6 +74,11 @@ STATE_BACKOFF = Backoff(base=0.1, cap=2.0)
 # How long a claim or paid-mark may wait for others to share its DynamoDB call: a small part
 # of any payment, and what lets batches fill past one receive's 10 messages.
 STATE_FILL_WAIT = 0.02
+# While the worker keeps up with the queue (a receive came back with fewer messages than it
+# asked for), one poller receives at a time, at most once per this many seconds: the
+# messages that arrive in between share one receive instead of each waking a parked poll.
+# A small part of any payment; a full receive (a backlog) lifts it until one comes back short.
+RECEIVE_FILL_WAIT = 0.05
 # How long a stopping worker lets receives already under way come back before cutting them off.
 RECEIVE_DRAIN_SECONDS = 1.0
 # After the grace period, how long retry loops get to settle what they hold before cancelling.
@@ -144,6 +149,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
         self._slots = Slots(settings.slots)
+        # Batched receives (see RECEIVE_FILL_WAIT): a backlog is assumed until a receive
+        # comes back short; then pollers take turns, spaced.
+        self._backlogged = True
+        self._receive_turn = asyncio.Lock()
+        self._next_receive = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, Job] = {}
         # Tasks inside a charge right now: the ones cut off when the grace period is over.
@@ -278,6 +288,22 @@ class Worker:
         failures[0] = 0
         return messages
 
+    async def _receive_some(
+        self, count: int, stop_waiter: asyncio.Task[bool], failures: list[int]
+    ) -> list[Received]:
+        """Up to `count` messages; spaced receives by one poller at a time unless backlogged."""
+        if self._backlogged:
+            messages = await self._receive_with_backoff(count, stop_waiter, failures)
+        else:
+            async with self._receive_turn:
+                wait = self._next_receive - time.monotonic()
+                if wait > 0 and await sleep_unless(self._stopping, wait):
+                    return []
+                messages = await self._receive_with_backoff(count, stop_waiter, failures)
+                self._next_receive = time.monotonic() + RECEIVE_FILL_WAIT
+        self._backlogged = len(messages) == count
+        return messages
+
     async def _per_task_slot(self, stop_waiter: asyncio.Task[bool]) -> None:
         failures = [0]
         while not self._stopping.is_set():
@@ -291,7 +317,7 @@ class Worker:
             reserved = await self._slots.acquire_up_to(SQS_BATCH, self._stopping)
             if not reserved:
                 break
-            messages = await self._receive_with_backoff(reserved, stop_waiter, failures)
+            messages = await self._receive_some(reserved, stop_waiter, failures)
             jobs = await self._prepare(messages)
             self._slots.release(reserved - len(jobs))
             for job in jobs:

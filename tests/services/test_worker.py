@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from devstack.topology import Topology
+from localaws.client import counts_between, request_counts
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
@@ -94,6 +95,32 @@ async def test_batched_needs_far_fewer_requests_than_per_task(
     assert stats.receive_calls <= 40 / 2
     assert stats.delete_calls <= 40 / 2
     assert stats.sqs_requests / stats.paid < 1
+
+
+async def test_a_trickle_of_orders_shares_receives(
+    aws: AwsSettings, endpoint: str, sqs: SQSClient, topology: Topology
+) -> None:
+    # One message every 10 ms: four pollers parked in long polls would each wake for one.
+    sent = 30
+    settings = worker_settings(aws, topology, slots=40, wait_time_seconds=5)
+    assert settings.receive_concurrency == 4
+    async with open_worker(settings) as worker:
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.3)  # every poller is parked
+        before = await request_counts(endpoint)
+        for _ in range(sent):
+            order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+            await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
+            await asyncio.sleep(0.01)
+        async with asyncio.timeout(20):
+            while worker.stats.paid < sent:
+                await asyncio.sleep(0.05)
+        made = counts_between(before, await request_counts(endpoint))
+        worker.stop()
+        await asyncio.wait_for(running, timeout=10)
+    # Counted by the local AWS: the messages that arrived between two receives shared one.
+    assert made["sqs"]["ReceiveMessage"] <= sent / 2
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
 async def test_queue_deletes_ten_per_call(sqs: SQSClient, topology: Topology) -> None:
