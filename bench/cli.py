@@ -1,12 +1,13 @@
 """`python -m bench [SCENARIO] [--quick|--full] [--stateless] [--out DIR] [--json PATH]`.
 
-Each scenario is a module with add_arguments(parser), run(args, earlier) -> result (`earlier`:
-the results of the scenarios the suite ran before it) and report(result) -> str; optionally
-charts(result, out_dir) -> list of PNG file names. `python -m bench.NAME ARGS` is
-`python -m bench NAME ARGS`. Without a
-scenario the whole suite runs, one scenario after the other, into one report. Exit status:
-0 every target met, 1 a target not met (each named on stderr), 2 a scenario failed to run.
-`python -m bench readme` writes README.md's benchmark table from a results JSON.
+Each scenario is a module in bench/scenarios (or bench/tools) with add_arguments(parser),
+run(args, earlier) -> result (`earlier`: the results of the scenarios the suite ran before
+it) and report(result) -> str; optionally charts(result, out_dir) -> list of PNG file names.
+A scenario's module is imported only when it is run or its flags are asked for, so `--help`
+loads none of them. Without a scenario the whole suite runs, one scenario after the other,
+into one report. Exit status: 0 every target met, 1 a target not met (each named on
+stderr), 2 a scenario failed to run. `python -m bench readme` writes README.md's benchmark
+table from a results JSON.
 """
 
 from __future__ import annotations
@@ -19,36 +20,53 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from .markdown import targets_table
-from .results import Result
-from .targets import unmet
+from .harness.results import Result
+from .harness.targets import unmet
+from .report.markdown import targets_table
+
+
+class Scenario(NamedTuple):
+    module: str
+    summary: str
+    """Its one-line help, here so that listing the scenarios imports none of them."""
+
 
 # Order matters for the suite: `plan` checks itself against the `flash-sale` run before it.
 SCENARIOS = {
-    "compare": "bench.compare",
-    "scaling": "bench.scaling",
-    "flash-sale": "bench.flash_sale",
-    "plan": "bench.plan",
-    "receive": "bench.receive",
-    "soak": "bench.soak",
-    "pipeline": "bench.pipeline",
-    "emulator": "bench.emulator",
+    "compare": Scenario(
+        "bench.scenarios.compare", "sync vs async under Locust, as in the reference report"
+    ),
+    "scaling": Scenario(
+        "bench.scenarios.scaling", "worker slots 1 to 1,000 under one arrival rate"
+    ),
+    "flash-sale": Scenario(
+        "bench.scenarios.flash_sale", "open-loop arrivals at a fixed rate on async, then sync"
+    ),
+    "plan": Scenario("bench.scenarios.plan", "slots and ECS tasks for a rate, checked by a sale"),
+    "receive": Scenario(
+        "bench.scenarios.receive", "per-task vs batched receiving, draining a backlog"
+    ),
+    "soak": Scenario(
+        "bench.scenarios.soak", "sustained load, payment failures, a worker restart midway"
+    ),
+    "pipeline": Scenario("bench.scenarios.pipeline", "the whole system at rising open-loop rates"),
+    "emulator": Scenario("bench.tools.emulator", "the local AWS's own costs"),
 }
 DEFAULT_OUT = Path(__file__).parent / "results"
 
 
 def load(name: str) -> ModuleType:
     """The scenario's module, imported only when asked for (each pulls in its own tools)."""
-    return importlib.import_module(SCENARIOS[name])
+    return importlib.import_module(SCENARIOS[name].module)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +76,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         dest="quick",
         action="store_true",
         default=True,
-        help="short runs and payments, whole suite in about 5 minutes (default)",
+        help="shorter runs (and, in scaling, a shorter payment); the default",
     )
     mode.add_argument(
         "--full", dest="quick", action="store_false", help="the reference report's own settings"
@@ -75,25 +93,28 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(flags_of: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; only the scenarios in `flags_of` (default: all) are imported for their flags."""
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="The sync-vs-async experiment, on this machine."
     )
     add_common(parser)
     subparsers = parser.add_subparsers(dest="scenario", metavar="SCENARIO")
-    for name in SCENARIOS:
-        module = load(name)
-        doc = (module.__doc__ or "").strip().splitlines()[0]
+    wanted = set(SCENARIOS if flags_of is None else flags_of)
+    for name, scenario in SCENARIOS.items():
         # `resolve`: a scenario may redefine a common flag without breaking the whole CLI.
-        sub = subparsers.add_parser(name, help=doc, description=doc, conflict_handler="resolve")
+        sub = subparsers.add_parser(
+            name, help=scenario.summary, description=scenario.summary, conflict_handler="resolve"
+        )
         add_common(sub)
-        module.add_arguments(sub)
+        if name in wanted:
+            load(name).add_arguments(sub)
     return parser
 
 
 def scenario_args(name: str, common: argparse.Namespace) -> argparse.Namespace:
     """A scenario's defaults, with the suite's common flags applied."""
-    args = build_parser().parse_args([name])
+    args = build_parser([name]).parse_args([name])
     args.quick, args.out, args.json = common.quick, common.out, None
     args.stateless = common.stateless
     return args
@@ -234,16 +255,12 @@ def verdict(results: Mapping[str, Result]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["readme"]:
-        from .readme import main as readme_main
+        from .report.readme import main as readme_main
 
         return readme_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    named = [arg for arg in argv if arg in SCENARIOS][:1]
+    args = build_parser(named).parse_args(argv)
     command = " ".join(["python -m bench", *argv])
     if args.scenario is None:
         return run_suite(list(SCENARIOS), args, command)
     return run_suite([args.scenario], args, command)
-
-
-def scenario_main(name: str, argv: Sequence[str] | None = None) -> int:
-    """A scenario module's main(): `python -m bench.NAME ARGS` = `python -m bench NAME ARGS`."""
-    return main([name, *(sys.argv[1:] if argv is None else argv)])

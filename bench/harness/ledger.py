@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,28 +31,42 @@ def parse_lines(lines: Iterable[bytes | str]) -> list[dict[str, Any]]:
 
 
 def charges(events: Iterable[Mapping[str, Any]]) -> Counter[str]:
-    """How many times the processor charged each order."""
+    """How many times the processor charged each order, in one process's lines."""
     return Counter(str(e["order_id"]) for e in events if e.get("event") == CHARGED)
 
 
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """Charges per order over every process of one run: the only place charges are counted."""
+
+    per_order: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, *processes: Counter[str]) -> Ledger:
+        """One ledger from each paying process's charges (summed per order)."""
+        total: Counter[str] = Counter()
+        for process in processes:
+            total.update(process)
+        return cls(total)
+
+    @property
+    def total(self) -> int:
+        """Every charge the processor made."""
+        return sum(self.per_order.values())
+
+    def twice(self) -> dict[str, int]:
+        """Orders charged more than once, with their count."""
+        return {order_id: n for order_id, n in self.per_order.items() if n > 1}
+
+    def charged(self, orders: Iterable[str]) -> set[str]:
+        """Those of `orders` the processor charged at least once."""
+        return {order_id for order_id in orders if self.per_order[order_id] > 0}
+
+    def lost(self, accepted: Iterable[str]) -> set[str]:
+        """Accepted orders the processor never charged."""
+        return {order_id for order_id in accepted if self.per_order[order_id] == 0}
+
+
 def charged_twice(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Orders the processor charged more than once, with their count."""
-    return {order_id: n for order_id, n in charges(events).items() if n > 1}
-
-
-def combined(ledgers: Iterable[Counter[str]]) -> Counter[str]:
-    """One ledger from many processes' (charges per order, summed)."""
-    total: Counter[str] = Counter()
-    for ledger in ledgers:
-        total.update(ledger)
-    return total
-
-
-def twice(ledger: Counter[str]) -> dict[str, int]:
-    """Orders a ledger shows charged more than once, with their count."""
-    return {order_id: n for order_id, n in ledger.items() if n > 1}
-
-
-def twice_charged(*ledgers: Counter[str]) -> dict[str, int]:
-    """Orders charged more than once over every process's ledger of one run."""
-    return twice(combined(ledgers))
+    """Orders charged more than once in these log lines."""
+    return Ledger(charges(events)).twice()

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from .compare import REFERENCE, REFERENCE_SPEEDUP
+from .reference import REFERENCE, REFERENCE_SPEEDUP
 
 START = "<!-- bench-table: written by `python -m bench readme`, do not edit by hand -->"
 END = "<!-- /bench-table -->"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = (
     ROOT / "bench" / "reference" / "results.json",
     ROOT / "bench" / "reference" / "stateless" / "results.json",

@@ -23,39 +23,24 @@ from typing import NotRequired, TypedDict
 import orjson
 from tqdm import tqdm
 
-from .charts import latency_distribution
-from .ledger import twice_charged
-from .markdown import table
-from .results import Earlier, Result
-from .stack import (
-    api_process,
-    local_aws,
-    new_topology,
+from ..harness.ledger import Ledger
+from ..harness.results import Earlier, Result, TargetResult
+from ..harness.stack import (
+    LocalStack,
+    local_stack,
     order_state,
     require_loopback,
-    state_env,
     wait_until_paid,
 )
-from .stack import worker_process as start_worker
-from .stats import summarize
-from .targets import target
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.charts import latency_distribution
+from ..report.markdown import table
+from ..report.reference import REFERENCE, REFERENCE_SPEEDUP, Reference
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
-class Reference(TypedDict):
-    """The reference report's figures (AWS, 20 Locust users)."""
-
-    sync_p50_ms: int
-    sync_rps: float
-    async_p50_ms: int
-    async_rps: float
-
-
-# The reference report's figures (shared/reference/seed-report.md); ours are judged
-# against the issue's targets, and its speed-up is computed from these, not typed.
-REFERENCE: Reference = {"sync_p50_ms": 3024, "sync_rps": 5.7, "async_p50_ms": 39, "async_rps": 5.4}
-REFERENCE_SPEEDUP = REFERENCE["sync_p50_ms"] / REFERENCE["async_p50_ms"]
 # (label, endpoint, jitter or None for --jitter): the reference's shape first.
 RUNS = (
     ("sync, reference shape", "/orders/sync", 0.0),
@@ -204,7 +189,7 @@ def _locust(
     duration = _duration(args, path)
     tag = f"{path.replace('/', '-')}-{jitter:g}"
     samples = workdir / f"samples{tag}.json"
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
         "BENCH_PATH": path,
@@ -247,93 +232,98 @@ def _locust(
     }
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
-    pay = args.payment_seconds
-    state = order_state(args)
-    runs: dict[str, LocustRun] = {}
-    with local_aws() as aws, tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        topology = asyncio.run(new_topology(aws, "compare"))
-        extra = state_env(state, topology)
-        with (
-            api_process(aws, topology.topic_arn, pay, extra) as api,
-            start_worker(
-                aws,
-                topology.queue_url,
-                slots=args.slots,
-                payment_seconds=pay,
-                grace_seconds=pay,
-                extra=extra,
-            ) as worker,
-        ):
-            for label, path, jitter in RUNS:
-                runs[label] = _locust(
-                    api.url, path, args.jitter if jitter is None else jitter, args, Path(tmp)
-                )
-            accepted = {
-                order_id
-                for r in runs.values()
-                if r["path"] == "/orders/async"
-                for order_id in r.get("accepted", [])
-            }
-            asyncio.run(wait_until_paid(worker, accepted, limit=2 * pay + 10))
-            lost = len(accepted - worker.paid_ids())
-    for r in runs.values():
-        r.pop("accepted")
-    twice = twice_charged(api.charges, worker.charges)
-    sync_p50 = runs["sync, reference shape"]["latency_ms"]["p50"]
+def _settings(args: argparse.Namespace) -> CompareSettings:
+    return {
+        "users": args.users,
+        "spawn_rate": args.spawn_rate,
+        "duration_s": _duration(args),
+        "async_duration_s": _duration(args, "/orders/async"),
+        "min_samples": args.min_samples,
+        "pacing_s": args.pacing,
+        "jitter": args.jitter,
+        "payment_seconds": args.payment_seconds,
+        "worker_slots": args.slots,
+        "order_state": order_state(args),
+    }
+
+
+def _targets(args: argparse.Namespace, result: CompareResult) -> list[TargetResult]:
+    runs, speedup = result["runs"], result["speedup_p50"]
     ref_async = runs["async, reference shape"]["latency_ms"]
     jittered = runs["async, jittered"]["latency_ms"]
-    speedup = sync_p50 / ref_async["p50"] if sync_p50 and ref_async["p50"] else None
     shape = f"{args.users} users, no jitter"
-    return {
-        "settings": {
-            "users": args.users,
-            "spawn_rate": args.spawn_rate,
-            "duration_s": _duration(args),
-            "async_duration_s": _duration(args, "/orders/async"),
-            "min_samples": args.min_samples,
-            "pacing_s": args.pacing,
-            "jitter": args.jitter,
-            "payment_seconds": pay,
-            "worker_slots": args.slots,
-            "order_state": state,
-        },
+    return [
+        target(
+            "compare: async vs sync p50 speed-up, reference shape", speedup, ">=", 300, "x", shape
+        ),
+        target(
+            "compare: async p99, reference shape",
+            ref_async["p99"],
+            "<=",
+            25,
+            "ms",
+            f"{shape}, {ref_async['count']} samples",
+        ),
+        target(
+            "compare: async p99, jittered",
+            jittered["p99"],
+            "<=",
+            25,
+            "ms",
+            f"± {args.jitter * 100:g} %, {jittered['count']} samples",
+        ),
+        target("compare: accepted async orders never paid", result["async_lost"], "==", 0),
+        target(
+            "compare: orders charged twice (processor's ledger)", result["charged_twice"], "==", 0
+        ),
+    ]
+
+
+def _locust_runs(
+    stack: LocalStack, args: argparse.Namespace, workdir: Path
+) -> tuple[dict[str, LocustRun], set[str], set[str], Ledger]:
+    """The three Locust runs against one API and worker: async orders accepted, not paid."""
+    pay = args.payment_seconds
+    runs: dict[str, LocustRun] = {}
+    with (
+        stack.api(pay) as api,
+        stack.worker(slots=args.slots, payment_seconds=pay, grace_seconds=pay) as worker,
+    ):
+        for label, path, jitter in RUNS:
+            run_jitter = args.jitter if jitter is None else jitter
+            runs[label] = _locust(api.url, path, run_jitter, args, workdir)
+        accepted = {
+            order_id
+            for r in runs.values()
+            if r["path"] == "/orders/async"
+            for order_id in r.pop("accepted", [])
+        }
+        asyncio.run(wait_until_paid(worker, accepted, limit=2 * pay + 10))
+        lost = accepted - worker.paid_ids()
+    return runs, accepted, lost, Ledger.of(api.charges, worker.charges)
+
+
+def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
+    spec = _settings(args)
+    with (
+        local_stack("compare", order_state=spec["order_state"]) as stack,
+        tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp,
+    ):
+        runs, accepted, lost, ledger = _locust_runs(stack, args, Path(tmp))
+    sync_p50 = runs["sync, reference shape"]["latency_ms"]["p50"]
+    async_p50 = runs["async, reference shape"]["latency_ms"]["p50"]
+    result: CompareResult = {
+        "settings": spec,
         "runs": runs,
-        "speedup_p50": speedup,
+        "speedup_p50": sync_p50 / async_p50 if sync_p50 and async_p50 else None,
         "async_accepted": len(accepted),
-        "async_lost": lost,
-        "charged_twice": len(twice),
+        "async_lost": len(lost),
+        "charged_twice": len(ledger.twice()),
         "reference": REFERENCE,
         "reference_speedup_p50": REFERENCE_SPEEDUP,
-        "targets": [
-            target(
-                "compare: async vs sync p50 speed-up, reference shape",
-                speedup,
-                ">=",
-                300,
-                "x",
-                shape,
-            ),
-            target(
-                "compare: async p99, reference shape",
-                ref_async["p99"],
-                "<=",
-                25,
-                "ms",
-                f"{shape}, {ref_async['count']} samples",
-            ),
-            target(
-                "compare: async p99, jittered",
-                jittered["p99"],
-                "<=",
-                25,
-                "ms",
-                f"± {args.jitter * 100:g} %, {jittered['count']} samples",
-            ),
-            target("compare: accepted async orders never paid", lost, "==", 0),
-            target("compare: orders charged twice (processor's ledger)", len(twice), "==", 0),
-        ],
     }
+    result["targets"] = _targets(args, result)
+    return result
 
 
 def _runs_table(result: CompareResult) -> str:
@@ -394,10 +384,3 @@ def report(result: CompareResult) -> str:
 def charts(result: CompareResult, out_dir: Path) -> list[str]:
     series = {label: e["latencies_ms"] for label, e in result["runs"].items()}
     return [latency_distribution(series, out_dir / "compare-latency.png", "compare: Locust")]
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("compare"))

@@ -14,27 +14,23 @@ from typing import Any, NotRequired, TypedDict
 
 from services.common.settings import AwsSettings
 
-from .capacity import plan
-from .charts import queue_depth
-from .ledger import twice_charged
-from .load import OpenLoopRun, open_loop
-from .markdown import table
-from .queue import Depth, sampling
-from .results import Earlier, Result
-from .stack import (
+from ..harness.capacity import plan
+from ..harness.ledger import Ledger
+from ..harness.load import OpenLoopRun, open_loop
+from ..harness.queue import Depth, sampling
+from ..harness.results import Earlier, Result
+from ..harness.stack import (
     WorkerRun,
-    api_process,
-    local_aws,
-    new_topology,
+    local_stack,
     order_state,
     poll_until,
     sqs_client,
-    state_env,
     wait_until_paid,
-    worker_process,
 )
-from .stats import summarize
-from .targets import target
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.charts import queue_depth
+from ..report.markdown import table
 
 TARGET_WAIT_SECONDS = 0.1
 
@@ -158,19 +154,13 @@ async def _async_sale(
 def sale(spec: SaleSpec, *, with_sync: bool) -> Sale:
     """Run the flash sale described by `spec` (see settings in run()) and collect everything."""
     pay = spec["payment_seconds"]
-    with local_aws() as aws:
-        topology = asyncio.run(new_topology(aws, "flash"))
-        extra = state_env(spec["order_state"], topology)
-        with api_process(aws, topology.topic_arn, pay, extra) as api:
-            with worker_process(
-                aws,
-                topology.queue_url,
-                slots=spec["slots"],
-                payment_seconds=pay,
-                grace_seconds=pay,
-                extra=extra,
+    with local_stack("flash", order_state=spec["order_state"]) as stack:
+        queue_url = stack.topology.queue_url
+        with stack.api(pay) as api:
+            with stack.worker(
+                slots=spec["slots"], payment_seconds=pay, grace_seconds=pay
             ) as worker:
-                outcome = asyncio.run(_async_sale(aws, api.url, topology.queue_url, worker, spec))
+                outcome = asyncio.run(_async_sale(stack.aws, api.url, queue_url, worker, spec))
             outcome["worker"] = worker.stopped
             result: Sale = {"async": outcome, "charged_twice": 0}
             if with_sync:
@@ -185,7 +175,7 @@ def sale(spec: SaleSpec, *, with_sync: bool) -> Sale:
                 )
                 result["sync"] = _outcomes(sync, 200)
     # The processor's ledger over both processes: the worker's and the API's (sync) charges.
-    result["charged_twice"] = len(twice_charged(api.charges, worker.charges))
+    result["charged_twice"] = len(Ledger.of(api.charges, worker.charges).twice())
     return result
 
 
@@ -315,10 +305,3 @@ def charts(result: FlashSaleResult, out_dir: Path) -> list[str]:
             in_flight=(d["t"], d["in_flight"]),
         )
     ]
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("flash-sale"))

@@ -1,8 +1,8 @@
 """The reference report's Locust test: customers posting one order each per cycle.
 
-Run by `bench.compare` as `locust -f bench/locustfile.py --headless ...`; read from the
-environment: BENCH_PATH (/orders/sync or /orders/async), BENCH_PACING (mean seconds per
-user cycle), BENCH_JITTER (each cycle is the mean x uniform(1 - jitter, 1 + jitter)) and
+Run by `bench.scenarios.compare` as `locust -f bench/scenarios/locustfile.py --headless ...`;
+read from the environment: BENCH_PATH (/orders/sync or /orders/async), BENCH_PACING (mean
+seconds per user cycle), BENCH_JITTER (each cycle is the mean x uniform(1 - jitter, 1 + jitter)) and
 BENCH_START_SPREAD (seconds over which each batch of started users spreads its first order)
 and BENCH_SAMPLES (where every request's latency and every accepted order id go).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from locust import FastHttpUser, events, task
 
-from bench.load import order_body
+from bench.harness.load import order_body
 
 PATH = os.environ.get("BENCH_PATH", "/orders/async")
 SAMPLES = os.environ.get("BENCH_SAMPLES", "")

@@ -21,28 +21,25 @@ from typing import Any, TypedDict
 from localaws.client import ControlError, request_counts
 from services.common.settings import AwsSettings
 
-from .charts import latency_vs_rate
-from .ledger import twice_charged
-from .load import open_loop
-from .markdown import table
-from .results import Earlier, Result, TargetResult
-from .stack import (
+from ..harness.ledger import Ledger
+from ..harness.load import open_loop
+from ..harness.procstat import cpu_seconds
+from ..harness.results import Earlier, Result, TargetResult
+from ..harness.stack import (
     ApiRun,
+    LocalStack,
     WorkerRun,
-    api_process,
-    cpu_seconds,
-    local_aws_server_env,
-    new_topology,
+    local_stack,
     order_state,
-    state_env,
     wait_until_paid,
-    worker_process,
 )
-from .stats import summarize
-from .targets import target
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.charts import latency_vs_rate
+from ..report.markdown import table
 
 RATES = (30.0, 60.0, 120.0, 240.0, 480.0, 960.0)
-# The targets (issue 10) name these rates: the sweep never stops before the largest.
+# The targets name these rates: the sweep never stops before the largest.
 P99_RATE, CPU_RATE = 60.0, 120.0
 PIPELINE_P99_MS = 100.0
 PIPELINE_RATE = 250.0
@@ -264,43 +261,40 @@ def _past_limit(step: Step, s: Settings) -> bool:
     return refused or p99 is None or p99 > s["p99_limit_ms"]
 
 
+def _sweep(stack: LocalStack, api: ApiRun, worker: WorkerRun, s: Settings) -> list[Step]:
+    """The ladder of rates up to the limit, then the bisections above the highest carried."""
+    pids = {"api": api.pid, "worker": worker.pid, "local_aws": stack.aws_pid}
+    steps: list[Step] = []
+    if s["warmup_s"] > 0:
+        asyncio.run(_warm_up(api, worker, s))
+    for rate in s["rates"]:
+        step = asyncio.run(_step(stack.aws, pids, api, worker, rate, s))
+        steps.append(step)
+        if _past_limit(step, s) and rate >= s["min_rate"]:
+            break
+        time.sleep(0.5)  # let the last deletes land before the next step's counts
+    for _ in range(s["refine_steps"]):
+        between = _next_bisection(steps)
+        if between is None or any(st["rate"] == between for st in steps):
+            break
+        steps.append(asyncio.run(_step(stack.aws, pids, api, worker, between, s)))
+        time.sleep(0.5)
+    return steps
+
+
 def run(args: argparse.Namespace, earlier: Earlier) -> PipelineResult:
     s = settings(args)
     pay = s["payment_seconds"]
-    steps: list[Step] = []
-    with local_aws_server_env() as (aws, aws_pid):
-        topology = asyncio.run(new_topology(aws, "pipeline"))
-        extra = state_env(s["order_state"], topology)
-        with (
-            api_process(aws, topology.topic_arn, pay, extra) as api,
-            worker_process(
-                aws,
-                topology.queue_url,
-                slots=s["slots"],
-                payment_seconds=pay,
-                grace_seconds=pay,
-                extra=extra,
-            ) as worker,
-        ):
-            pids = {"api": api.pid, "worker": worker.pid, "local_aws": aws_pid}
-            if s["warmup_s"] > 0:
-                asyncio.run(_warm_up(api, worker, s))
-            for rate in s["rates"]:
-                step = asyncio.run(_step(aws, pids, api, worker, rate, s))
-                steps.append(step)
-                if _past_limit(step, s) and rate >= s["min_rate"]:
-                    break
-                time.sleep(0.5)  # let the last deletes land before the next step's counts
-            for _ in range(s["refine_steps"]):
-                between = _next_bisection(steps)
-                if between is None or any(st["rate"] == between for st in steps):
-                    break
-                steps.append(asyncio.run(_step(aws, pids, api, worker, between, s)))
-                time.sleep(0.5)
+    with (
+        local_stack("pipeline", order_state=s["order_state"]) as stack,
+        stack.api(pay) as api,
+        stack.worker(slots=s["slots"], payment_seconds=pay, grace_seconds=pay) as worker,
+    ):
+        steps = _sweep(stack, api, worker, s)
     result: PipelineResult = {
         "settings": s,
         "steps": sorted(steps, key=lambda st: st["rate"]),
-        "charged_twice": len(twice_charged(api.charges, worker.charges)),
+        "charged_twice": len(Ledger.of(api.charges, worker.charges).twice()),
         "worker": worker.stopped,
     }
     result["targets"] = targets(result)
@@ -316,7 +310,7 @@ def _cpu(step: Step | None, name: str) -> float | None:
 
 
 def targets(result: PipelineResult) -> list[TargetResult]:
-    """Issue 10's targets for the default path, from the sweep."""
+    """The default path's targets, from the sweep."""
     steps: list[Step] = result["steps"]
     s: Settings = result["settings"]
     state = "order state on" if s["order_state"] else "stateless"
@@ -450,10 +444,3 @@ def charts(result: PipelineResult, out_dir: Path) -> list[str]:
             limit_ms=PIPELINE_P99_MS,
         )
     ]
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("pipeline"))

@@ -20,13 +20,13 @@ from devstack.topology import Topology
 from services.common.settings import AwsSettings
 from services.worker.settings import ReceiveStrategy, WorkerSettings
 
-from .charts import bars
-from .markdown import table
-from .queue import preload
-from .results import Earlier, Result
-from .stack import (
-    cpu_seconds,
-    local_aws_server_env,
+from ..harness.ledger import Ledger
+from ..harness.procstat import cpu_seconds
+from ..harness.queue import preload
+from ..harness.results import Earlier, Result
+from ..harness.stack import (
+    LocalStack,
+    local_stack,
     new_topology,
     order_state,
     sqs_client,
@@ -34,8 +34,10 @@ from .stack import (
     wait_until_paid,
     worker_process,
 )
-from .stats import sustained_rate
-from .targets import target
+from ..harness.stats import sustained_rate
+from ..harness.targets import target
+from ..report.charts import bars
+from ..report.markdown import table
 
 STRATEGIES: tuple[ReceiveStrategy, ...] = ("per-task", "batched")
 # Concurrent receives x the cost of one, above this many seconds, would keep the local AWS
@@ -139,32 +141,32 @@ async def _fill(aws: AwsSettings, spec: Settings) -> tuple[Topology, set[str], f
     return topology, ids, preload_s, probe_s
 
 
-def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> StrategyRun:
-    slots, pay = spec["slots"], spec["payment_seconds"]
-    strategy: ReceiveStrategy = "per-task" if name == "per-task" else "batched"
-    topology, ids, preload_s, probe_s = asyncio.run(_fill(aws, spec))
-    result: StrategyRun = {
-        "strategy": name,
-        "order_state": spec["order_state"],
-        "queued": len(ids),
-        "preload_s": round(preload_s, 2),
-        "receive_probe_ms": round(probe_s * 1000, 2),
-    }
+def _skip(
+    aws: AwsSettings, probe_s: float, queued: int, spec: Settings, strategy: ReceiveStrategy
+) -> str | None:
+    """Why a strategy cannot be run at this backlog, or None: its receives would be too slow."""
     worker_settings = WorkerSettings(
-        queue_url=topology.queue_url, aws=aws, slots=slots, receive_strategy=strategy
+        queue_url="", aws=aws, slots=spec["slots"], receive_strategy=strategy
     )
     concurrency = worker_settings.receive_concurrency
-    if probe_s * concurrency > RECEIVE_BUDGET_S:
-        result["skipped"] = (
-            f"one receive takes {probe_s * 1000:,.0f} ms at {len(ids):,} queued; "
-            f"{concurrency:,} at once would keep the local AWS busy for minutes"
-        )
-        return result
-    aws_cpu_start = cpu_seconds(aws_pid)
+    if probe_s * concurrency <= RECEIVE_BUDGET_S:
+        return None
+    return (
+        f"one receive takes {probe_s * 1000:,.0f} ms at {queued:,} queued; "
+        f"{concurrency:,} at once would keep the local AWS busy for minutes"
+    )
+
+
+def _drain(
+    stack: LocalStack, topology: Topology, ids: set[str], strategy: ReceiveStrategy, spec: Settings
+) -> StrategyRun:
+    """One worker draining the backlog on `topology`: its rate, requests and CPU per order."""
+    pay = spec["payment_seconds"]
+    aws_cpu_start = cpu_seconds(stack.aws_pid)
     with worker_process(
-        aws,
+        stack.aws,
         topology.queue_url,
-        slots=slots,
+        slots=spec["slots"],
         payment_seconds=pay,
         strategy=strategy,
         grace_seconds=pay,
@@ -173,50 +175,67 @@ def _one(aws: AwsSettings, aws_pid: int, name: str, spec: Settings) -> StrategyR
         started = time.time()
         drained = asyncio.run(wait_until_paid(worker, ids, spec["time_limit_s"]))
         stopped_at = time.time()
-        aws_cpu = cpu_seconds(aws_pid)
+        aws_cpu = cpu_seconds(stack.aws_pid)
     stats = worker.stopped or {}
     paid = len(ids & worker.paid_ids())
     # When the backlog ran out: the last payment's start, if every order got one.
     backlog_out = max(p.at - p.payment_ms / 1000 for p in worker.paid) if drained else None
     until = min(stopped_at, backlog_out) if backlog_out is not None else stopped_at
     rate = sustained_rate([p.at for p in worker.paid], pay, until=until)
-    ideal = slots / pay
+    ideal = spec["slots"] / pay
     requests = stats.get("receive_calls", 0) + stats.get("delete_calls", 0)
-    cpu = worker.cpu_seconds
-    aws_ms = (
-        (aws_cpu - aws_cpu_start) * 1000 / paid
-        if paid and aws_cpu is not None and aws_cpu_start is not None
-        else None
-    )
-    twice = sum(1 for n in worker.charges.values() if n > 1)
-    result.update(
-        {
-            "drained": drained,
-            "paid": paid,
-            "charged_twice": twice,
-            "run_s": round(stopped_at - started, 2),
-            "sustained_per_s": rate.per_s,
-            "per_period_per_s": [round(r, 2) for r in rate.per_period],
-            "periods_measured": len(rate.per_period),
-            "ideal_per_s": ideal,
-            "of_ideal_pct": 100 * rate.per_s / ideal if rate.per_s is not None else None,
-            "min_period_of_ideal_pct": (
-                100 * min(rate.per_period) / ideal if rate.per_period else None
-            ),
-            "sqs_requests": requests,
-            "requests_per_order": requests / paid if paid else None,
-            "cpu_ms_per_order": cpu * 1000 / paid if paid and cpu is not None else None,
-            "local_aws_cpu_ms_per_order": aws_ms,
-            "worker": stats,
-        }
-    )
+    return {
+        "drained": drained,
+        "paid": paid,
+        "charged_twice": len(Ledger.of(worker.charges).twice()),
+        "run_s": round(stopped_at - started, 2),
+        "sustained_per_s": rate.per_s,
+        "per_period_per_s": [round(r, 2) for r in rate.per_period],
+        "periods_measured": len(rate.per_period),
+        "ideal_per_s": ideal,
+        "of_ideal_pct": 100 * rate.per_s / ideal if rate.per_s is not None else None,
+        "min_period_of_ideal_pct": (
+            100 * min(rate.per_period) / ideal if rate.per_period else None
+        ),
+        "sqs_requests": requests,
+        "requests_per_order": requests / paid if paid else None,
+        "cpu_ms_per_order": per_order(worker.cpu_seconds, paid),
+        "local_aws_cpu_ms_per_order": per_order(_spent(aws_cpu_start, aws_cpu), paid),
+        "worker": stats,
+    }
+
+
+def _spent(start: float | None, end: float | None) -> float | None:
+    return end - start if start is not None and end is not None else None
+
+
+def per_order(seconds: float | None, orders: int) -> float | None:
+    """CPU seconds spread over orders, in ms each; None when either is missing."""
+    return seconds * 1000 / orders if seconds is not None and orders else None
+
+
+def _one(stack: LocalStack, name: str, spec: Settings) -> StrategyRun:
+    strategy: ReceiveStrategy = "per-task" if name == "per-task" else "batched"
+    topology, ids, preload_s, probe_s = asyncio.run(_fill(stack.aws, spec))
+    result: StrategyRun = {
+        "strategy": name,
+        "order_state": spec["order_state"],
+        "queued": len(ids),
+        "preload_s": round(preload_s, 2),
+        "receive_probe_ms": round(probe_s * 1000, 2),
+    }
+    skipped = _skip(stack.aws, probe_s, len(ids), spec, strategy)
+    if skipped is not None:
+        result["skipped"] = skipped
+        return result
+    result.update(_drain(stack, topology, ids, strategy, spec))
     return result
 
 
 def run(args: argparse.Namespace, earlier: Earlier) -> ReceiveResult:
     spec = settings(args)
-    with local_aws_server_env() as (aws, pid):
-        runs = {strategy: _one(aws, pid, strategy, spec) for strategy in spec["strategies"]}
+    with local_stack("receive", order_state=spec["order_state"]) as stack:
+        runs = {strategy: _one(stack, strategy, spec) for strategy in spec["strategies"]}
     result: ReceiveResult = {"settings": spec, "runs": runs}
     batched = runs.get("batched", StrategyRun())
     state = "with order state" if spec["order_state"] else "stateless"
@@ -357,10 +376,3 @@ def charts(result: ReceiveResult, out_dir: Path) -> list[str]:
             "requests per paid order",
         )
     ]
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("receive"))

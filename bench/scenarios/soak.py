@@ -23,23 +23,22 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar
 from devstack.topology import Topology, queue_counts
 from services.common.settings import AwsSettings
 
-from .capacity import plan
-from .ledger import twice_charged
-from .load import open_loop
-from .markdown import table
-from .results import Earlier, Result
-from .stack import (
+from ..harness.capacity import plan
+from ..harness.ledger import Ledger
+from ..harness.load import OpenLoopRun, open_loop
+from ..harness.procstat import rss_mb
+from ..harness.results import Earlier, Result
+from ..harness.stack import (
     ApiRun,
+    LocalStack,
     WorkerRun,
-    api_process,
     dynamodb_client,
-    local_aws,
-    new_topology,
+    local_stack,
     sqs_client,
-    worker_process,
 )
-from .stats import summarize
-from .targets import target
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.markdown import table
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -102,18 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payment-seconds", type=float, help="quick 0.5, full 3")
     parser.add_argument("--failure-rate", type=float, default=0.1, help="transient failures")
     parser.add_argument("--decline-rate", type=float, default=0.02, help="declined payments")
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process, from /proc/PID/status."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 async def _sample_rss(
@@ -214,12 +201,12 @@ async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counte
     return Counter(state["status"] for state in states.values())
 
 
-async def _soak(
-    aws: AwsSettings, topology: Topology, api: ApiRun, spec: SoakSettings
-) -> tuple[SoakResult, list[WorkerRun]]:
+async def _two_workers(
+    stack: LocalStack, api: ApiRun, spec: SoakSettings
+) -> tuple[OpenLoopRun, _Generation, _Generation, tuple[bool, int]]:
+    """Arrivals throughout; the first worker until halfway, the second until the queue drains."""
     pay = spec["payment_seconds"]
     worker_env = {
-        "ORDERS_TABLE": topology.table,
         "PAYMENT_FAILURE_RATE": str(spec["failure_rate"]),
         "PAYMENT_DECLINE_RATE": str(spec["decline_rate"]),
         "RETRY_BACKOFF_SECONDS": "1",
@@ -227,13 +214,8 @@ async def _soak(
     }
 
     def start_worker() -> AbstractContextManager[WorkerRun]:
-        return worker_process(
-            aws,
-            topology.queue_url,
-            slots=spec["slots"],
-            payment_seconds=pay,
-            grace_seconds=2 * pay,
-            extra=worker_env,
+        return stack.worker(
+            slots=spec["slots"], payment_seconds=pay, grace_seconds=2 * pay, extra=worker_env
         )
 
     load_task = asyncio.create_task(
@@ -251,12 +233,18 @@ async def _soak(
     async def arrivals_then_drain() -> tuple[bool, int]:
         await load_task
         # Transient failures come back after backoff; declines go round to the DLQ.
-        return await _drained(aws, topology, limit=60 + 10 * pay)
+        return await _drained(stack.aws, stack.topology, limit=60 + 10 * pay)
 
-    second, (drained, dlq_visible) = await _worker_until(start_worker, arrivals_then_drain())
-    load = load_task.result()
+    second, drained = await _worker_until(start_worker, arrivals_then_drain())
+    return load_task.result(), first, second, drained
+
+
+async def _soak(
+    stack: LocalStack, api: ApiRun, spec: SoakSettings
+) -> tuple[SoakResult, list[WorkerRun]]:
+    load, first, second, (drained, dlq_visible) = await _two_workers(stack, api, spec)
     accepted = [o.order_id for o in load.outcomes if o.status == 202]
-    by_status = await _statuses(aws, topology.table, accepted)
+    by_status = await _statuses(stack.aws, stack.topology.table, accepted)
     answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
     return {
         "settings": spec,
@@ -289,13 +277,10 @@ def run(args: argparse.Namespace, earlier: Earlier) -> SoakResult:
         "decline_rate": args.decline_rate,
         "order_state": True,
     }
-    with local_aws() as aws:
-        topology = asyncio.run(new_topology(aws, "soak"))
-        extra = {"ORDERS_TABLE": topology.table}
-        with api_process(aws, topology.topic_arn, pay, extra) as api:
-            result, workers = asyncio.run(_soak(aws, topology, api, spec))
+    with local_stack("soak", order_state=True) as stack, stack.api(pay) as api:
+        result, workers = asyncio.run(_soak(stack, api, spec))
     # Charges from the processor's ledger lines, over every process that could pay.
-    result["charged_twice"] = len(twice_charged(api.charges, *(w.charges for w in workers)))
+    result["charged_twice"] = len(Ledger.of(api.charges, *(w.charges for w in workers)).twice())
     growth = [w["memory"].get("growth_pct") for w in result["workers"]]
     result["targets"] = [
         target("soak: accepted = paid + failed", result["unsettled"], "==", 0),
@@ -392,10 +377,3 @@ def _workers_table(workers: list[Generation]) -> str:
         ],
         rows,
     )
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("soak"))
