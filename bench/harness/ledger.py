@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 
+from .results import TargetResult
+from .targets import target
+
 CHARGED = "payment_charged"
 
 
@@ -70,3 +73,38 @@ class Ledger:
 def charged_twice(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Orders charged more than once in these log lines."""
     return Ledger(charges(events)).twice()
+
+
+def ledger_targets(
+    scenario: str, ledger: Ledger, *, accepted: Iterable[str] | None, paid: int
+) -> list[TargetResult]:
+    """The ledger's verdicts every scenario that pays gives (see ledger_verdicts)."""
+    lost = None if accepted is None else len(ledger.lost(accepted))
+    return ledger_verdicts(
+        scenario, lost=lost, twice=len(ledger.twice()), charges=ledger.total, paid=paid
+    )
+
+
+def ledger_verdicts(
+    scenario: str, *, lost: int | None, twice: int, charges: int, paid: int
+) -> list[TargetResult]:
+    """Accepted orders never charged (None: the scenario accepts none of its own), orders
+    charged twice, and every charge in the ledger against `paid`, the scenario's own count
+    of paid orders (the workers' `order_paid` lines, the sync answers): a ledger that was not
+    read, or that charged an order twice, does not match it."""
+    found: list[TargetResult] = []
+    if lost is not None:
+        found.append(
+            target(f"{scenario}: accepted orders never charged (processor's ledger)", lost, "==", 0)
+        )
+    found += [
+        target(f"{scenario}: orders charged twice (processor's ledger)", twice, "==", 0),
+        target(
+            f"{scenario}: charges in the processor's ledger = orders paid",
+            charges,
+            "==",
+            paid,
+            note="paid: the services' own account (order_paid lines, sync answers)",
+        ),
+    ]
+    return found

@@ -181,6 +181,8 @@ class WorkerRun:
     paid: list[Paid] = field(default_factory=list)
     charges: Counter[str] = field(default_factory=Counter)
     """The processor's ledger in this process: charges per order (`payment_charged` lines)."""
+    charged_at: dict[str, float] = field(default_factory=dict)
+    """Unix time of each order's last charge (the ledger line's own timestamp)."""
     stopped: dict[str, Any] | None = None
     other_events: dict[str, int] = field(default_factory=dict)
     started: threading.Event = field(default_factory=threading.Event)
@@ -193,7 +195,12 @@ class WorkerRun:
         return self.cpu_at_exit - self.cpu_at_start
 
     def paid_ids(self) -> set[str]:
+        """Orders the worker reported paid (`order_paid`): its own account, not the ledger's."""
         return {p.order_id for p in self.paid}
+
+    def charged_ids(self) -> set[str]:
+        """Orders the processor's ledger shows charged in this process."""
+        return set(self.charged_at)
 
 
 def _log_time(line: Mapping[str, Any]) -> float:
@@ -223,6 +230,7 @@ def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
             )
         elif event == CHARGED:
             run.charges[str(line["order_id"])] += 1
+            run.charged_at[str(line["order_id"])] = _log_time(line)
         elif event == "worker_started":
             run.cpu_at_start = cpu_seconds(proc.pid)
             run.started_at = _log_time(line)
@@ -343,11 +351,12 @@ async def poll_until(check: Callable[[], bool], limit: float, interval: float = 
 
 
 async def wait_until_paid(run: WorkerRun, ids: set[str], limit: float) -> bool:
-    """Wait, with a progress bar, until the worker has paid every order in `ids`."""
+    """Wait, with a progress bar, until the processor's ledger shows every order in `ids`
+    charged by this worker (and the worker's own `order_paid` line for each has come)."""
     with tqdm(total=len(ids), desc="waiting for payments", unit="order", leave=False) as bar:
 
         def all_paid() -> bool:
-            done = len(ids & run.paid_ids())
+            done = len(ids & run.charged_ids() & run.paid_ids())
             bar.update(done - bar.n)
             return done == len(ids)
 

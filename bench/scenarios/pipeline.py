@@ -1,13 +1,17 @@
-"""pipeline: the whole system as `make run` starts it, at rising open-loop rates.
+"""pipeline: the whole system at rising open-loop rates.
 
-The local AWS, the topology, the API and one worker (1,000 slots) with order state on
-(`--stateless`: off). Orders arrive open loop at 30, 60, 120, 240, ... a second, half of them
-keyed with a client `order_id`; the sweep stops at the first rate whose p99 passes the limit or
-whose orders are refused, but always runs up to the rate the targets name; a short warm-up
-at 10/s comes first and is not counted. Per rate: p50/p99, accepted %, AWS requests per
-order by service (the local AWS's own counts), and CPU ms per order of each process (API,
-worker, local AWS, from /proc), counted from the first arrival until every accepted order
-is paid.
+The local AWS, the topology, the API and one worker with order state on (`--stateless`:
+off), as `make run` starts them but with 1,000 slots (`--slots`; `make run` ships 100, which
+at 3 s payments carry 33 orders/s): enough that the worker's slots are not what limits any
+rate tried below 333/s, so the sweep finds the pipeline's own limit. Orders arrive open loop
+at 30, 60, 120, 240, ... a second, half of them keyed with a client `order_id`; the sweep
+stops at the first rate whose p99 passes the limit or whose orders are refused, but always
+runs up to the rate the targets name; a short warm-up at 10/s comes first and is not
+counted. Per rate: p50/p99, accepted %, AWS requests per order by service (the local AWS's
+own counts), and CPU ms per order of each process (API, worker, local AWS), counted from the
+first arrival until every accepted order is paid. A rate is carried when every order was
+accepted, and charged (the processor's ledger) within one payment time plus 5 s of the last
+arrival, with p99 in bound.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, TypedDict
 from localaws.client import ControlError, request_counts
 from services.common.settings import AwsSettings
 
-from ..harness.ledger import Ledger
+from ..harness.ledger import Ledger, ledger_verdicts
 from ..harness.load import open_loop
 from ..harness.procstat import cpu_seconds
 from ..harness.results import Earlier, Result, TargetResult
@@ -39,10 +43,16 @@ from ..report.charts import latency_vs_rate
 from ..report.markdown import table
 
 RATES = (30.0, 60.0, 120.0, 240.0, 480.0, 960.0)
-# The targets name these rates: the sweep never stops before the largest.
-P99_RATE, CPU_RATE = 60.0, 120.0
+# The p99 target names this rate; the sweep never stops before --min-rate (default 120/s).
+P99_RATE, MIN_RATE = 60.0, 120.0
+# CPU ms per order at the highest rate carried, where arrivals overlap and calls batch:
+# (label, process, limit).
+CPU_TARGETS = (("API", "api", 1.5), ("local AWS", "local_aws", 2.5), ("worker", "worker", 0.6))
 PIPELINE_P99_MS = 100.0
 PIPELINE_RATE = 250.0
+# Carried: the last order paid within one payment time and this many seconds of the last
+# arrival (a worker capped below the rate would still drain, long after arrivals stop).
+CARRY_SLACK_S = 5.0
 # A doubling ladder brackets the highest rate carried within a factor of two (240 carried and
 # 480 not says little about 250); this many bisections between the two narrow it to 1/8.
 REFINE_STEPS = 2
@@ -79,8 +89,10 @@ class Step(TypedDict):
     generator_max_lag_ms: float
     paid: int
     all_paid: bool
+    """Every accepted order charged within one payment time plus CARRY_SLACK_S of the last
+    arrival: the worker kept up, rather than drained a queue after arrivals stopped."""
     last_paid_after_s: float | None
-    """From the end of arrivals to the last accepted order's payment."""
+    """From the end of arrivals to the last accepted order's charge (the ledger's line)."""
     requests_per_order: dict[str, float] | None
     """AWS requests per accepted order by service (None: the local AWS cannot count them)."""
     requests_by_operation: dict[str, dict[str, int]] | None
@@ -95,6 +107,10 @@ class PipelineResult(Result):
     the bisections between the highest rate carried and the next one up."""
     charged_twice: int
     """Orders the processor's ledger shows charged more than once."""
+    charges: int
+    """Every charge in the processor's ledger (API and worker)."""
+    paid_reported: int
+    """The worker's order_paid lines, warm-up included."""
     worker: dict[str, Any] | None
     """The worker's `worker_stopped` counters."""
 
@@ -114,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--p99-limit", type=float, default=1000.0, help="stop past this p99 (ms, default 1000)"
     )
     parser.add_argument(
-        "--min-rate", type=float, default=CPU_RATE, help="run at least up to this rate"
+        "--min-rate", type=float, default=MIN_RATE, help="run at least up to this rate"
     )
     parser.add_argument(
         "--refine",
@@ -182,10 +198,12 @@ async def _step(
         keyed=s["keyed_share"],
     )
     accepted = {o.order_id for o in load.outcomes if o.status == 202}
-    all_paid = await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
+    # Every order is waited for (the next rate starts on an idle pipeline); in time or not
+    # is judged from the charges' own timestamps below.
+    await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
     cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     after = await _counts(aws.endpoint_url)
-    paid_at = [p.at for p in worker.paid if p.order_id in accepted]
+    paid_at = [at for order_id, at in worker.charged_at.items() if order_id in accepted]
     n = len(accepted)
     cpu: dict[str, float | None] = {}
     for name in pids:
@@ -209,13 +227,19 @@ async def _step(
         "errors": sum(1 for o in load.outcomes if o.status != 202 and o.error != "timeout"),
         "latency_ms": summarize(answered),
         "generator_max_lag_ms": load.max_lag_ms,
-        "paid": len(accepted & worker.paid_ids()),
-        "all_paid": all_paid,
+        "paid": len(paid_at),
+        "all_paid": len(paid_at) == n and _in_time(paid_at, load.ended, s["payment_seconds"]),
         "last_paid_after_s": max(paid_at) - load.ended if paid_at else None,
         "requests_per_order": per_order,
         "requests_by_operation": by_op,
         "cpu_ms_per_order": cpu,
     }
+
+
+def _in_time(charged_at: list[float], arrivals_ended: float, payment_seconds: float) -> bool:
+    """Whether the last charge came within one payment time plus CARRY_SLACK_S of the end
+    of arrivals."""
+    return not charged_at or max(charged_at) - arrivals_ended <= payment_seconds + CARRY_SLACK_S
 
 
 async def _warm_up(api: ApiRun, worker: WorkerRun, s: Settings) -> None:
@@ -233,7 +257,7 @@ async def _warm_up(api: ApiRun, worker: WorkerRun, s: Settings) -> None:
 
 
 def _carried(step: Step) -> bool:
-    """Every order accepted and paid, p99 within the pipeline target's bound."""
+    """Every order accepted and paid in time (`all_paid`), p99 within the target's bound."""
     p99 = step["latency_ms"]["p99"]
     return (
         step["accepted"] == step["sent"]
@@ -291,10 +315,13 @@ def run(args: argparse.Namespace, earlier: Earlier) -> PipelineResult:
         stack.worker(slots=s["slots"], payment_seconds=pay, grace_seconds=pay) as worker,
     ):
         steps = _sweep(stack, api, worker, s)
+    ledger = Ledger.of(api.charges, worker.charges)
     result: PipelineResult = {
         "settings": s,
         "steps": sorted(steps, key=lambda st: st["rate"]),
-        "charged_twice": len(Ledger.of(api.charges, worker.charges).twice()),
+        "charged_twice": len(ledger.twice()),
+        "charges": ledger.total,
+        "paid_reported": len(worker.paid),
         "worker": worker.stopped,
     }
     result["targets"] = targets(result)
@@ -314,9 +341,12 @@ def targets(result: PipelineResult) -> list[TargetResult]:
     steps: list[Step] = result["steps"]
     s: Settings = result["settings"]
     state = "order state on" if s["order_state"] else "stateless"
-    at_p99, at_cpu = _at(steps, P99_RATE), _at(steps, CPU_RATE)
-    # The highest rate the whole pipeline carried: every order accepted and paid, p99 in bound.
-    carried = [step["rate"] for step in steps if _carried(step)]
+    at_p99 = _at(steps, P99_RATE)
+    # The highest rate the whole pipeline carried: every order accepted and paid in time,
+    # p99 in bound; the CPU targets are read there, where batching forms.
+    carried = [step for step in steps if _carried(step)]
+    top = max(carried, key=lambda st: st["rate"], default=None)
+    at_top = f"at the highest rate carried ({top['rate']:g}/s)" if top else "no rate carried"
     keyed = f"{s['keyed_share'] * 100:g} % keyed, {state}"
     tried = ", ".join(f"{step['rate']:g}" for step in steps)
     return [
@@ -328,32 +358,32 @@ def targets(result: PipelineResult) -> list[TargetResult]:
             "ms",
             keyed,
         ),
-        target(
-            f"pipeline: API CPU per accepted order at {CPU_RATE:g} orders/s",
-            _cpu(at_cpu, "api"),
-            "<=",
-            1.0,
-            "ms",
-            state,
-        ),
-        target(
-            f"pipeline: local AWS CPU per order at {CPU_RATE:g} orders/s",
-            _cpu(at_cpu, "local_aws"),
-            "<=",
-            2.0,
-            "ms",
-            "from arrival to paid",
+        *(
+            target(
+                f"pipeline: {label} CPU per order {at_top}",
+                _cpu(top, name),
+                "<=",
+                limit,
+                "ms",
+                state,
+            )
+            for label, name, limit in CPU_TARGETS
         ),
         target(
             f"pipeline: highest rate carried with p99 <= {PIPELINE_P99_MS:g} ms",
-            max(carried, default=0.0),
+            None if top is None else top["rate"],
             ">=",
             PIPELINE_RATE,
             "orders/s",
-            f"rates tried: {tried}; all accepted and paid",
+            f"rates tried: {tried}; all accepted and charged within one payment time + "
+            f"{CARRY_SLACK_S:g} s of the last arrival",
         ),
-        target(
-            "pipeline: orders charged twice (processor's ledger)", result["charged_twice"], "==", 0
+        *ledger_verdicts(
+            "pipeline",
+            lost=sum(step["accepted"] - step["paid"] for step in steps),
+            twice=result["charged_twice"],
+            charges=result.get("charges", 0),
+            paid=result.get("paid_reported", 0),
         ),
     ]
 
@@ -389,7 +419,7 @@ def _steps_table(steps: list[Step]) -> str:
         "accepted %",
         "p50 ms",
         "p99 ms",
-        "all paid?",
+        "paid in time?",
         *[f"{svc} req/order" for svc in services],
         "API CPU ms/order",
         "worker CPU ms/order",
@@ -407,13 +437,17 @@ def report(result: PipelineResult) -> str:
             "## pipeline: the whole system at rising rates",
             "",
             f"The API, one worker ({s['slots']:,} slots, {s['payment_seconds']:g} s payment) "
-            f"and the local AWS as `make run` starts them, order state "
+            f"and the local AWS as `make run` starts them but with {s['slots']:,} slots "
+            "(`make run` ships 100: 33 orders/s at 3 s payments; here the slots are not "
+            "what limits the rates tried), order state "
             f"{'on' if s['order_state'] else 'off'}; open-loop arrivals for "
             f"{s['duration_s']:g} s per rate, {s['keyed_share'] * 100:g} % with a client "
             f"`order_id`; the sweep stops past p99 {s['p99_limit_ms']:g} ms or at the first "
             f"refusal, not before {s['min_rate']:g}/s, then "
             f"{s.get('refine_steps', 0)} bisections between the highest rate carried (p99 "
-            f"<= {PIPELINE_P99_MS:g} ms, all accepted and paid) and the next one up; "
+            f"<= {PIPELINE_P99_MS:g} ms, all accepted and charged within "
+            f"{s['payment_seconds'] + CARRY_SLACK_S:g} s of the last arrival) and the next "
+            "one up; "
             f"{s.get('warmup_s', 0):g} s at "
             f"{WARMUP_RATE:g}/s first, not counted. AWS requests{counted} and CPU per "
             "accepted order (a 202 the client received), from the first arrival until every "

@@ -13,6 +13,7 @@ from typing import TypedDict
 
 from services.common.settings import AwsSettings
 
+from ..harness.ledger import Ledger, ledger_targets
 from ..harness.load import open_loop
 from ..harness.queue import Depth, sampling
 from ..harness.results import Earlier, Result
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, earlier: Earlier) -> ScalingResult:
     spec = settings(args)
     pay = spec["payment_seconds"]
     runs: list[SlotsRun] = []
+    workers: list[WorkerRun] = []
     with local_stack("scaling", order_state=spec["order_state"]) as stack, stack.api(pay) as api:
         for slots in spec["slots"]:
             stack.topology = asyncio.run(resubscribe(stack.aws, stack.topology, "scaling"))
@@ -128,7 +130,13 @@ def run(args: argparse.Namespace, earlier: Earlier) -> ScalingResult:
             with stack.worker(slots=slots, payment_seconds=pay) as worker:
                 got = _one(stack.aws, api.url, stack.topology.queue_url, worker, spec)
                 runs.append(asyncio.run(got))
-    return {"settings": spec, "runs": runs}
+            workers.append(worker)
+    ledger = Ledger.of(api.charges, *(w.charges for w in workers))
+    # No lost-order verdict: without grace, orders still queued at a stop are not lost.
+    verdicts = ledger_targets(
+        "scaling", ledger, accepted=None, paid=sum(len(w.paid) for w in workers)
+    )
+    return {"settings": spec, "runs": runs, "targets": verdicts}
 
 
 def _runs_table(result: ScalingResult) -> str:
@@ -148,7 +156,7 @@ def _runs_table(result: ScalingResult) -> str:
     return table(
         [
             "slots",
-            "capacity /s",
+            "capacity /s (slots ÷ payment)",
             "processing /s",
             "depth start",
             "depth end",

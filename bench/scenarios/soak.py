@@ -2,9 +2,10 @@
 
 Open-loop arrivals on /orders/async with order state on (DynamoDB), a payment processor that
 fails transiently and declines at configured rates, and the worker stopped with SIGTERM and
-replaced halfway through. Afterwards every accepted order must be paid or failed (and then
-in the DLQ), none charged twice (the payment processor's ledger lines, over the API and both
-workers), and worker memory flat. Always with order state: its invariants need it.
+replaced halfway through. Afterwards every accepted order must be paid (charged, in the
+payment processor's ledger lines over the API and both workers) or failed (in the DLQ), not
+both, none charged twice, and worker memory flat. Always with order state: its invariants
+need it.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar
 
+import orjson
+
 from devstack.topology import Topology, queue_counts
 from services.common.settings import AwsSettings
 
 from ..harness.capacity import plan
-from ..harness.ledger import Ledger
+from ..harness.ledger import Ledger, ledger_verdicts
 from ..harness.load import OpenLoopRun, open_loop
 from ..harness.procstat import rss_mb
 from ..harness.results import Earlier, Result
@@ -32,7 +34,6 @@ from ..harness.stack import (
     ApiRun,
     LocalStack,
     WorkerRun,
-    dynamodb_client,
     local_stack,
     sqs_client,
 )
@@ -41,7 +42,7 @@ from ..harness.targets import target
 from ..report.markdown import table
 
 if TYPE_CHECKING:
-    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_sqs import SQSClient
 
 T = TypeVar("T")
 
@@ -84,15 +85,19 @@ class SoakResult(Result):
     accepted: int
     rejected: int
     paid: int
+    """Accepted orders the processor's ledger shows charged."""
     failed: int
+    """Accepted orders in the DLQ."""
     unsettled: int
-    """Accepted but neither paid nor failed: lost."""
+    """Accepted but neither charged nor dead-lettered: lost."""
     dlq: int
+    """Messages in the DLQ."""
     queue_drained: bool
     api_latency_ms: dict[str, float | int | None]
     workers: list[Generation]
     charged_twice: int
     """Over the processor's ledger lines of the API and both workers."""
+    charged_and_dead_lettered: int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,22 +135,6 @@ def _memory(samples: list[tuple[float, float]]) -> Memory:
     }
 
 
-async def _states(db: DynamoDBClient, table_name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The status of each order, 100 keys per BatchGetItem."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 100):
-        keys: list[Any] = [{"pk": {"S": f"order#{i}"}} for i in ids[start : start + 100]]
-        request: Any = {table_name: {"Keys": keys, "ConsistentRead": True}}
-        while request:
-            got = await db.batch_get_item(RequestItems=request)
-            for item in got["Responses"].get(table_name, []):
-                found[item["order_id"]["S"]] = {
-                    "status": item["status"]["S"],
-                }
-            request = got.get("UnprocessedKeys") or None
-    return found
-
-
 @dataclass
 class _Generation:
     """One worker process of the soak, and its memory samples (time, MB)."""
@@ -179,8 +168,11 @@ async def _sleep_until(wall_time: float) -> None:
     await asyncio.sleep(max(0.0, wall_time - time.time()))
 
 
-async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[bool, int]:
-    """Wait until the queue is empty (or `limit` s); whether it is, and the DLQ's depth."""
+async def _drained(
+    aws: AwsSettings, topology: Topology, limit: float
+) -> tuple[bool, int, set[str]]:
+    """Wait until the queue is empty (or `limit` s); whether it is, and the DLQ's messages
+    and the order ids they carry."""
     async with sqs_client(aws) as sqs:
 
         async def settled() -> bool:
@@ -190,20 +182,40 @@ async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[
         # A remote queue has no event to wait on: poll it.
         while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
-        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
-        return await settled(), dlq_visible
+        drained = await settled()
+        return drained, *await _dead_letters(sqs, topology.dlq_url)
 
 
-async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counter[str]:
-    """How many of the orders `ids` are in each status."""
-    async with dynamodb_client(aws) as db:
-        states = await _states(db, table_name, ids)
-    return Counter(state["status"] for state in states.values())
+def _order_id(body: str) -> str | None:
+    """The order id in a dead-lettered message body (raw, or in SNS's envelope)."""
+    try:
+        doc = orjson.loads(body)
+        if isinstance(doc, dict) and isinstance(doc.get("Message"), str):
+            doc = orjson.loads(doc["Message"])
+    except orjson.JSONDecodeError:
+        return None
+    found = doc.get("order_id") if isinstance(doc, dict) else None
+    return None if found is None else str(found)
+
+
+async def _dead_letters(sqs: SQSClient, dlq_url: str) -> tuple[int, set[str]]:
+    """Every message in the DLQ (each received once, hidden for the rest of the run) and the
+    order ids they carry."""
+    count, ids = 0, set[str]()
+    while True:
+        got = await sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=300, WaitTimeSeconds=0
+        )
+        messages = got.get("Messages", [])
+        if not messages:
+            return count, ids
+        count += len(messages)
+        ids |= {i for m in messages if (i := _order_id(m.get("Body", ""))) is not None}
 
 
 async def _two_workers(
     stack: LocalStack, api: ApiRun, spec: SoakSettings
-) -> tuple[OpenLoopRun, _Generation, _Generation, tuple[bool, int]]:
+) -> tuple[OpenLoopRun, _Generation, _Generation, tuple[bool, int, set[str]]]:
     """Arrivals throughout; the first worker until halfway, the second until the queue drains."""
     pay = spec["payment_seconds"]
     worker_env = {
@@ -230,7 +242,7 @@ async def _two_workers(
     restart_at = time.time() + spec["duration_s"] / 2
     first, _ = await _worker_until(start_worker, _sleep_until(restart_at))
 
-    async def arrivals_then_drain() -> tuple[bool, int]:
+    async def arrivals_then_drain() -> tuple[bool, int, set[str]]:
         await load_task
         # Transient failures come back after backoff; declines go round to the DLQ.
         return await _drained(stack.aws, stack.topology, limit=60 + 10 * pay)
@@ -241,28 +253,44 @@ async def _two_workers(
 
 async def _soak(
     stack: LocalStack, api: ApiRun, spec: SoakSettings
-) -> tuple[SoakResult, list[WorkerRun]]:
-    load, first, second, (drained, dlq_visible) = await _two_workers(stack, api, spec)
+) -> tuple[SoakResult, list[WorkerRun], set[str], set[str]]:
+    """The soak's figures; its workers, the accepted orders and the dead-lettered ones."""
+    load, first, second, (drained, dlq, dead) = await _two_workers(stack, api, spec)
     accepted = [o.order_id for o in load.outcomes if o.status == 202]
-    by_status = await _statuses(stack.aws, stack.topology.table, accepted)
     answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
-    return {
-        "settings": spec,
-        "sent": len(load.outcomes),
-        "accepted": len(accepted),
-        "rejected": len(load.outcomes) - len(accepted),
-        "paid": by_status["paid"],
-        "failed": by_status["failed"],
-        "unsettled": len(accepted) - by_status["paid"] - by_status["failed"],
-        "dlq": dlq_visible,
-        "queue_drained": drained,
-        "api_latency_ms": summarize(answered),
-        "workers": [
-            {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
-            for g in (first, second)
-        ],
-        "charged_twice": 0,  # counted once both workers have stopped
-    }, [first.run, second.run]
+    return (
+        {
+            "settings": spec,
+            "sent": len(load.outcomes),
+            "accepted": len(accepted),
+            "rejected": len(load.outcomes) - len(accepted),
+            # Paid, failed and unsettled come from the ledger once both workers stopped.
+            "paid": 0,
+            "failed": len(dead & set(accepted)),
+            "unsettled": 0,
+            "dlq": dlq,
+            "queue_drained": drained,
+            "api_latency_ms": summarize(answered),
+            "workers": [
+                {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
+                for g in (first, second)
+            ],
+            "charged_twice": 0,
+            "charged_and_dead_lettered": 0,
+        },
+        [first.run, second.run],
+        set(accepted),
+        dead,
+    )
+
+
+def _settle(result: SoakResult, ledger: Ledger, accepted: set[str], dead: set[str]) -> None:
+    """Paid from the processor's ledger, failed from the DLQ; what is in neither is lost."""
+    paid = ledger.charged(accepted)
+    result["paid"] = len(paid)
+    result["charged_and_dead_lettered"] = len(paid & dead)
+    result["unsettled"] = len(accepted - paid - dead)
+    result["charged_twice"] = len(ledger.twice())
 
 
 def run(args: argparse.Namespace, earlier: Earlier) -> SoakResult:
@@ -278,14 +306,33 @@ def run(args: argparse.Namespace, earlier: Earlier) -> SoakResult:
         "order_state": True,
     }
     with local_stack("soak", order_state=True) as stack, stack.api(pay) as api:
-        result, workers = asyncio.run(_soak(stack, api, spec))
+        result, workers, accepted, dead = asyncio.run(_soak(stack, api, spec))
     # Charges from the processor's ledger lines, over every process that could pay.
-    result["charged_twice"] = len(Ledger.of(api.charges, *(w.charges for w in workers)).twice())
+    ledger = Ledger.of(api.charges, *(w.charges for w in workers))
+    _settle(result, ledger, accepted, dead)
     growth = [w["memory"].get("growth_pct") for w in result["workers"]]
     result["targets"] = [
-        target("soak: accepted = paid + failed", result["unsettled"], "==", 0),
-        target("soak: failed orders in the DLQ", result["dlq"], "==", result["failed"]),
-        target("soak: orders charged twice (processor's ledger)", result["charged_twice"], "==", 0),
+        target(
+            "soak: accepted = paid (ledger) + failed (DLQ)",
+            result["unsettled"],
+            "==",
+            0,
+            note="unsettled: accepted, neither charged nor dead-lettered",
+        ),
+        target(
+            "soak: orders both charged and dead-lettered",
+            result["charged_and_dead_lettered"],
+            "==",
+            0,
+        ),
+        target("soak: DLQ messages = failed orders", result["dlq"], "==", result["failed"]),
+        *ledger_verdicts(
+            "soak",
+            lost=None,  # declined orders are accepted and never charged: unsettled counts loss
+            twice=result["charged_twice"],
+            charges=ledger.total,
+            paid=sum(w["paid"] for w in result["workers"]),
+        ),
         target(
             "soak: worker memory growth after warm-up",
             max((g for g in growth if g is not None), default=None),

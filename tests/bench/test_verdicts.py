@@ -1,0 +1,136 @@
+"""Every ledger, drain and carried-rate verdict fails when fed the input it exists to catch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from bench.harness.ledger import Ledger, ledger_targets
+from bench.harness.stats import drain_rate, sustained_rate
+from bench.scenarios import pipeline, receive
+
+
+def _met(targets: list[Any]) -> dict[str, bool]:
+    return {t["name"].split(": ", 1)[1]: t["met"] for t in targets}
+
+
+def test_a_ledger_that_was_not_read_cannot_pass() -> None:
+    got = _met(ledger_targets("x", Ledger(), accepted=None, paid=5))
+    assert got["charges in the processor's ledger = orders paid"] is False
+    # ...while no double charge is visible in it: that verdict alone would have passed.
+    assert got["orders charged twice (processor's ledger)"] is True
+
+
+def test_a_double_charge_fails_twice_and_the_count() -> None:
+    ledger = Ledger.of(Counter({"a": 1}), Counter({"a": 1, "b": 1}))
+    got = _met(ledger_targets("x", ledger, accepted={"a", "b"}, paid=2))
+    assert got["orders charged twice (processor's ledger)"] is False
+    assert got["charges in the processor's ledger = orders paid"] is False
+    assert got["accepted orders never charged (processor's ledger)"] is True
+
+
+def test_an_accepted_order_with_no_charge_is_lost() -> None:
+    ledger = Ledger.of(Counter({"a": 1}))
+    got = _met(ledger_targets("x", ledger, accepted={"a", "b"}, paid=1))
+    assert got["accepted orders never charged (processor's ledger)"] is False
+    assert ledger.lost({"a", "b"}) == {"b"}
+
+
+def test_a_clean_ledger_meets_every_verdict() -> None:
+    ledger = Ledger.of(Counter({"a": 1}), Counter({"b": 1}))
+    assert all(_met(ledger_targets("x", ledger, accepted={"a", "b"}, paid=2)).values())
+
+
+def _cycles(slots: int, pay: float, lost: float, waves: int) -> tuple[list[float], list[float]]:
+    """Every slot pays `waves` times in a row, losing `lost` s between payments."""
+    starts = [slot / slots + w * (pay + lost) for slot in range(slots) for w in range(waves)]
+    return starts, [s + pay for s in starts]
+
+
+def test_a_worker_losing_time_between_payments_scores_below_ideal_per_period() -> None:
+    # 0.3 s lost per 3 s payment: 91 % of ideal. Counting finished payments per period saw
+    # one whole wave in every period and scored 100 %.
+    starts, finished = _cycles(1000, 3.0, 0.3, 10)
+    got = sustained_rate(finished, 3.0, until=max(starts), started=starts, since=0.0)
+    assert got.per_s is not None
+    assert 100 * got.per_s / (1000 / 3.0) == pytest.approx(100 * 3.0 / 3.3, abs=1.5)
+
+
+def test_the_whole_drain_counts_the_ramp_and_the_tail() -> None:
+    # The reference's drain: 10,000 orders, 1,000 slots, 3 s payments, 31.8 s in all.
+    drain = drain_rate(0.0, 31.8, 10_000, 1000, 3.0)
+    assert drain.ideal_seconds == 30.0
+    assert drain.of_ideal_pct == pytest.approx(94.3, abs=0.1)
+
+
+def _receive(drain_pct: float | None) -> Any:
+    batched = {
+        "queued": 10_000,
+        "drain_of_ideal_pct": drain_pct,
+        "of_ideal_pct": 100.0,
+        "requests_per_order": 0.2,
+        "cpu_ms_per_order": 0.4,
+        "charged_twice": 0,
+        "charges": 10_000,
+        "paid_reported": 10_000,
+    }
+    settings = {"slots": 1000, "payment_seconds": 3.0, "order_state": True}
+    return {"settings": settings, "runs": {"batched": batched}}
+
+
+@pytest.mark.parametrize(("pct", "met"), [(94.3, False), (None, False), (96.5, True)])
+def test_receive_judges_the_whole_drain(pct: float | None, met: bool) -> None:
+    (whole,) = [t for t in receive.targets(_receive(pct)) if "whole drain" in t["name"]]
+    assert whole["met"] is met
+
+
+def test_an_order_paid_long_after_arrivals_stop_was_not_carried() -> None:
+    assert pipeline._in_time([10.0, 17.9], arrivals_ended=10.0, payment_seconds=3.0)
+    # A worker capped below the rate drains its queue after arrivals stop: not carried.
+    assert not pipeline._in_time([10.0, 18.5], arrivals_ended=10.0, payment_seconds=3.0)
+
+
+def _step(rate: float, *, api: float, worker: float, aws: float, paid: bool = True) -> Any:
+    return {
+        "rate": rate,
+        "sent": 100,
+        "accepted": 100,
+        "paid": 100,
+        "all_paid": paid,
+        "latency_ms": {"p50": 5.0, "p99": 20.0},
+        "cpu_ms_per_order": {"api": api, "worker": worker, "local_aws": aws},
+    }
+
+
+def _pipeline_result(steps: list[Any]) -> Any:
+    settings = {"keyed_share": 0.5, "order_state": True}
+    return {
+        "settings": settings,
+        "steps": steps,
+        "charged_twice": 0,
+        "charges": 200,
+        "paid_reported": 200,
+    }
+
+
+def test_cpu_is_judged_at_the_highest_rate_carried() -> None:
+    steps = [
+        _step(60, api=5.0, worker=2.5, aws=6.0),
+        _step(240, api=1.4, worker=0.5, aws=2.4),
+        _step(480, api=0.9, worker=0.3, aws=1.0, paid=False),  # not carried: not judged
+    ]
+    got = {t["name"]: t for t in pipeline.targets(_pipeline_result(steps))}
+    cpu = [t for name, t in got.items() if "CPU per order" in name]
+    assert len(cpu) == 3 and all(t["met"] for t in cpu)
+    assert all("(240/s)" in t["name"] for t in cpu)
+    steps[1] = _step(240, api=1.6, worker=0.5, aws=2.4)
+    got = {t["name"]: t for t in pipeline.targets(_pipeline_result(steps))}
+    assert not got["pipeline: API CPU per order at the highest rate carried (240/s)"]["met"]
+
+
+def test_no_rate_carried_is_no_cpu_figure_and_no_verdict_met() -> None:
+    steps = [_step(60, api=1.0, worker=0.5, aws=2.0, paid=False)]
+    cpu = [t for t in pipeline.targets(_pipeline_result(steps)) if "CPU per order" in t["name"]]
+    assert cpu and all(t["measured"] is None and not t["met"] for t in cpu)
