@@ -55,6 +55,9 @@ SCENARIOS = {
     "receive": Scenario(
         "bench.scenarios.receive", "per-task vs batched receiving, draining a backlog"
     ),
+    "concurrency": Scenario(
+        "bench.scenarios.concurrency", "10,000 concurrent payments in one worker, drained whole"
+    ),
     "soak": Scenario(
         "bench.scenarios.soak", "sustained load, payment failures, a worker restart midway"
     ),

@@ -9,7 +9,7 @@ import pytest
 
 from bench.harness.ledger import Ledger, ledger_targets
 from bench.harness.stats import drain_rate, sustained_rate
-from bench.scenarios import pipeline, receive
+from bench.scenarios import concurrency, pipeline, receive
 
 
 def _met(targets: list[Any]) -> dict[str, bool]:
@@ -134,3 +134,42 @@ def test_no_rate_carried_is_no_cpu_figure_and_no_verdict_met() -> None:
     steps = [_step(60, api=1.0, worker=0.5, aws=2.0, paid=False)]
     cpu = [t for t in pipeline.targets(_pipeline_result(steps)) if "CPU per order" in t["name"]]
     assert cpu and all(t["measured"] is None and not t["met"] for t in cpu)
+
+
+def _concurrency(**figures: Any) -> Any:
+    good = {
+        "settings": {"slots": 10_000, "payment_seconds": 30.0, "order_state": True},
+        "queued": 30_000,
+        "drain_of_ideal_pct": 95.0,
+        "worker_cpu_ms_per_order": 0.5,
+        "aws_requests_per_order": 0.4,
+        "worker_rss_max_mb": 200.0,
+        "charged_twice": 0,
+        "charges": 30_000,
+        "paid_reported": 30_000,
+    }
+    return good | figures
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"drain_of_ideal_pct": 72.0},  # 125 s for 90 s of payments, as measured before
+        {"drain_of_ideal_pct": None},
+        {"worker_cpu_ms_per_order": 1.52},
+        {"aws_requests_per_order": 0.6},
+        {"worker_rss_max_mb": 320.0},
+        {"worker_rss_max_mb": None},
+        {"charged_twice": 1, "charges": 30_001},
+        {"charges": 0},  # the ledger was not read
+    ],
+)
+def test_each_concurrency_target_fails_on_its_input(bad: dict[str, Any]) -> None:
+    assert all(t["met"] for t in concurrency.targets(_concurrency(), lost=0))
+    unmet = [t["name"] for t in concurrency.targets(_concurrency(**bad), lost=0) if not t["met"]]
+    assert unmet
+
+
+def test_concurrency_counts_an_uncharged_order_as_lost() -> None:
+    got = _met(concurrency.targets(_concurrency(), lost=3))
+    assert got["accepted orders never charged (processor's ledger)"] is False
