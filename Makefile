@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint pytest bench clean infra-test lock lock-upgrade deploy destroy
+.PHONY: venv run test lint pytest bench bench-reference clean infra-test lock lock-upgrade deploy destroy
 
 # The locked set (every file checked against its hash), then the project itself, editable and
 # without dependencies: the tests run exactly the versions the images install.
@@ -52,6 +52,21 @@ infra-test: $(STAMP) $(CHECKOV_STAMP)
 ## bench: the quick benchmark suite (see bench/README.md)
 bench: $(STAMP)
 	$(PY) -m bench
+
+## bench-reference: both references (order state on, stateless), three runs each, then the
+## README's table from them: the last run's report and charts, every run's JSON in runs/
+## (the table shows the headline figures' spread). Exit 1 (a target not met) does not stop it.
+REFERENCE := bench/reference
+BENCH_RUNS ?= 1 2 3
+bench-reference: $(STAMP)
+	for i in $(BENCH_RUNS); do \
+	  $(PY) -m bench --out $(REFERENCE) --json $(REFERENCE)/runs/$$i.json || test $$? -eq 1 || exit 1; \
+	  $(PY) -m bench --stateless --out $(REFERENCE)/stateless \
+	    --json $(REFERENCE)/stateless/runs/$$i.json || test $$? -eq 1 || exit 1; \
+	  cp $(REFERENCE)/runs/$$i.json $(REFERENCE)/results.json; \
+	  cp $(REFERENCE)/stateless/runs/$$i.json $(REFERENCE)/stateless/results.json; \
+	done
+	$(PY) -m bench readme
 
 ## lock: re-pin after a change to pyproject.toml (keeps every pin it can);
 ## lock-upgrade: move every pin to the newest release pyproject.toml allows

@@ -13,6 +13,7 @@ table from a results JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
@@ -144,8 +145,37 @@ def _version(package: str) -> str | None:
         return None
 
 
-def machine() -> dict[str, Any]:
+# What a run writes (reports, charts, JSON, the README's table) and docs: not code, so a
+# change there does not make the figures "not the commit's alone".
+NOT_CODE = ("bench/reference/", "bench/results/")
+DOC_SUFFIXES = (".md",)
+
+
+def code_changes(status: str, outputs: Sequence[Path] = ()) -> list[str]:
+    """Tracked files with uncommitted changes (`git status --porcelain` lines) that are code:
+    neither this run's outputs, nor a reference's or results' file, nor a doc."""
+    root = Path(__file__).resolve().parents[1]
+    skip = list(NOT_CODE)
+    for out in outputs:
+        with contextlib.suppress(ValueError):
+            relative = out.resolve().relative_to(root).as_posix()
+            skip.append(relative if out.suffix else relative.rstrip("/") + "/")
+    changed = []
+    for line in status.splitlines():
+        fields = line.split(None, 1)  # "XY path", or "R  old -> new"
+        if len(fields) < 2:
+            continue
+        path = fields[1].split(" -> ")[-1].strip('"')
+        if path.endswith(DOC_SUFFIXES) or any(path == s or path.startswith(s) for s in skip):
+            continue
+        changed.append(path)
+    return changed
+
+
+def machine(outputs: Sequence[Path] = ()) -> dict[str, Any]:
     """What the figures were measured on, and how busy it was."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = code_changes(status or "", outputs)
     return {
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -153,8 +183,10 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "commit": _git("rev-parse", "--short", "HEAD"),
-        # Uncommitted changes to tracked files: the figures are not the commit's alone.
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Uncommitted changes to code: the figures are not the commit's alone. Outputs
+        # (--out, --json, the references) and docs do not count.
+        "dirty": bool(dirty),
+        "dirty_paths": dirty,
         "versions": {p: _version(p) for p in ("moto", "aiobotocore", "aiohttp")},
     }
 
@@ -213,7 +245,8 @@ def render(results: Mapping[str, Result], meta: dict[str, Any]) -> str:
 
 
 def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) -> int:
-    started, meta_start = time.monotonic(), machine()
+    outputs = [common.out, *([common.json] if common.json is not None else [])]
+    started, meta_start = time.monotonic(), machine(outputs)
     results: dict[str, Result] = {}
     for name in names:
         args = common if getattr(common, "scenario", None) == name else scenario_args(name, common)
@@ -227,7 +260,7 @@ def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) ->
         "mode": "quick" if common.quick else "full",
         "stateless": common.stateless,
         "machine_start": meta_start,
-        "machine_end": machine(),
+        "machine_end": machine(outputs),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     text = render(results, meta)

@@ -2,13 +2,16 @@
 
 The table sits between two markers in README.md and is only ever written by this command,
 from the JSON a bench run saved (`--json`), so the README cannot say what no run measured.
-Each JSON is one column, labelled by its order state; `--check` exits 1 if the README's
-table differs from what the JSON gives (nothing is written then).
+Each JSON is one column, labelled by its order state; repeated runs in a `runs/` folder
+beside it (make bench-reference writes three) give the headline figures as median (min-max);
+under the table, one generated paragraph names the targets each column misses. `--check`
+exits 1 if the README's table differs from what the JSON gives (nothing is written then).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -194,8 +197,79 @@ def _made(doc: Results, path: Path) -> str:
     )
 
 
-def table(docs: Sequence[tuple[Path, Results]]) -> str:
-    """The README's benchmark table (and how each column was made) from results JSONs."""
+def _scenario(doc: Results, name: str) -> Mapping[str, Any]:
+    found: Mapping[str, Any] = doc["scenarios"].get(name) or {}
+    return {} if "error" in found else found
+
+
+def _measured(doc: Results, scenario: str, fragment: str) -> float | None:
+    found = [t for t in _scenario(doc, scenario).get("targets", []) if fragment in t["name"]]
+    value = found[0]["measured"] if found else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _receive_drain(doc: Results) -> float | None:
+    batched = (_scenario(doc, "receive").get("runs") or {}).get("batched") or {}
+    value = batched.get("drain_of_ideal_pct")
+    return float(value) if isinstance(value, int | float) else None
+
+
+# The figures a reader takes away, each shown as median (min-max) over the reference's runs.
+HEADLINES: Sequence[tuple[str, Callable[[Results], float | None]]] = (
+    (f"compare p50 speed-up {TIMES}", lambda d: _scenario(d, "compare").get("speedup_p50")),
+    (
+        "flash-sale async p99 ms",
+        lambda d: ((_scenario(d, "flash-sale").get("async") or {}).get("latency_ms") or {}).get(
+            "p99"
+        ),
+    ),
+    ("pipeline highest rate carried /s", lambda d: _measured(d, "pipeline", "highest rate")),
+    ("receive whole drain % of ideal", _receive_drain),
+    (
+        "concurrency whole drain % of ideal",
+        lambda d: _scenario(d, "concurrency").get("drain_of_ideal_pct"),
+    ),
+)
+
+
+def spread(values: Sequence[float | None]) -> str:
+    """median (min-max) of the runs that measured the figure, and how many did."""
+    got = sorted(v for v in values if v is not None)
+    if not got:
+        return NONE
+    text = f"{_n(float(statistics.median(got)), 1)} ({_n(got[0], 1)}{NONE}{_n(got[-1], 1)})"
+    return text if len(got) == len(values) else f"{text}, {len(got)} of {len(values)} runs"
+
+
+def _spread_cell(runs: Sequence[Results]) -> str:
+    if len(runs) < 2:
+        return NONE
+    return "; ".join(f"{name} {spread([get(d) for d in runs])}" for name, get in HEADLINES)
+
+
+def _unmet_paragraph(docs: Sequence[tuple[Path, Results]]) -> str:
+    """Which targets each column misses, from the JSON alone: the one paragraph of reading."""
+    unmet = [
+        {t["name"] for s in doc["scenarios"].values() for t in s.get("targets", []) if not t["met"]}
+        for _, doc in docs
+    ]
+    if not unmet:
+        return ""
+    common = set.intersection(*unmet)
+    parts = [f"Not met in every column: {', '.join(sorted(common)) or 'none'}."]
+    if len(docs) > 1:
+        for (_, doc), names in zip(docs, unmet, strict=True):
+            only = names - common
+            if only:
+                parts.append(f"Only in {_label(doc)}: {', '.join(sorted(only))}.")
+    return " ".join(parts)
+
+
+def table(
+    docs: Sequence[tuple[Path, Results]], runs: Sequence[Sequence[Results]] | None = None
+) -> str:
+    """The README's benchmark table (and how each column was made) from results JSONs;
+    `runs`, per column, the repeated runs whose headline figures' spread is shown."""
     header = ["", "reference report (AWS)", *(_label(doc) for _, doc in docs)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for scenario, what, reference, cell in ROWS:
@@ -209,8 +283,24 @@ def table(docs: Sequence[tuple[Path, Results]]) -> str:
         + " | ".join(_targets(doc) for _, doc in docs)
         + " |"
     )
+    if runs and any(len(r) > 1 for r in runs):
+        counts = "/".join(str(len(r)) for r in runs)
+        lines.append(
+            f"| headline figures, median (min{NONE}max) of {counts} runs | {NONE} | "
+            + " | ".join(_spread_cell(r) for r in runs)
+            + " |"
+        )
     lines += ["", *(_made(doc, path) for path, doc in docs)]
+    paragraph = _unmet_paragraph(docs)
+    if paragraph:
+        lines += ["", paragraph]
     return "\n".join(lines)
+
+
+def run_files(path: Path) -> list[Path]:
+    """The repeated runs beside a results file (`runs/*.json`, as make bench-reference writes
+    them): their headline figures are shown as a spread."""
+    return sorted((path.parent / "runs").glob("*.json"))
 
 
 def replace(text: str, generated: str) -> str:
@@ -237,8 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = args.json or [p for p in DEFAULT_JSON if p.exists()]
     try:
         docs = [(p, orjson.loads(p.read_bytes())) for p in paths]
+        runs = [[orjson.loads(r.read_bytes()) for r in run_files(p)] for p in paths]
         current = args.readme.read_text()
-        updated = replace(current, table(docs))
+        updated = replace(current, table(docs, runs))
     except (OSError, ValueError, KeyError) as exc:
         print(f"bench readme: {exc}", file=sys.stderr)
         return 2

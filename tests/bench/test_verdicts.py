@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.cli import code_changes
 from bench.harness.ledger import Ledger, ledger_targets
 from bench.harness.stats import drain_rate, sustained_rate
+from bench.report import readme
 from bench.scenarios import concurrency, pipeline, receive
 
 
@@ -173,3 +176,52 @@ def test_each_concurrency_target_fails_on_its_input(bad: dict[str, Any]) -> None
 def test_concurrency_counts_an_uncharged_order_as_lost() -> None:
     got = _met(concurrency.targets(_concurrency(), lost=3))
     assert got["accepted orders never charged (processor's ledger)"] is False
+
+
+def test_dirty_reflects_code_not_outputs() -> None:
+    status = "\n".join(
+        [
+            " M bench/reference/results.json",  # a reference the suite just wrote
+            " M bench/reference/stateless/report.md",
+            " M out/results.json",  # this run's --json
+            " M README.md",  # docs, the generated table among them
+        ]
+    )
+    outputs = [Path("out/results.json")]
+    assert code_changes(status, outputs) == []
+    changed = code_changes(status + "\n M services/worker/worker.py", outputs)
+    assert changed == ["services/worker/worker.py"]
+    # Without naming the run's output, that file is a change like any other.
+    assert "out/results.json" in code_changes(status)
+    assert code_changes("R  bench/a.py -> bench/harness/a.py") == ["bench/harness/a.py"]
+
+
+def _suite_doc(speedup: float | None) -> Any:
+    start = {"commit": "abc1234", "cpus": 2, "python": "3.11", "load_average": [1.0, 1.0, 1.0]}
+    meta = {
+        "command": "python -m bench",
+        "mode": "quick",
+        "stateless": False,
+        "machine_start": start,
+        "machine_end": start,
+    }
+    compare = {
+        "speedup_p50": speedup,
+        "targets": [{"name": "compare: x", "measured": speedup, "met": False}],
+    }
+    return {"meta": meta, "scenarios": {"compare": compare}}
+
+
+def test_headline_figures_show_min_median_max_over_runs() -> None:
+    runs = [_suite_doc(93.0), _suite_doc(479.0), _suite_doc(137.0)]
+    text = readme.table([(Path("r.json"), runs[-1])], [runs])
+    dash, times = readme.NONE, readme.TIMES
+    assert f"median (min{dash}max) of 3 runs" in text
+    assert f"speed-up {times} 137.0 (93.0{dash}479.0)" in text
+    # A run that did not measure the figure is not dropped silently.
+    gap = readme.table([(Path("r.json"), runs[-1])], [[*runs[:2], _suite_doc(None)]])
+    assert "2 of 3 runs" in gap
+    # One run: no spread row; the paragraph under the table names what was missed.
+    single = readme.table([(Path("r.json"), runs[-1])], [runs[:1]])
+    assert "runs |" not in single
+    assert "Not met in every column: compare: x." in single
