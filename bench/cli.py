@@ -66,6 +66,8 @@ SCENARIOS = {
     "emulator": Scenario("bench.tools.emulator", "the local AWS's own costs"),
 }
 DEFAULT_OUT = Path(__file__).parent / "results"
+# The scenarios that can run against a stack they did not start (--target).
+ON_TARGET = ("compare", "flash-sale", "pipeline")
 
 
 def load(name: str) -> ModuleType:
@@ -89,6 +91,18 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=DEFAULT_OUT, help="report and charts go here (%(default)s)"
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--target",
+        metavar="URL",
+        help="run compare, flash-sale and pipeline against this running stack (make run's "
+        "API, say) instead of starting one: latency from the client, completion from GET "
+        "/orders/{id}, no CPU figures; 127.0.0.1 only unless --remote-ok",
+    )
+    parser.add_argument(
+        "--remote-ok",
+        action="store_true",
+        help="allow a --target that is not 127.0.0.1 (a deployed ALB): you own it",
+    )
     parser.add_argument(
         "--stateless",
         action="store_true",
@@ -121,6 +135,7 @@ def scenario_args(name: str, common: argparse.Namespace) -> argparse.Namespace:
     args = build_parser([name]).parse_args([name])
     args.quick, args.out, args.json = common.quick, common.out, None
     args.stateless = common.stateless
+    args.target, args.remote_ok = common.target, common.remote_ok
     return args
 
 
@@ -297,6 +312,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = [arg for arg in argv if arg in SCENARIOS][:1]
     args = build_parser(named).parse_args(argv)
     command = " ".join(["python -m bench", *argv])
-    if args.scenario is None:
-        return run_suite(list(SCENARIOS), args, command)
-    return run_suite([args.scenario], args, command)
+    names = list(SCENARIOS) if args.scenario is None else [args.scenario]
+    if args.target is not None:
+        from .harness.remote import target_url  # here: --help must not import the stack
+
+        try:
+            args.target = target_url(args.target, remote_ok=args.remote_ok)
+        except ValueError as exc:
+            print(f"bench: --target: {exc}; add --remote-ok if you mean it", file=sys.stderr)
+            return 2
+        if args.scenario is not None and args.scenario not in ON_TARGET:
+            print(
+                f"bench: --target runs {', '.join(ON_TARGET)} only, not {args.scenario}",
+                file=sys.stderr,
+            )
+            return 2
+        names = [name for name in names if name in ON_TARGET]
+    return run_suite(names, args, command)

@@ -24,6 +24,7 @@ import orjson
 from tqdm import tqdm
 
 from ..harness.ledger import Ledger, ledger_targets
+from ..harness.remote import RemoteOrders
 from ..harness.results import Earlier, Result, TargetResult
 from ..harness.stack import (
     LocalStack,
@@ -140,7 +141,10 @@ class CompareResult(Result):
     async_accepted: int
     async_lost: int
     """Accepted by the API, never charged (the processor's ledger)."""
-    charged_twice: int
+    charged_twice: int | None
+    """None on a --target: its ledger is not the bench's to read."""
+    target: NotRequired[str]
+    """--target: the running stack compared (paid from GET /orders/{id})."""
     reference: Reference
     reference_speedup_p50: float
 
@@ -305,39 +309,75 @@ def _locust_runs(stack: LocalStack, args: argparse.Namespace, workdir: Path) -> 
         for label, path, jitter in RUNS:
             run_jitter = args.jitter if jitter is None else jitter
             runs[label] = _locust(api.url, path, run_jitter, args, workdir)
-        accepted = {
-            order_id
-            for r in runs.values()
-            if r["path"] == "/orders/async"
-            for order_id in r.pop("accepted", [])
-        }
+        accepted = _accepted(runs)
         asyncio.run(wait_until_paid(worker, accepted, limit=2 * pay + 10))
     sync = [r for r in runs.values() if r["path"] == "/orders/sync"]
     paid = len(worker.paid) + sum(r["requests"] - r["failures"] for r in sync)
     return _Runs(runs, accepted, Ledger.of(api.charges, worker.charges), paid)
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
-    spec = _settings(args)
-    with (
-        local_stack("compare", order_state=spec["order_state"]) as stack,
-        tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp,
-    ):
-        runs, accepted, ledger, paid = _locust_runs(stack, args, Path(tmp))
-    sync_p50 = runs["sync, reference shape"]["latency_ms"]["p50"]
-    async_p50 = runs["async, reference shape"]["latency_ms"]["p50"]
-    result: CompareResult = {
+def _accepted(runs: dict[str, LocustRun]) -> set[str]:
+    """The async orders the API accepted (dropped from the runs once collected)."""
+    return {
+        order_id
+        for r in runs.values()
+        if r["path"] == "/orders/async"
+        for order_id in r.pop("accepted", [])
+    }
+
+
+def _on_target(url: str, args: argparse.Namespace, workdir: Path) -> _Runs:
+    """The three Locust runs against a stack the bench did not start; paid from GET."""
+    runs = {
+        label: _locust(url, path, args.jitter if jitter is None else jitter, args, workdir)
+        for label, path, jitter in RUNS
+    }
+    accepted = _accepted(runs)
+    orders = RemoteOrders(url)
+    asyncio.run(orders.wait_until_paid(accepted, 2 * args.payment_seconds + 10))
+    return _Runs(runs, accepted, Ledger(), len(orders.paid_ids() & accepted))
+
+
+def _result(spec: CompareSettings, got: _Runs) -> CompareResult:
+    sync_p50 = got.runs["sync, reference shape"]["latency_ms"]["p50"]
+    async_p50 = got.runs["async, reference shape"]["latency_ms"]["p50"]
+    return {
         "settings": spec,
-        "runs": runs,
+        "runs": got.runs,
         "speedup_p50": sync_p50 / async_p50 if sync_p50 and async_p50 else None,
-        "async_accepted": len(accepted),
-        "async_lost": len(ledger.lost(accepted)),
-        "charged_twice": len(ledger.twice()),
+        "async_accepted": len(got.accepted),
+        "async_lost": len(got.ledger.lost(got.accepted)),
+        "charged_twice": len(got.ledger.twice()),
         "reference": REFERENCE,
         "reference_speedup_p50": REFERENCE_SPEEDUP,
     }
+
+
+def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
+    spec = _settings(args)
+    url = getattr(args, "target", None)
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        if url is not None:
+            got = _on_target(url, args, Path(tmp))
+        else:
+            with local_stack("compare", order_state=spec["order_state"]) as stack:
+                got = _locust_runs(stack, args, Path(tmp))
+    result = _result(spec, got)
     result["targets"] = _targets(args, result)
-    result["targets"] += ledger_targets("compare", ledger, accepted=accepted, paid=paid)
+    if url is None:
+        result["targets"] += ledger_targets(
+            "compare", got.ledger, accepted=got.accepted, paid=got.paid
+        )
+        return result
+    # Another stack's ledger is not the bench's to read: paid as GET /orders/{id} shows it.
+    result["target"] = url
+    result["async_lost"] = len(got.accepted) - got.paid
+    result["charged_twice"] = None
+    result["targets"].append(
+        target(
+            "compare: accepted orders never paid (GET /orders/{id})", result["async_lost"], "==", 0
+        )
+    )
     return result
 
 
@@ -398,16 +438,26 @@ def report(result: CompareResult) -> str:
             f"user every {s['pacing_s']:g} s: in the reference report's shape (Locust's "
             f"lockstep, no jitter) and, for async, again with ± {s.get('jitter', 0) * 100:g} % "
             f"jitter; sync {s['duration_s']:g} s, async {s.get('async_duration_s', 0):g} s each "
-            f"(at least {s.get('min_samples', 0)} requests behind each p99); payment "
-            f"{s['payment_seconds']:g} s; {s['worker_slots']} worker slots behind async; order "
-            f"state {'on' if s.get('order_state') else 'off'}.",
+            f"(at least {s.get('min_samples', 0)} requests behind each p99); "
+            + (
+                f"against {result['target']}, a stack the bench did not start (its own payment "
+                "time and slots; paid as GET /orders/{id} shows it)."
+                if result.get("target")
+                else f"payment {s['payment_seconds']:g} s; {s['worker_slots']} worker slots behind "
+                f"async; order state {'on' if s.get('order_state') else 'off'}."
+            ),
             "",
             _runs_table(result),
             "",
             f"**Async is {speedup:,.0f}x faster at the median** in the reference shape "
             f"(reference: {ref['sync_p50_ms']:,} / {ref['async_p50_ms']} ms = "
             f"{ref_speedup:,.0f}x). {result['async_accepted']} async orders accepted, "
-            f"{result['async_lost']} not paid, {result.get('charged_twice', 0)} charged twice."
+            f"{result['async_lost']} not paid, "
+            + (
+                "charged twice: not readable on a --target."
+                if result.get("charged_twice") is None
+                else f"{result.get('charged_twice', 0)} charged twice."
+            )
             if speedup
             else "No speed-up: an endpoint had no successful request.",
             "",

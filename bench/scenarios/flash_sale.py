@@ -18,7 +18,8 @@ from ..harness.capacity import plan
 from ..harness.ledger import Ledger, ledger_verdicts
 from ..harness.load import OpenLoopRun, open_loop
 from ..harness.queue import Depth, sampling
-from ..harness.results import Earlier, Result
+from ..harness.remote import RemoteOrders
+from ..harness.results import Earlier, Result, TargetResult
 from ..harness.stack import (
     WorkerRun,
     local_stack,
@@ -93,6 +94,8 @@ Sale = TypedDict(
 class FlashSaleResult(Result, Sale):
     settings: SaleSpec
     plan: dict[str, float | int]
+    target: NotRequired[str]
+    """--target: the running stack the sale ran against (no ledger or queue of its own)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +195,52 @@ def sale(spec: SaleSpec, *, with_sync: bool) -> Sale:
     return result
 
 
+async def _async_on_target(url: str, spec: SaleSpec) -> AsyncSale:
+    """The async side against a stack the bench did not start: paid from GET /orders/{id};
+    its queue is not the bench's to read, so the drain is to the last order paid."""
+    load = await open_loop(
+        url + "/orders/async",
+        rate=spec["rate"],
+        duration=spec["duration_s"],
+        request_timeout=spec["timeout_s"],
+        desc="flash sale /orders/async",
+    )
+    accepted = {o.order_id for o in load.outcomes if o.status == 202}
+    orders = RemoteOrders(url)
+    await orders.wait_until_paid(accepted, max(30.0, 4 * spec["payment_seconds"]))
+    paid = [at for order_id, at in orders.paid_at.items() if order_id in accepted]
+    last = max(paid) - load.ended if paid else None
+    return {
+        **_outcomes(load, 202),
+        "accepted": len(accepted),
+        "paid": len(paid),
+        "lost": len(accepted) - len(paid),
+        "drain_s": last if len(paid) == len(accepted) else None,
+        "last_paid_s": last,
+        "queue_wait_ms": summarize([]),
+        "mean_payment_ms": None,
+        "max_visible": 0,
+        "depth": {"t": [], "visible": [], "in_flight": []},
+        "arrivals_s": load.ended - load.started,
+        "worker": None,
+    }
+
+
+def on_target(url: str, spec: SaleSpec) -> Sale:
+    """The flash sale against a running stack: async, then sync, as the clients see them."""
+    outcome = asyncio.run(_async_on_target(url, spec))
+    sync = asyncio.run(
+        open_loop(
+            url + "/orders/sync",
+            rate=spec["rate"],
+            duration=spec["duration_s"],
+            request_timeout=spec["timeout_s"],
+            desc="flash sale /orders/sync",
+        )
+    )
+    return {"async": outcome, "sync": _outcomes(sync, 200), "charged_twice": 0}
+
+
 def run(args: argparse.Namespace, earlier: Earlier) -> FlashSaleResult:
     planned = plan(args.rate, args.payment_seconds, args.target_wait)
     spec: SaleSpec = {
@@ -203,7 +252,8 @@ def run(args: argparse.Namespace, earlier: Earlier) -> FlashSaleResult:
         "target_wait_s": args.target_wait,
         "order_state": order_state(args),
     }
-    got = sale(spec, with_sync=True)
+    url = getattr(args, "target", None)
+    got = sale(spec, with_sync=True) if url is None else on_target(url, spec)
     result: FlashSaleResult = {
         "settings": spec,
         "plan": planned.as_dict(),
@@ -214,17 +264,34 @@ def run(args: argparse.Namespace, earlier: Earlier) -> FlashSaleResult:
     }
     if "sync" in got:
         result["sync"] = got["sync"]
-    a = result["async"]
-    result["targets"] = [
+    if url is not None:
+        result["target"] = url
+    result["targets"] = targets(result, args.payment_seconds)
+    return result
+
+
+def targets(result: FlashSaleResult, payment_seconds: float) -> list[TargetResult]:
+    """Acceptance, the drain and the ledger; on a --target, paid as GET /orders/{id} shows."""
+    a, spec = result["async"], result["settings"]
+    seen = [
         target("flash sale: orders accepted", a["ok_pct"], "==", 100, "%"),
         target(
             "flash sale: drain after arrivals stop",
             a["drain_s"],
             "<=",
-            2 * args.payment_seconds,
+            2 * payment_seconds,
             "s",
-            f"{spec['slots']} slots",
+            f"{spec['slots']} slots (an input)"
+            + ("; to the last order paid (GET /orders/{id})" if result.get("target") else ""),
         ),
+    ]
+    if result.get("target"):
+        lost = target(
+            "flash sale: accepted orders never paid (GET /orders/{id})", a["lost"], "==", 0
+        )
+        return [*seen, lost]
+    return [
+        *seen,
         *ledger_verdicts(
             "flash sale",
             lost=a["lost"],
@@ -233,7 +300,6 @@ def run(args: argparse.Namespace, earlier: Earlier) -> FlashSaleResult:
             paid=result.get("paid_reported", 0),
         ),
     ]
-    return result
 
 
 def _endpoints_table(result: FlashSaleResult) -> str:
@@ -280,12 +346,18 @@ def _orders_table(result: FlashSaleResult) -> str:
 
 def report(result: FlashSaleResult) -> str:
     s, a = result["settings"], result["async"]
+    where = (
+        f"against {result['target']}, a stack the bench did not start (its own payment time "
+        "and slots; paid as GET /orders/{id} shows it, drained at the last order paid)"
+        if result.get("target")
+        else f"payment {s['payment_seconds']:g} s, {s['slots']} worker slots (an input: "
+        f"`--slots` or the plan's), order state {'on' if s.get('order_state') else 'off'}"
+    )
     lines = [
         "## flash-sale: open-loop arrivals",
         "",
         f"{s['rate']:g} orders/s for {s['duration_s']:g} s (open loop: sent on schedule, answered "
-        f"or not), payment {s['payment_seconds']:g} s, {s['slots']} worker slots, client "
-        f"timeout {s['timeout_s']:g} s, order state {'on' if s.get('order_state') else 'off'}.",
+        f"or not), {where}, client timeout {s['timeout_s']:g} s.",
         "",
         _endpoints_table(result),
         "",

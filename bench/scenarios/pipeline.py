@@ -19,20 +19,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from localaws.client import ControlError, request_counts
-from services.common.settings import AwsSettings
 
 from ..harness.ledger import Ledger, ledger_verdicts
 from ..harness.load import open_loop
 from ..harness.procstat import cpu_seconds
+from ..harness.remote import RemoteOrders
 from ..harness.results import Earlier, Result, TargetResult
 from ..harness.stack import (
-    ApiRun,
-    LocalStack,
-    WorkerRun,
     local_stack,
     order_state,
     wait_until_paid,
@@ -76,6 +75,8 @@ class Settings(TypedDict):
     warmup_s: float
     """Seconds of orders at WARMUP_RATE before the sweep, not counted: warm connections."""
     order_state: bool
+    target: NotRequired[str | None]
+    """--target: the running stack swept (no CPU, request counts or ledger of its own)."""
 
 
 class Step(TypedDict):
@@ -105,11 +106,12 @@ class PipelineResult(Result):
     steps: list[Step]
     """One per rate tried, by rate: the sweep (it stops past the p99 limit or a refusal) and
     the bisections between the highest rate carried and the next one up."""
-    charged_twice: int
-    """Orders the processor's ledger shows charged more than once."""
-    charges: int
+    charged_twice: int | None
+    """Orders the processor's ledger shows charged more than once (None: on a --target,
+    whose ledger the bench cannot read)."""
+    charges: int | None
     """Every charge in the processor's ledger (API and worker)."""
-    paid_reported: int
+    paid_reported: int | None
     """The worker's order_paid lines, warm-up included."""
     worker: dict[str, Any] | None
     """The worker's `worker_stopped` counters."""
@@ -160,6 +162,7 @@ def settings(args: argparse.Namespace) -> Settings:
         "timeout_s": args.timeout,
         "warmup_s": args.warmup,
         "order_state": order_state(args),
+        "target": getattr(args, "target", None),
     }
 
 
@@ -183,14 +186,37 @@ def _difference(
     }
 
 
-async def _step(
-    aws: AwsSettings, pids: dict[str, int], api: ApiRun, worker: WorkerRun, rate: float, s: Settings
-) -> Step:
-    assert aws.endpoint_url is not None
-    before = await _counts(aws.endpoint_url)
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+@dataclass(frozen=True)
+class _Under:
+    """What the sweep runs against: the bench's own stack, or one it did not start."""
+
+    url: str
+    wait: Callable[[set[str], float], Awaitable[bool]]
+    """Wait until every order is paid (or the limit): the worker's ledger, or GET /orders."""
+    paid_at: Callable[[], Mapping[str, float]]
+    pids: Mapping[str, int]
+    """Processes whose CPU is read (none on a target: its CPU is not the bench's to read)."""
+    endpoint: str | None
+    """The local AWS, for its request counts (None on a target)."""
+
+
+def _cpu_per_order(
+    before: Mapping[str, float | None], after: Mapping[str, float | None], n: int
+) -> dict[str, float | None]:
+    cpu: dict[str, float | None] = {}
+    for name, start in before.items():
+        end = after.get(name)
+        cpu[name] = (
+            (end - start) * 1000 / n if n and start is not None and end is not None else None
+        )
+    return cpu
+
+
+async def _step(under: _Under, rate: float, s: Settings) -> Step:
+    before = None if under.endpoint is None else await _counts(under.endpoint)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in under.pids.items()}
     load = await open_loop(
-        api.url + "/orders/async",
+        under.url + "/orders/async",
         rate=rate,
         duration=s["duration_s"],
         request_timeout=s["timeout_s"],
@@ -199,18 +225,12 @@ async def _step(
     )
     accepted = {o.order_id for o in load.outcomes if o.status == 202}
     # Every order is waited for (the next rate starts on an idle pipeline); in time or not
-    # is judged from the charges' own timestamps below.
-    await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
-    cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    after = await _counts(aws.endpoint_url)
-    paid_at = [at for order_id, at in worker.charged_at.items() if order_id in accepted]
+    # is judged from the payments' own timestamps below.
+    await under.wait(accepted, 2 * s["payment_seconds"] + 20)
+    cpu_after = {name: cpu_seconds(pid) for name, pid in under.pids.items()}
+    after = None if under.endpoint is None else await _counts(under.endpoint)
+    paid_at = [at for order_id, at in under.paid_at().items() if order_id in accepted]
     n = len(accepted)
-    cpu: dict[str, float | None] = {}
-    for name in pids:
-        start, end = cpu_before[name], cpu_after[name]
-        cpu[name] = (
-            (end - start) * 1000 / n if n and start is not None and end is not None else None
-        )
     by_op = _difference(after, before) if after is not None and before is not None else None
     per_order = (
         {service: sum(ops.values()) / n for service, ops in by_op.items()}
@@ -232,7 +252,7 @@ async def _step(
         "last_paid_after_s": max(paid_at) - load.ended if paid_at else None,
         "requests_per_order": per_order,
         "requests_by_operation": by_op,
-        "cpu_ms_per_order": cpu,
+        "cpu_ms_per_order": _cpu_per_order(cpu_before, cpu_after, n),
     }
 
 
@@ -242,10 +262,10 @@ def _in_time(charged_at: list[float], arrivals_ended: float, payment_seconds: fl
     return not charged_at or max(charged_at) - arrivals_ended <= payment_seconds + CARRY_SLACK_S
 
 
-async def _warm_up(api: ApiRun, worker: WorkerRun, s: Settings) -> None:
+async def _warm_up(under: _Under, s: Settings) -> None:
     """A few orders through the whole pipeline first: the figures are not its cold start."""
     load = await open_loop(
-        api.url + "/orders/async",
+        under.url + "/orders/async",
         rate=WARMUP_RATE,
         duration=s["warmup_s"],
         request_timeout=s["timeout_s"],
@@ -253,7 +273,7 @@ async def _warm_up(api: ApiRun, worker: WorkerRun, s: Settings) -> None:
         keyed=s["keyed_share"],
     )
     accepted = {o.order_id for o in load.outcomes if o.status == 202}
-    await wait_until_paid(worker, accepted, limit=2 * s["payment_seconds"] + 20)
+    await under.wait(accepted, 2 * s["payment_seconds"] + 20)
 
 
 def _carried(step: Step) -> bool:
@@ -285,14 +305,13 @@ def _past_limit(step: Step, s: Settings) -> bool:
     return refused or p99 is None or p99 > s["p99_limit_ms"]
 
 
-def _sweep(stack: LocalStack, api: ApiRun, worker: WorkerRun, s: Settings) -> list[Step]:
+def _sweep(under: _Under, s: Settings) -> list[Step]:
     """The ladder of rates up to the limit, then the bisections above the highest carried."""
-    pids = {"api": api.pid, "worker": worker.pid, "local_aws": stack.aws_pid}
     steps: list[Step] = []
     if s["warmup_s"] > 0:
-        asyncio.run(_warm_up(api, worker, s))
+        asyncio.run(_warm_up(under, s))
     for rate in s["rates"]:
-        step = asyncio.run(_step(stack.aws, pids, api, worker, rate, s))
+        step = asyncio.run(_step(under, rate, s))
         steps.append(step)
         if _past_limit(step, s) and rate >= s["min_rate"]:
             break
@@ -301,20 +320,47 @@ def _sweep(stack: LocalStack, api: ApiRun, worker: WorkerRun, s: Settings) -> li
         between = _next_bisection(steps)
         if between is None or any(st["rate"] == between for st in steps):
             break
-        steps.append(asyncio.run(_step(stack.aws, pids, api, worker, between, s)))
+        steps.append(asyncio.run(_step(under, between, s)))
         time.sleep(0.5)
     return steps
 
 
+def _on_target(s: Settings, url: str) -> PipelineResult:
+    """The sweep against a stack the bench did not start: completion from GET /orders/{id}."""
+    orders = RemoteOrders(url)
+    under = _Under(url, orders.wait_until_paid, lambda: orders.paid_at, {}, None)
+    steps = _sweep(under, s)
+    return {
+        "settings": s,
+        "steps": sorted(steps, key=lambda st: st["rate"]),
+        "charged_twice": None,
+        "charges": None,
+        "paid_reported": None,
+        "worker": None,
+    }
+
+
 def run(args: argparse.Namespace, earlier: Earlier) -> PipelineResult:
     s = settings(args)
+    if s["target"] is not None:
+        remote = _on_target(s, s["target"])
+        remote["targets"] = targets(remote)
+        return remote
     pay = s["payment_seconds"]
     with (
         local_stack("pipeline", order_state=s["order_state"]) as stack,
         stack.api(pay) as api,
         stack.worker(slots=s["slots"], payment_seconds=pay, grace_seconds=pay) as worker,
     ):
-        steps = _sweep(stack, api, worker, s)
+        pids = {"api": api.pid, "worker": worker.pid, "local_aws": stack.aws_pid}
+        under = _Under(
+            api.url,
+            lambda ids, limit: wait_until_paid(worker, ids, limit),
+            lambda: worker.charged_at,
+            pids,
+            stack.aws.endpoint_url,
+        )
+        steps = _sweep(under, s)
     ledger = Ledger.of(api.charges, worker.charges)
     result: PipelineResult = {
         "settings": s,
@@ -337,7 +383,7 @@ def _cpu(step: Step | None, name: str) -> float | None:
 
 
 def targets(result: PipelineResult) -> list[TargetResult]:
-    """The default path's targets, from the sweep."""
+    """The default path's targets, from the sweep; on a --target, those a client can see."""
     steps: list[Step] = result["steps"]
     s: Settings = result["settings"]
     state = "order state on" if s["order_state"] else "stateless"
@@ -346,28 +392,16 @@ def targets(result: PipelineResult) -> list[TargetResult]:
     # p99 in bound; the CPU targets are read there, where batching forms.
     carried = [step for step in steps if _carried(step)]
     top = max(carried, key=lambda st: st["rate"], default=None)
-    at_top = f"at the highest rate carried ({top['rate']:g}/s)" if top else "no rate carried"
-    keyed = f"{s['keyed_share'] * 100:g} % keyed, {state}"
     tried = ", ".join(f"{step['rate']:g}" for step in steps)
-    return [
+    lost = sum(step["accepted"] - step["paid"] for step in steps)
+    seen = [
         target(
             f"pipeline: p99 at {P99_RATE:g} orders/s",
             None if at_p99 is None else at_p99["latency_ms"]["p99"],
             "<=",
             25,
             "ms",
-            keyed,
-        ),
-        *(
-            target(
-                f"pipeline: {label} CPU per order {at_top}",
-                _cpu(top, name),
-                "<=",
-                limit,
-                "ms",
-                state,
-            )
-            for label, name, limit in CPU_TARGETS
+            f"{s['keyed_share'] * 100:g} % keyed, {state}",
         ),
         target(
             f"pipeline: highest rate carried with p99 <= {PIPELINE_P99_MS:g} ms",
@@ -375,17 +409,31 @@ def targets(result: PipelineResult) -> list[TargetResult]:
             ">=",
             PIPELINE_RATE,
             "orders/s",
-            f"rates tried: {tried}; all accepted and charged within one payment time + "
+            f"rates tried: {tried}; all accepted and paid within one payment time + "
             f"{CARRY_SLACK_S:g} s of the last arrival",
         ),
-        *ledger_verdicts(
-            "pipeline",
-            lost=sum(step["accepted"] - step["paid"] for step in steps),
-            twice=result["charged_twice"],
-            charges=result.get("charges", 0),
-            paid=result.get("paid_reported", 0),
-        ),
     ]
+    if s.get("target"):
+        # Another stack's CPU and ledger are not the bench's to read: completion from GET.
+        return [
+            *seen,
+            target("pipeline: accepted orders never paid (GET /orders/{id})", lost, "==", 0),
+        ]
+    at_top = f"at the highest rate carried ({top['rate']:g}/s)" if top else "no rate carried"
+    cpu = [
+        target(
+            f"pipeline: {label} CPU per order {at_top}", _cpu(top, name), "<=", limit, "ms", state
+        )
+        for label, name, limit in CPU_TARGETS
+    ]
+    ledger = ledger_verdicts(
+        "pipeline",
+        lost=lost,
+        twice=result["charged_twice"] or 0,
+        charges=result.get("charges") or 0,
+        paid=result.get("paid_reported") or 0,
+    )
+    return [*seen, *cpu, *ledger]
 
 
 def _services(steps: list[Step]) -> list[str]:
@@ -393,9 +441,15 @@ def _services(steps: list[Step]) -> list[str]:
     return sorted({svc for st in steps for svc in (st["requests_per_order"] or {})})
 
 
+CPU_COLUMNS = (("api", "API"), ("worker", "worker"), ("local_aws", "local AWS"))
+
+
 def _steps_table(steps: list[Step]) -> str:
-    """One row per rate: latency, acceptance, AWS requests and CPU per order."""
+    """One row per rate: latency, acceptance, AWS requests and CPU per order (the CPU
+    columns only when the bench ran the processes: not on a --target)."""
     services = _services(steps)
+    with_cpu = any(st["cpu_ms_per_order"] for st in steps)
+    cpus = CPU_COLUMNS if with_cpu else ()
     rows = []
     for st in steps:
         lat, cpu, req = st["latency_ms"], st["cpu_ms_per_order"], st["requests_per_order"] or {}
@@ -408,9 +462,7 @@ def _steps_table(steps: list[Step]) -> str:
                 lat["p99"],
                 "yes" if st["all_paid"] else "**no**",
                 *[req.get(svc) for svc in services],
-                cpu.get("api"),
-                cpu.get("worker"),
-                cpu.get("local_aws"),
+                *[cpu.get(name) for name, _ in cpus],
             ]
         )
     headers = [
@@ -421,16 +473,32 @@ def _steps_table(steps: list[Step]) -> str:
         "p99 ms",
         "paid in time?",
         *[f"{svc} req/order" for svc in services],
-        "API CPU ms/order",
-        "worker CPU ms/order",
-        "local AWS CPU ms/order",
+        *[f"{label} CPU ms/order" for _, label in cpus],
     ]
     return table(headers, rows, digits=2)
+
+
+def _target_report(s: Settings, steps: list[Step]) -> str:
+    return "\n".join(
+        [
+            f"## pipeline: {s.get('target')} at rising rates",
+            "",
+            f"A stack the bench did not start (`--target`): open-loop arrivals for "
+            f"{s['duration_s']:g} s per rate, {s['keyed_share'] * 100:g} % keyed; latency from "
+            "the client, completion from GET /orders/{id} (its `paid_at`); the stack's CPU, "
+            "request counts and ledger are not the bench's to read.",
+            "",
+            _steps_table(steps),
+            "",
+        ]
+    )
 
 
 def report(result: PipelineResult) -> str:
     s: Settings = result["settings"]
     steps: list[Step] = result["steps"]
+    if s.get("target"):
+        return _target_report(s, steps)
     counted = "" if _services(steps) else " (this local AWS does not count requests)"
     return "\n".join(
         [
