@@ -39,7 +39,7 @@ TOY = {
     ],
     "pipeline": [
         "--rates", "5,10", "--duration", "1", "--slots", "20", "--payment-seconds", "0.1",
-        "--min-rate", "10", "--warmup", "0.5",
+        "--min-rate", "10", "--warmup", "0.5", "--refine", "0",
     ],
     "emulator": [
         "--backlogs", "10,100", "--samples", "2", "--stock-max-backlog", "100",
