@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint pytest bench clean infra-test lock lock-upgrade deploy destroy
+.PHONY: venv run test lint pytest bench clean infra-test lock lock-upgrade deploy destroy pin-images
 
 # The locked set (every file checked against its hash), then the project itself, editable and
 # without dependencies: the tests run exactly the versions the images install.
@@ -81,6 +81,11 @@ deploy:
 
 destroy:
 	infra/deploy.sh destroy
+
+## pin-images: the Dockerfiles' base image tag resolved to its digest and written in, where a
+## registry is reachable (else the tag stays, and it says so); commit the result
+pin-images:
+	$(PYTHON) infra/pin_images.py Dockerfile.api Dockerfile.worker
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -126,6 +126,10 @@ else
     aws ecr get-login-password --region "$REGION" |
         "$BUILDER" login --username AWS --password-stdin "$REGISTRY"
 
+    for name in api worker; do
+        grep -q '^ARG PYTHON_IMAGE=.*@sha256:' "$ROOT/Dockerfile.$name" ||
+            echo "deploy: Dockerfile.$name pulls its base image by tag, not digest (make pin-images pins it where a registry is reachable)"
+    done
     # Fargate runs linux/amd64 (runtime_platform in ecs.tf), whatever this machine is.
     for image in "api:$API_REPO" "worker:$WORKER_REPO"; do
         name=${image%%:*}

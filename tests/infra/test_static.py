@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .images import DOCKERFILES, ROOT, image, instructions
+from .images import DOCKERFILES, ROOT, base_images, image, instructions
 from .tf import TERRAFORM_DIR, Terraform
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
@@ -78,9 +78,14 @@ def test_hadolint(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_image_shape(name: str) -> None:
     dockerfile = DOCKERFILES[name]
-    stages = [args for keyword, args in instructions(dockerfile) if keyword == "FROM"]
+    stages = base_images(dockerfile)
     assert len(stages) >= 2, "multi-stage: build tools stay out of the final image"
-    assert all(re.fullmatch(r"python:3\.\d+-slim\S*( AS \w+)?", s) for s in stages), stages
+    # One base for both stages, a build argument: a tag, or tag@digest once `make pin-images` ran.
+    assert all(re.fullmatch(r"python:3\.\d+-slim\S*(@sha256:[0-9a-f]{64})?( AS \w+)?", s)
+               for s in stages), stages  # fmt: skip
+    assert {s.split()[0] for s in stages} == {stages[0].split()[0]}
+    froms = [args for keyword, args in instructions(dockerfile) if keyword == "FROM"]
+    assert all(f.startswith("${PYTHON_IMAGE}") for f in froms), froms
     built = image(dockerfile)
     assert built.cmd[:2] == ["python", "-m"], "exec-form CMD: SIGTERM reaches Python"
     assert built.user is not None and built.user not in {"0", "root"}
