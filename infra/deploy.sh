@@ -6,6 +6,10 @@
 #   TAG=<tag> infra/deploy.sh deploy    # redeploy images already pushed (a rollback): no build
 #   infra/deploy.sh plan                # what deploy would change, without building
 #   infra/deploy.sh destroy             # make destroy
+# The same in reviewed steps (the CI example): push, a saved plan, its apply after an approval:
+#   infra/deploy.sh push                # build and push both images at the git SHA, nothing else
+#   PLAN_OUT=f infra/deploy.sh plan     # the plan for that tag, saved to f
+#   infra/deploy.sh apply f             # apply exactly f, then watch the rollout as deploy does
 #
 # Builds with docker (a running daemon), else podman, else buildah. With backend.tf (copied from
 # backend.tf.example) and environments/$ENV.s3.tfbackend, the state lives in S3; CI passes the
@@ -27,8 +31,14 @@ ROLLOUT_TIMEOUT=${DEPLOY_TIMEOUT_SECONDS:-1800}
 POLL=${DEPLOY_POLL_SECONDS:-15}
 
 case "$ACTION" in
-    deploy | plan | destroy) ;;
-    *) die "usage: infra/deploy.sh deploy|plan|destroy (ENV=$ENV_NAME)" ;;
+    deploy | push | plan | destroy) ;;
+    apply)
+        [[ -f "${2:-}" ]] || die "usage: infra/deploy.sh apply <a plan saved by PLAN_OUT=<file> infra/deploy.sh plan>"
+        # Absolute: terraform -chdir resolves relative paths from infra/terraform.
+        PLAN_FILE=$2
+        [[ "$PLAN_FILE" == /* ]] || PLAN_FILE="$PWD/$PLAN_FILE"
+        ;;
+    *) die "usage: infra/deploy.sh deploy|push|plan|apply|destroy (ENV=$ENV_NAME)" ;;
 esac
 [[ -f "$VARS" ]] || die "ENV=$ENV_NAME has no infra/terraform/environments/$ENV_NAME.tfvars"
 
@@ -46,7 +56,7 @@ builder() {
 # TAG given: images already in ECR are redeployed as they are, so nothing is built.
 REDEPLOY=${TAG:+1}
 BUILDER=""
-if [[ "$ACTION" == deploy && -z "$REDEPLOY" ]]; then
+if [[ ("$ACTION" == deploy && -z "$REDEPLOY") || "$ACTION" == push ]]; then
     BUILDER=$(builder)
     [[ -n "$BUILDER" ]] || die "no image builder: install docker (with its daemon running), podman or buildah"
 fi
@@ -57,7 +67,7 @@ done
 # The tag names the commit the images are built from: a dirty tree would make it lie.
 if [[ -z "$REDEPLOY" ]]; then
     TAG=$(git -C "$ROOT" rev-parse --short=12 HEAD)
-    if [[ "$ACTION" == deploy && -n "$(git -C "$ROOT" status --porcelain)" && -z "${ALLOW_DIRTY:-}" ]]; then
+    if [[ "$ACTION" =~ ^(deploy|push)$ && -n "$(git -C "$ROOT" status --porcelain)" && -z "${ALLOW_DIRTY:-}" ]]; then
         die "uncommitted changes: commit them first (the image tag is the commit), or set ALLOW_DIRTY=1"
     fi
 fi
@@ -86,6 +96,9 @@ VAR_ARGS=(-input=false "-var-file=$VARS" "-var=image_tag=$TAG")
 
 case "$ACTION" in
     plan)
+        if [[ -n "${PLAN_OUT:-}" && "$PLAN_OUT" != /* ]]; then
+            PLAN_OUT="$PWD/$PLAN_OUT"
+        fi
         tf plan "${VAR_ARGS[@]}" ${PLAN_OUT:+"-out=$PLAN_OUT"}
         exit 0
         ;;
@@ -95,37 +108,28 @@ case "$ACTION" in
         ;;
 esac
 
-command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not on PATH: it logs the builder in to ECR"
+command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not on PATH: it logs the builder in to ECR and reads the services"
 command -v python3 >/dev/null 2>&1 || die "python3 is not on PATH: it reads the JSON terraform and aws print"
 
-# The repositories must exist before anything can be pushed to them; the first deploy of an
-# environment creates them alone, every later one finds them in the state.
-if ! tf state list 'aws_ecr_repository.this' 2>/dev/null | grep -q .; then
-    tf apply "${VAR_ARGS[@]}" -target=aws_ecr_repository.this -auto-approve
-fi
-REPOS=$(tf output -json ecr_repository_urls)
+# The region and registry, from the repositories' URLs (which the state holds once they exist).
+read_registry() {
+    REPOS=$(tf output -json ecr_repository_urls)
+    API_REPO=$(repo_url order-api)
+    WORKER_REPO=$(repo_url order-processor)
+    REGISTRY=${API_REPO%%/*}
+    REGION=$(python3 -c 'import sys; print(sys.argv[1].split(".")[3])' "$REGISTRY")
+}
 repo_url() {
     python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$REPOS" "$1"
 }
-API_REPO=$(repo_url order-api)
-WORKER_REPO=$(repo_url order-processor)
-REGISTRY=${API_REPO%%/*}
-REGION=$(python3 -c 'import sys; print(sys.argv[1].split(".")[3])' "$REGISTRY")
-
 pushed() {
     aws ecr describe-images --region "$REGION" --repository-name "${1#*/}" \
         --image-ids "imageTag=$TAG" >/dev/null 2>&1
 }
 
-if [[ -n "$REDEPLOY" ]]; then
-    for repo in "$API_REPO" "$WORKER_REPO"; do
-        pushed "$repo" || die "TAG=$TAG is not in $repo: only a tag already pushed can be redeployed"
-    done
-    echo "deploy: redeploying $TAG, already pushed (nothing built)"
-else
+push_images() {
     aws ecr get-login-password --region "$REGION" |
         "$BUILDER" login --username AWS --password-stdin "$REGISTRY"
-
     for name in api worker; do
         grep -q '^ARG PYTHON_IMAGE=.*@sha256:' "$ROOT/Dockerfile.$name" ||
             echo "deploy: Dockerfile.$name pulls its base image by tag, not digest (make pin-images pins it where a registry is reachable)"
@@ -145,9 +149,35 @@ else
         esac
         "$BUILDER" push "$repo:$TAG"
     done
-fi
+}
 
-tf apply "${VAR_ARGS[@]}" ${AUTO_APPROVE:+-auto-approve}
+if [[ "$ACTION" == apply ]]; then
+    # A saved plan carries its variables and its tag: applied as it is, with no prompt.
+    TAG=$(tf show -json "$PLAN_FILE" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["variables"]["image_tag"]["value"])')
+    tf apply -input=false "$PLAN_FILE"
+    read_registry
+else
+    # The repositories must exist before anything can be pushed to them; the first deploy of an
+    # environment creates them alone, every later one finds them in the state.
+    if ! tf state list 'aws_ecr_repository.this' 2>/dev/null | grep -q .; then
+        tf apply "${VAR_ARGS[@]}" -target=aws_ecr_repository.this -auto-approve
+    fi
+    read_registry
+    if [[ -n "$REDEPLOY" ]]; then
+        for repo in "$API_REPO" "$WORKER_REPO"; do
+            pushed "$repo" || die "TAG=$TAG is not in $repo: only a tag already pushed can be redeployed"
+        done
+        echo "deploy: redeploying $TAG, already pushed (nothing built)"
+    else
+        push_images
+    fi
+    if [[ "$ACTION" == push ]]; then
+        echo "deploy: both images are in ECR at $TAG"
+        exit 0
+    fi
+    tf apply "${VAR_ARGS[@]}" ${AUTO_APPROVE:+-auto-approve}
+fi
 
 # --- watch the rollout -------------------------------------------------------------------------
 # `aws ecs wait services-stable` would return 0 after a circuit-breaker rollback too (the

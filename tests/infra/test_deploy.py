@@ -43,6 +43,7 @@ case "$(basename "$0") $1" in
         printf ' "task_definition": "{worker_td}"}}}}' ;;
       alb_url) printf '%s' "$FAKE_URL" ;;
     esac ;;
+  "terraform show") printf '{{"variables": {{"image_tag": {{"value": "planned0tag1"}}}}}}' ;;
   "aws ecr")
     if [ "$2" = describe-images ]; then [ -n "${{FAKE_PUSHED:-}}" ]; exit $?; fi
     echo password ;;
@@ -345,6 +346,55 @@ def test_tag_not_pushed_is_refused_before_the_apply(tmp_path: Path) -> None:
     calls = (tmp_path / "calls.log").read_text().splitlines()
     applies = [c for c in calls if c.startswith("terraform ") and " apply " in c]
     assert all("-target=aws_ecr_repository.this" in c for c in applies), applies
+
+
+def test_push_plan_and_apply_are_the_reviewed_steps_of_a_deploy(
+    tmp_path: Path, health_url: tuple[str, list[str]]
+) -> None:
+    url, _ = health_url
+    sha = _sha()
+    bin_dir = _bin(tmp_path, ["docker", "terraform", "aws"])
+    log = tmp_path / "calls.log"
+
+    proc = _run(bin_dir, "push", ALLOW_DIRTY="1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"deploy: both images are in ECR at {sha}"
+    calls = log.read_text().splitlines()
+    assert len([c for c in calls if c.startswith("docker push ")]) == 2
+    applies = [c for c in calls if " apply " in c]
+    assert all("-target=aws_ecr_repository.this" in c for c in applies), applies
+
+    log.unlink()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = subprocess.run(
+        [BASH, str(DEPLOY), "plan"],
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path), "PLAN_OUT": "tfplan"},
+        cwd=workdir, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (plan,) = [c for c in log.read_text().splitlines() if " plan " in c]
+    # Saved where the caller asked, not under infra/terraform (terraform -chdir would put it there).
+    assert f"-var=image_tag={sha} -out={workdir / 'tfplan'}" in plan
+
+    log.unlink()
+    (workdir / "tfplan").write_text("a saved plan")
+    proc = _run(
+        bin_dir, "apply", str(workdir / "tfplan"), FAKE_ECS=_ecs(tmp_path, STABLE), FAKE_URL=url
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = log.read_text().splitlines()
+    assert f"terraform -chdir={TERRAFORM_DIR} apply -input=false {workdir / 'tfplan'}" in calls
+    assert not [c for c in calls if c.startswith("docker ") and " info" not in c]
+    assert any(c.startswith("aws ecs describe-services ") for c in calls)
+    # The tag is the plan's, whatever commit the apply job has checked out.
+    assert proc.stdout.splitlines()[-1] == f"deploy: dev runs planned0tag1 at {url}"
+
+
+def test_apply_without_a_saved_plan_fails_in_one_line(tmp_path: Path) -> None:
+    proc = _run(_bin(tmp_path, ["docker", "terraform", "aws"]), "apply", "no-such-plan")
+    assert (proc.returncode, proc.stderr.count("\n")) == (1, 1)
+    assert proc.stderr.startswith("deploy: usage: infra/deploy.sh apply <a plan saved by")
 
 
 def test_shellcheck() -> None:
