@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -413,6 +414,56 @@ def test_actionlint_on_the_workflow_example() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "id-token: write" in workflow.read_text()
+
+
+def _jobs(workflow: str) -> dict[str, str]:
+    """Each job's text in the workflow, by job id (two-space indented keys under `jobs:`)."""
+    parts = re.split(r"^  ([\w-]+):\n", workflow.split("\njobs:\n", 1)[1], flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_the_workflow_applies_the_saved_plan_after_an_approval() -> None:
+    jobs = _jobs((ROOT / "infra" / "ci" / "github-actions.yml").read_text())
+    assert set(jobs) == {"test", "plan", "apply"}
+    plan, apply = jobs["plan"], jobs["apply"]
+    assert "needs: test" in plan and "needs: plan" in apply
+    # The plan job's environment has no reviewers; the apply job's has them, so it waits.
+    assert "environment: ${{ inputs.environment || 'dev' }}-plan" in plan
+    assert "environment: ${{ inputs.environment || 'dev' }}\n" in apply
+    assert "PLAN_OUT: ${{ runner.temp }}/tfplan" in plan
+    assert "infra/deploy.sh push\n" in plan and "infra/deploy.sh plan\n" in plan
+    assert "actions/upload-artifact@" in plan and "actions/download-artifact@" in apply
+    assert 'run: infra/deploy.sh apply "$RUNNER_TEMP/tfplan"' in apply
+    # Nothing applies without the saved plan, nor auto-approves.
+    for job in jobs.values():
+        assert "make deploy" not in job and "AUTO_APPROVE" not in job and "ALLOW_DIRTY" not in job
+    # The backend from CI: backend.tf copied in (ignored by git, so the tree stays clean for the
+    # image tag) and its bucket from the environment's variables.
+    for job in (plan, apply):
+        assert "cp infra/terraform/backend.tf.example infra/terraform/backend.tf" in job
+        assert "TF_BACKEND_CONFIG: bucket=${{ vars.TF_STATE_BUCKET }}" in job
+    ignored = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "-q", "infra/terraform/backend.tf"], check=False
+    )
+    assert ignored.returncode == 0
+
+
+def test_the_backend_comes_from_tf_backend_config(tmp_path: Path) -> None:
+    bin_dir = _bin(tmp_path, ["terraform", "aws"])
+    backend = TERRAFORM_DIR / "backend.tf"
+    if backend.exists():
+        pytest.skip("infra/terraform/backend.tf is a developer's own: this test would replace it")
+    backend.write_text("# from the test\n")
+    try:
+        proc = _run(bin_dir, "plan", TF_BACKEND_CONFIG="bucket=b key=orderflow/dev/s region=r")
+    finally:
+        backend.unlink()
+    assert proc.returncode == 0, proc.stderr
+    (init,) = [c for c in (tmp_path / "calls.log").read_text().splitlines() if " init " in c]
+    assert init.endswith(
+        "init -input=false -lockfile=readonly -reconfigure -backend-config=bucket=b"
+        " -backend-config=key=orderflow/dev/s -backend-config=region=r"
+    )
 
 
 def test_actionlint_fails_a_broken_workflow(tmp_path: Path) -> None:

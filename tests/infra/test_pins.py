@@ -141,3 +141,20 @@ def test_the_build_backend_is_pinned_exactly() -> None:
     assert requires and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][\w.]*", r) for r in requires), (
         requires
     )
+
+
+WORKFLOW = ROOT / "infra" / "ci" / "github-actions.yml"
+
+
+def test_every_action_is_pinned_by_commit_sha_with_its_tag() -> None:
+    uses = re.findall(r"^\s*(?:-\s*)?uses:\s*(\S+)(.*)$", WORKFLOW.read_text(), re.M)
+    assert len(uses) >= 5
+    for ref, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", ref), f"{ref}: not a commit SHA"
+        assert re.fullmatch(r"\s+# v\d+\.\d+\.\d+", comment), f"{ref}: no # vX.Y.Z comment"
+    # One commit per action throughout the file.
+    pins: dict[str, set[str]] = {}
+    for ref, _ in uses:
+        action, _, sha = ref.partition("@")
+        pins.setdefault(action, set()).add(sha)
+    assert all(len(shas) == 1 for shas in pins.values()), pins
