@@ -27,6 +27,7 @@ TAG_PATH = "/v2/library/python/manifests/3.11-slim-bookworm"
 def registry() -> Iterator[tuple[str, list[str]]]:
     """A registry on loopback with Docker Hub's anonymous token flow; and what it was asked."""
     asked: list[str] = []
+    realm = ""  # set once the server has its port
 
     class Handler(BaseHTTPRequestHandler):
         def do_HEAD(self) -> None:
@@ -35,7 +36,6 @@ def registry() -> Iterator[tuple[str, list[str]]]:
                 self.send_response(404)
             elif self.headers.get("Authorization") != "Bearer anonymous-pull":
                 self.send_response(401)
-                realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
                 self.send_header(
                     "WWW-Authenticate",
                     f'Bearer realm="{realm}",service="registry.test",'
@@ -59,8 +59,10 @@ def registry() -> Iterator[tuple[str, list[str]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    realm = f"{base}/token"
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    yield base, asked
     server.shutdown()
     server.server_close()
 
