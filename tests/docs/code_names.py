@@ -79,9 +79,12 @@ class Module:
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Call):
                 self._call(node)
-            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
-                if _is_environ(node.value):
-                    self._setting(node.slice, node)
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.ctx, ast.Load)
+                and _is_environ(node.value)
+            ):
+                self._setting(node.slice, node)
 
     def _call(self, call: ast.Call) -> None:
         func = call.func
