@@ -8,7 +8,8 @@ before the first `stats`, `sort`, `limit` or `dedup` run on each event as it is 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,18 +90,46 @@ def compile_expr(node: ast.Expr, scope: _Scope) -> Getter:
     if isinstance(node, ast.Like):
         return _compile_like(node, scope)
     if isinstance(node, ast.Bool):
-        parts = [compile_expr(o, scope) for o in node.operands]
-        if node.op == "and":
-            return lambda record: all(truthy(p(record)) for p in parts)
-        return lambda record: any(truthy(p(record)) for p in parts)
+        return _compile_bool(node, scope)
     if isinstance(node, ast.Not):
-        operand = compile_expr(node.operand, scope)
-        return lambda record: not truthy(operand(record))
+        operand = compile_predicate(node.operand, scope)
+        return lambda record: not operand(record)
     if isinstance(node, ast.Regex):
         raise _error(node, "a regular expression can only follow like or =~, or parse a field")
     if isinstance(node, ast.ListLit):
         raise _error(node, "a list can only follow in")
     raise _error(node, "* can only be the argument of count")
+
+
+_BOOLEAN = (ast.Compare, ast.In, ast.Like, ast.Bool, ast.Not)
+
+
+def compile_predicate(node: ast.Expr, scope: _Scope) -> Callable[[Record], bool]:
+    """An expression as a test: comparisons already answer a bool, anything else is truthy."""
+    value = compile_expr(node, scope)
+    if isinstance(node, _BOOLEAN):
+        return value
+    return lambda record: truthy(value(record))
+
+
+def _compile_bool(node: ast.Bool, scope: _Scope) -> Getter:
+    parts = tuple(compile_predicate(o, scope) for o in node.operands)
+    if len(parts) == 2:
+        a, b = parts
+        if node.op == "and":
+            return lambda record: a(record) and b(record)
+        return lambda record: a(record) or b(record)
+    if node.op == "and":
+
+        def every(record: Record) -> bool:
+            return all(part(record) for part in parts)
+
+        return every
+
+    def some(record: Record) -> bool:
+        return any(part(record) for part in parts)
+
+    return some
 
 
 def _compile_call(node: ast.Call, scope: _Scope) -> Getter:
@@ -252,21 +281,28 @@ def _compile_compare(node: ast.Compare, scope: _Scope) -> Getter:
             return equal(a, b) is want
 
         return eq
-    test = {
+    tests: dict[str, Callable[[int], bool]] = {
         "<": lambda c: c < 0,
         "<=": lambda c: c <= 0,
         ">": lambda c: c > 0,
         ">=": lambda c: c >= 0,
-    }[op]
+    }
+    test = tests[op]
     if isinstance(node.right, ast.Literal) and not isinstance(node.right.value, str):
         bound = node.right.value
-        fast = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
+        fasts: dict[str, Callable[[Any, Any], bool]] = {
+            "<": operator.lt,
+            "<=": operator.le,
+            ">": operator.gt,
+            ">=": operator.ge,
+        }
+        fast = fasts[op]
 
         def cmp_number(record: Record) -> bool:
             v = left(record)
             kind = type(v)
             if kind is int or kind is float:
-                return fast(v, bound)  # type: ignore[no-any-return]
+                return fast(v, bound)
             c = compare(v, bound)
             return c is not None and test(c)
 
@@ -336,7 +372,7 @@ class StatsOp:
     outputs: list[tuple[str, Getter]]
     """Each column: read from a row holding the group values and the aggregates' results."""
 
-    def run(self, records: Any) -> tuple[list[Record], int]:
+    def run(self, records: Iterable[Record]) -> tuple[list[Record], int]:
         """Aggregate `records`; the rows, one per group, and how many records fed them."""
         groups: dict[Any, list[Accumulator]] = {}
         factories = [a.factory for a in self.aggregates]
@@ -449,14 +485,15 @@ class Plan:
     columns: list[str]
     aggregated: bool
     """A stats query: no @ptr, no default order by @timestamp."""
-    sorted_before_tail: bool = field(default=False)
+    needles: tuple[str, ...] = field(default=())
+    """Text every matching event's message must contain (a necessary condition only,
+    checked before any JSON is parsed; the filter itself still decides)."""
 
 
 def _row_op(command: ast.Command) -> RowOp | None:
     """`fields`, `display`, `filter` or `parse` as an operation on one record."""
     if isinstance(command, ast.Filter):
-        predicate = compile_expr(command.expr, _Scope())
-        return lambda record: truthy(predicate(record))
+        return compile_predicate(command.expr, _Scope())
     if isinstance(command, ast.Fields | ast.Display):
         setters = [
             (item.name, compile_expr(item.expr, _Scope()))
@@ -560,4 +597,75 @@ def compile_query(query: ast.Query) -> Plan:
             head.append(op)
     del sorted_yet
     final = display or columns or ["@timestamp", "@message"]
-    return Plan(head, tail, final, aggregated)
+    return Plan(head, tail, final, aggregated, _needles(commands))
+
+
+# A string literal whose JSON encoding is itself in quotes, whatever the encoder: no
+# escapes, no non-ASCII, not a number (`"200"` equals 200) nor a JSON word (true equals
+# "true").
+_PLAIN = re.compile(r"[A-Za-z0-9_ .:@#,;=+-]+")
+
+
+def _needles(commands: tuple[ast.Command, ...]) -> tuple[str, ...]:
+    """Substrings a message must contain to pass the filters scanned before anything else.
+
+    `@message like "text"` needs "text" in the message; `field = "text"` (a JSON field no
+    earlier command made) needs `"text"` in it, quotes included. Only top-level `and`
+    conjuncts of filters that come before any command that makes or groups fields count.
+    """
+    needles: list[str] = []
+    for command in commands:
+        if not isinstance(command, ast.Filter):
+            break
+        for conjunct in _conjuncts(command.expr):
+            needle = _needle(conjunct)
+            if needle is not None:
+                needles.append(needle)
+    return tuple(needles)
+
+
+def _needle(conjunct: ast.Expr) -> str | None:
+    if (
+        isinstance(conjunct, ast.Like)
+        and not conjunct.negate
+        and (
+            isinstance(conjunct.operand, ast.Field)
+            and conjunct.operand.name == "@message"
+            and isinstance(conjunct.pattern, ast.Literal)
+        )
+    ):
+        return as_text(conjunct.pattern.value)
+    if (
+        isinstance(conjunct, ast.Compare)
+        and conjunct.op == "="
+        and isinstance(conjunct.left, ast.Field)
+        and not conjunct.left.name.startswith("@")
+        and isinstance(conjunct.right, ast.Literal)
+        and isinstance(conjunct.right.value, str)
+        and _PLAIN.fullmatch(conjunct.right.value)
+        and number(conjunct.right.value) is None
+        and conjunct.right.value not in ("true", "false", "null")
+    ):
+        return f'"{conjunct.right.value}"'
+    # Any comparison, `in` or `like` is false for a missing field, so a top-level JSON
+    # field it tests must be in the message as a quoted key (not a dotted path: `a.b` may
+    # be a key with a dot or a nested one, `tags.0` an index).
+    operand = None
+    if isinstance(conjunct, ast.Compare):
+        operand = conjunct.left
+    elif isinstance(conjunct, ast.In | ast.Like):
+        operand = conjunct.operand
+    if (
+        isinstance(operand, ast.Field)
+        and not operand.name.startswith("@")
+        and "." not in operand.name
+        and _PLAIN.fullmatch(operand.name)
+    ):
+        return f'"{operand.name}"'
+    return None
+
+
+def _conjuncts(expr: ast.Expr) -> list[ast.Expr]:
+    if isinstance(expr, ast.Bool) and expr.op == "and":
+        return [c for operand in expr.operands for c in _conjuncts(operand)]
+    return [expr]

@@ -61,6 +61,9 @@ def run(
 
     def scan() -> Iterator[Record]:
         scanned = 0
+        needles = plan.needles
+        needle = needles[0] if len(needles) == 1 else None
+        keep = head[0] if len(head) == 1 else None
         for stream in streams:
             source = stream.source
             nbytes = 0
@@ -69,12 +72,22 @@ def run(
                 if ts < start_ms or ts > end_ms:
                     continue
                 scanned += 1
-                nbytes += len(event.message)
+                message = event.message
+                nbytes += len(message)
                 if scanned % _CHECK_EVERY == 0:
                     statistics.records_scanned = scanned
                     if cancel is not None and cancel.is_set():
                         raise Cancelled
+                if needle is not None:
+                    if needle not in message:
+                        continue
+                elif needles and not all(n in message for n in needles):
+                    continue
                 record = Record(event, source)
+                if keep is not None:
+                    if keep(record):
+                        yield record
+                    continue
                 for op in head:
                     if not op(record):
                         break
@@ -85,8 +98,11 @@ def run(
 
     head = plan.head
     tail = list(plan.tail)
-    if tail and isinstance(tail[0], StatsOp):
-        rows, matched = tail.pop(0).run(scan())
+    rows: list[Record]
+    first = tail[0] if tail else None
+    if isinstance(first, StatsOp):
+        tail.pop(0)
+        rows, matched = first.run(scan())
     else:
         rows = list(scan())
         matched = len(rows)

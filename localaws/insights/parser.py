@@ -63,13 +63,12 @@ def glob_regex(glob: str) -> re.Pattern[str]:
 
 def _compile_regex(token: Token) -> ast.Regex:
     source = token.value[1:-1]
+    start, end = token.start_pos or 0, token.end_pos or 0
     try:
         pattern = re.compile(translate_regex(source))
     except re.error as exc:
-        raise MalformedQuery(
-            f"invalid regular expression /{source}/: {exc}", token.start_pos, token.end_pos
-        ) from None
-    return ast.Regex(token.start_pos, token.end_pos, source, pattern)
+        raise MalformedQuery(f"invalid regular expression /{source}/: {exc}", start, end) from None
+    return ast.Regex(start, end, source, pattern)
 
 
 def _span(meta: Any) -> tuple[int, int]:
@@ -105,7 +104,7 @@ class _ToAst(Transformer[Token, Any]):
     def star(self, meta: Any, children: list[Token]) -> ast.Star:
         return ast.Star(*_span(meta))
 
-    def list(self, meta: Any, children: list[Any]) -> ast.ListLit:
+    def list_lit(self, meta: Any, children: list[Any]) -> ast.ListLit:
         return ast.ListLit(*_span(meta), tuple(c for c in children if c is not None))
 
     def call(self, meta: Any, children: list[Any]) -> ast.Call:
@@ -194,8 +193,8 @@ class _ToAst(Transformer[Token, Any]):
         if not token.value.isdigit() or int(token.value) < 1:
             raise MalformedQuery(
                 f"limit must be a positive integer, not {token.value}",
-                token.start_pos,
-                token.end_pos,
+                token.start_pos or 0,
+                token.end_pos or 0,
             )
         return ast.Limit(*_span(meta), int(token.value))
 
@@ -208,14 +207,14 @@ class _ToAst(Transformer[Token, Any]):
                 raise MalformedQuery(
                     "parse with a regular expression takes its field names from its named "
                     "groups, not from `as`",
-                    pattern.start_pos,
+                    pattern.start_pos or 0,
                     meta.end_pos,
                 )
             if not regex.groupindex:
                 raise MalformedQuery(
                     "the regular expression of parse has no named capturing group",
-                    pattern.start_pos,
-                    pattern.end_pos,
+                    pattern.start_pos or 0,
+                    pattern.end_pos or 0,
                 )
             return ast.Parse(*_span(meta), source, None, regex, tuple(regex.groupindex))
         glob = pattern.value
@@ -247,9 +246,11 @@ def parse(text: str) -> ast.Query:
 
 def _syntax_error(text: str, exc: UnexpectedInput) -> MalformedQuery:
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
-        start, end, symbol = exc.token.start_pos, exc.token.end_pos, exc.token.value
+        start, end = exc.token.start_pos or 0, exc.token.end_pos or 0
+        symbol = exc.token.value
     elif isinstance(exc, UnexpectedCharacters):
-        start, end, symbol = exc.pos_in_stream, exc.pos_in_stream + 1, text[exc.pos_in_stream]
+        start = exc.pos_in_stream or 0
+        end, symbol = start + 1, text[start : start + 1]
     elif isinstance(exc, UnexpectedEOF | UnexpectedToken):
         start = end = len(text)
         symbol = "<EOF>"

@@ -77,7 +77,7 @@ def truthy(value: Any) -> bool:
     if type(value) is str:
         return value != ""
     if type(value) in (int, float):
-        return value != 0
+        return bool(value != 0)
     return True
 
 
