@@ -106,7 +106,8 @@ def via_server(count: int) -> dict[str, float]:
     data = lines(count)
     now_ms = int(time.time() * 1000)
     shift = now_ms - 3_600_000 - START_MS  # an hour ago: PutLogEvents takes 14 days back
-    with local_aws_server() as (endpoint, pid):
+    with local_aws_server() as server:
+        endpoint, pid = server.endpoint, server.pid
         logs = boto3.client(
             "logs",
             endpoint_url=endpoint,
