@@ -647,14 +647,16 @@ def _needle(conjunct: ast.Expr) -> str | None:
         and conjunct.right.value not in ("true", "false", "null")
     ):
         return f'"{conjunct.right.value}"'
-    # Any comparison, `in` or `like` is false for a missing field, so a top-level JSON
+    # Any comparison, `in`, `like` or `ispresent` is false for a missing field, so a JSON
     # field it tests must be in the message as a quoted key (not a dotted path: `a.b` may
-    # be a key with a dot or a nested one, `tags.0` an index).
+    # be a key with a dot or a nested one, `tags.0` an index; nor a name starting with @).
     operand = None
     if isinstance(conjunct, ast.Compare):
         operand = conjunct.left
     elif isinstance(conjunct, ast.In | ast.Like):
         operand = conjunct.operand
+    elif isinstance(conjunct, ast.Call) and conjunct.name == "ispresent" and conjunct.args:
+        operand = conjunct.args[0]
     if (
         isinstance(operand, ast.Field)
         and not operand.name.startswith("@")

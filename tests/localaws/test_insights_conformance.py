@@ -442,6 +442,15 @@ def e_not_and(f: Fixture) -> Expected:
     return [{"n": str(n)}]
 
 
+def e_leading_ispresent(f: Fixture) -> Expected:
+    return [{"n": str(sum(1 for x in services(f) if x.get("code") is not None))}]
+
+
+def e_leading_value(f: Fixture) -> Expected:
+    hits = [x for x in services(f) if x.get("server") == "w1" and x.get("mode") != "sync"]
+    return [{"n": str(len(hits))}]
+
+
 def e_multi_key_sort(f: Fixture) -> Expected:
     paid = [x for x in services(f) if x.get("event") == "order_paid"]
     paid.sort(key=lambda x: x.get("order_id"))
@@ -553,6 +562,10 @@ CASES = [
          e_arith_filter),
     Case("not-and-precedence", 'filter not (status = 202) and event = "http_request"'
          " | stats count(*) as n", e_not_and),
+    # Leading filters also prefilter messages by text: the answers must not change.
+    Case("leading-ispresent", "filter ispresent(code) | stats count(*) as n", e_leading_ispresent),
+    Case("leading-value-and-negation", 'filter server = "w1" and mode != "sync"'
+         " | stats count(*) as n", e_leading_value),
     Case("multi-key-sort", 'filter event = "order_paid" | sort payment_ms desc, order_id asc'
          " | limit 4 | display order_id, payment_ms", e_multi_key_sort),
     Case("sort-natural-order-documented", "fields v | sort v asc", e_sort_natural, sortable=True),
