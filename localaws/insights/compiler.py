@@ -611,28 +611,34 @@ def _needles(commands: tuple[ast.Command, ...]) -> tuple[str, ...]:
 
     `@message like "text"` needs "text" in the message; `field = "text"` (a JSON field no
     earlier command made) needs `"text"` in it, quotes included. Only top-level `and`
-    conjuncts of filters that come before any command that makes or groups fields count.
+    conjuncts of filters that run on each event (before any stats, sort, limit or dedup)
+    count, and none about a field an earlier `fields ... as`, `display` or `parse` made.
     """
     needles: list[str] = []
+    made: set[str] = set()
     for command in commands:
-        if not isinstance(command, ast.Filter):
+        if isinstance(command, ast.Fields | ast.Display):
+            made.update(i.name for i in command.items)
+        elif isinstance(command, ast.Parse):
+            made.update(command.names)
+        elif isinstance(command, ast.Filter):
+            for conjunct in _conjuncts(command.expr):
+                needle = _needle(conjunct, made)
+                if needle is not None:
+                    needles.append(needle)
+        else:
             break
-        for conjunct in _conjuncts(command.expr):
-            needle = _needle(conjunct)
-            if needle is not None:
-                needles.append(needle)
     return tuple(needles)
 
 
-def _needle(conjunct: ast.Expr) -> str | None:
+def _needle(conjunct: ast.Expr, made: set[str]) -> str | None:
     if (
         isinstance(conjunct, ast.Like)
         and not conjunct.negate
-        and (
-            isinstance(conjunct.operand, ast.Field)
-            and conjunct.operand.name == "@message"
-            and isinstance(conjunct.pattern, ast.Literal)
-        )
+        and isinstance(conjunct.operand, ast.Field)
+        and conjunct.operand.name == "@message"
+        and "@message" not in made
+        and isinstance(conjunct.pattern, ast.Literal)
     ):
         return as_text(conjunct.pattern.value)
     if (
@@ -640,6 +646,7 @@ def _needle(conjunct: ast.Expr) -> str | None:
         and conjunct.op == "="
         and isinstance(conjunct.left, ast.Field)
         and not conjunct.left.name.startswith("@")
+        and conjunct.left.name not in made
         and isinstance(conjunct.right, ast.Literal)
         and isinstance(conjunct.right.value, str)
         and _PLAIN.fullmatch(conjunct.right.value)
@@ -660,6 +667,7 @@ def _needle(conjunct: ast.Expr) -> str | None:
     if (
         isinstance(operand, ast.Field)
         and not operand.name.startswith("@")
+        and operand.name not in made
         and "." not in operand.name
         and _PLAIN.fullmatch(operand.name)
     ):

@@ -451,6 +451,28 @@ def e_leading_value(f: Fixture) -> Expected:
     return [{"n": str(len(hits))}]
 
 
+def e_shadowed_then_filtered(f: Fixture) -> Expected:
+    return [{"n": str(sum(1 for x in services(f) if x.get("mode") == "async"))}]
+
+
+def _journey_id(f: Fixture) -> str:
+    paid = [x for x in services(f) if x.get("event") == "order_paid"]
+    return str(paid[7].get("order_id"))
+
+
+def e_journey(f: Fixture) -> Expected:
+    wanted = _journey_id(f)
+    hits = [x for x in oldest_first(services(f)) if x.get("order_id") == wanted]
+    return [
+        {
+            "@timestamp": fmt_ts(x.ts),
+            "event": x.get("event"),
+            "payment_ms": text(x.get("payment_ms")),
+        }
+        for x in hits
+    ]
+
+
 def e_multi_key_sort(f: Fixture) -> Expected:
     paid = [x for x in services(f) if x.get("event") == "order_paid"]
     paid.sort(key=lambda x: x.get("order_id"))
@@ -566,6 +588,10 @@ CASES = [
     Case("leading-ispresent", "filter ispresent(code) | stats count(*) as n", e_leading_ispresent),
     Case("leading-value-and-negation", 'filter server = "w1" and mode != "sync"'
          " | stats count(*) as n", e_leading_value),
+    Case("field-made-then-filtered", 'fields concat(mode, "x") as mode | filter mode = "asyncx"'
+         " | stats count(*) as n", e_shadowed_then_filtered),
+    Case("one-order-journey", "fields @timestamp, event, payment_ms | filter order_id = \"{id}\""
+         " | sort @timestamp asc", e_journey),
     Case("multi-key-sort", 'filter event = "order_paid" | sort payment_ms desc, order_id asc'
          " | limit 4 | display order_id, payment_ms", e_multi_key_sort),
     Case("sort-natural-order-documented", "fields v | sort v asc", e_sort_natural, sortable=True),
@@ -575,7 +601,8 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_query_answers_as_documented(logs: Any, fixture: Fixture, case: Case) -> None:
     groups = [fixture.sortable] if case.sortable else [fixture.api, fixture.worker]
-    answer = run_query(logs, case.query, groups)
+    query = case.query.replace("{id}", _journey_id(fixture))
+    answer = run_query(logs, query, groups)
     assert answer["status"] == "Complete"
     rows = as_dicts(answer["results"])
     assert_rows(rows, case.expected(fixture), case.ordered)
