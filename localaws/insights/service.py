@@ -70,6 +70,12 @@ class Insights:
         # more would only share the same interpreter lock.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="insights")
 
+    def cancel_all(self) -> None:
+        """Stop every unfinished query (the server is stopping: exit need not wait for them)."""
+        for job in list(self._jobs.values()):
+            if job.status in ("Scheduled", "Running"):
+                job.cancel.set()
+
     # -- StartQuery
     def start(self, backend: Any, params: dict[str, Any]) -> str:
         groups = _log_groups(backend, params)

@@ -473,6 +473,12 @@ def e_journey(f: Fixture) -> Expected:
     ]
 
 
+def e_sum_of_comparison(f: Fixture) -> Expected:
+    requests = [x for x in services(f) if x.get("event") == "http_request"]
+    errors = sum(1 for x in requests if x.get("status") >= 500)
+    return [{"errors": str(errors), "rate": errors / len(requests)}]
+
+
 def e_multi_key_sort(f: Fixture) -> Expected:
     paid = [x for x in services(f) if x.get("event") == "order_paid"]
     paid.sort(key=lambda x: x.get("order_id"))
@@ -592,6 +598,9 @@ CASES = [
          " | stats count(*) as n", e_shadowed_then_filtered),
     Case("one-order-journey", "fields @timestamp, event, payment_ms | filter order_id = \"{id}\""
          " | sort @timestamp asc", e_journey),
+    Case("comparison-counts-as-one", 'filter event = "http_request"'
+         " | stats sum(status >= 500) as errors, avg(status >= 500) as rate",
+         e_sum_of_comparison),
     Case("multi-key-sort", 'filter event = "order_paid" | sort payment_ms desc, order_id asc'
          " | limit 4 | display order_id, payment_ms", e_multi_key_sort),
     Case("sort-natural-order-documented", "fields v | sort v asc", e_sort_natural, sortable=True),
