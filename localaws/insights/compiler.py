@@ -381,10 +381,14 @@ class StatsOp:
         getters = [g for _, g in self.groups]
         single = getters[0] if len(getters) == 1 else None
         matched = 0
+        only = (arguments[0], factories[0]) if len(arguments) == 1 else None
         for record in records:
             matched += 1
             if single is not None:
-                key = _hashable(single(record))
+                key = single(record)
+                kind = type(key)
+                if kind is bool or kind is dict or kind is list:
+                    key = _hashable(key)
             elif getters:
                 key = tuple([_hashable(g(record)) for g in getters])
             else:
@@ -394,6 +398,9 @@ class StatsOp:
                 accumulators = groups[key] = [f() for f in factories]
             event = record.event
             ts = event.timestamp if event is not None else (_timestamp_of(record) or 0)
+            if only is not None:
+                accumulators[0].add(only[0](record), ts)
+                continue
             for i in pairs:
                 accumulators[i].add(arguments[i](record), ts)
         if not groups and not self.groups:
