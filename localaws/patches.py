@@ -26,6 +26,9 @@ import moto.dynamodb.parsing.executors as dynamodb_executors
 import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
 import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
+import moto.logs.models as logs_models
+import moto.logs.responses as logs_responses
+import moto.logs.utils as logs_utils
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
 from moto.dynamodb.models.dynamo_type import Item as DynamoItem
@@ -41,6 +44,7 @@ from . import (
     sqs_patches,
     wsgi,
 )
+from .insights import moto_patch as insights_patch
 
 SUPPORTED_MOTO = "5.2.5"
 
@@ -96,6 +100,11 @@ _NAMESPACES: dict[str, object] = {
     "SetExecutor": dynamodb_executors.SetExecutor,
     "AddExecutor": dynamodb_executors.AddExecutor,
     "RemoveExecutor": dynamodb_executors.RemoveExecutor,
+    "LogsResponse": logs_responses.LogsResponse,
+    "LogEvent": logs_models.LogEvent,
+    "LogStream": logs_models.LogStream,
+    "LogGroup": logs_models.LogGroup,
+    "EventMessageFilter": logs_utils.EventMessageFilter,
 }
 
 
@@ -249,6 +258,34 @@ PATCHES = (
         guarded=("MotoRandom.get_random_string",),
         install=direct_dispatch.install_fast_random_strings,
     ),
+    Patch(
+        name="logs-insights",
+        why="moto's StartQuery understands only fields, sort and limit, runs inside the "
+        "request and has no StopQuery: localaws.insights answers the query language AWS "
+        "documents from the events moto stores",
+        guarded=(
+            "LogsResponse.start_query",
+            "LogsResponse.get_query_results",
+            "LogsResponse.describe_queries",
+            "LogsResponse.logs_backend",
+            "LogEvent.__init__",
+            "LogStream.__init__",
+            "LogStream.put_log_events",
+            "LogGroup.__init__",
+        ),
+        install=insights_patch.install,
+    ),
+    Patch(
+        name="logs-filter-patterns",
+        why="moto's FilterLogEvents knows only single terms and quoted phrases and lets any "
+        "other pattern (a JSON one, `-term`, `?term`) match every event",
+        guarded=(
+            "EventMessageFilter.__init__",
+            "EventMessageFilter.matches",
+            "LogStream.filter_log_events",
+        ),
+        install=insights_patch.install_filter_patterns,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -306,6 +343,17 @@ GUARDS: dict[str, str] = {
     "flask_cors.core.set_cors_headers": "de266239ae2bb639",
     "flask_cors.core.get_cors_headers": "80f37277960ef3d7",
     "MotoRandom.get_random_string": "942eb93ebea1f80a",
+    "LogsResponse.start_query": "21374a37260bd26e",
+    "LogsResponse.get_query_results": "3532339a004c025b",
+    "LogsResponse.describe_queries": "1cf43b44976fc8aa",
+    "LogsResponse.logs_backend": "fc60ef01a53a09f8",
+    "LogEvent.__init__": "bb6367725c297f27",
+    "LogStream.__init__": "3facaa5f12d0cef1",
+    "LogStream.put_log_events": "b07b0d5ae328f7dd",
+    "LogGroup.__init__": "fda907e3f5eb6ab6",
+    "EventMessageFilter.__init__": "0e1ed97a67756862",
+    "EventMessageFilter.matches": "91f6bb55eb3d0ceb",
+    "LogStream.filter_log_events": "26285fdf86c34c85",
 }
 
 _applied = False
