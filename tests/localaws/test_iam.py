@@ -4,6 +4,8 @@ server refusing assumed-role callers exactly as DynamoDB, SQS and SNS refuse the
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -422,3 +424,30 @@ async def test_without_the_flag_assumed_roles_are_not_checked(endpoint: str) -> 
         )["sqs"]
         await sqs.list_queues()
         await sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")
+
+
+async def test_requests_moto_serves_through_flask_are_checked_too(
+    account: Account, as_role: Any
+) -> None:
+    # A request with an Origin header skips direct_dispatch's fast path and goes through
+    # moto's Flask app; the check runs before either.
+    role = await as_role(_allow("dynamodb:GetItem", account.table_arn))
+
+    def add_origin(request: Any, **_: Any) -> None:
+        request.headers["Origin"] = "http://localhost"
+
+    role["dynamodb"].meta.events.register("before-send.dynamodb.PutItem", add_origin)
+    response = await _refused(role["dynamodb"].put_item(TableName=account.table, Item=_item()))
+    assert response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_stock_moto_refuses_to_pretend_it_enforces_iam() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "localaws", "--port", "0", "--stock", "--enforce-iam"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--enforce-iam needs the patched server" in proc.stderr
