@@ -432,6 +432,7 @@ async def _order_under_task_roles(
         **base,
         "ORDER_QUEUE_URL": applied.outputs["queue_url"],
         "NUM_WORKERS": "2",
+        "PAYMENT_SECONDS": "0.2",
         "WAIT_TIME_SECONDS": "1",
         "SHUTDOWN_GRACE_SECONDS": "2",
         **await _task_credentials(aws, f"{applied.name}-worker-task"),
