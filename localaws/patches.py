@@ -17,6 +17,7 @@ from typing import Any
 
 import flask_cors.core
 import flask_cors.extension
+import moto.cloudwatch.models as cloudwatch_models
 import moto.core.responses as core_responses
 import moto.core.utils as core_utils
 import moto.dynamodb.comparisons as dynamodb_comparisons
@@ -26,6 +27,7 @@ import moto.dynamodb.parsing.executors as dynamodb_executors
 import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
 import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
+import moto.logs.models as logs_models
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
 from moto.dynamodb.models.dynamo_type import Item as DynamoItem
@@ -37,7 +39,9 @@ from . import (
     dynamodb_expressions,
     dynamodb_patches,
     dynamodb_update,
+    emf,
     longpoll,
+    percentiles,
     sqs_patches,
     wsgi,
 )
@@ -96,6 +100,8 @@ _NAMESPACES: dict[str, object] = {
     "SetExecutor": dynamodb_executors.SetExecutor,
     "AddExecutor": dynamodb_executors.AddExecutor,
     "RemoveExecutor": dynamodb_executors.RemoveExecutor,
+    "LogsBackend": logs_models.LogsBackend,
+    "Statistics": cloudwatch_models.Statistics,
 }
 
 
@@ -249,6 +255,20 @@ PATCHES = (
         guarded=("MotoRandom.get_random_string",),
         install=direct_dispatch.install_fast_random_strings,
     ),
+    # The two below add AWS behaviour moto lacks, rather than speed (see emf.py, percentiles.py).
+    Patch(
+        name="logs-emf-metrics",
+        why="CloudWatch Logs extracts Embedded Metric Format lines into metrics as they are "
+        "ingested; moto stores them as text only, so the dashboard's metrics stayed empty",
+        guarded=("LogsBackend.put_log_events",),
+        install=emf.install,
+    ),
+    Patch(
+        name="cloudwatch-percentiles",
+        why="GetMetricData with a percentile Stat (p50, p99) answered HTTP 500 in moto",
+        guarded=("Statistics.get_statistics_for_type",),
+        install=percentiles.install,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -306,6 +326,8 @@ GUARDS: dict[str, str] = {
     "flask_cors.core.set_cors_headers": "de266239ae2bb639",
     "flask_cors.core.get_cors_headers": "80f37277960ef3d7",
     "MotoRandom.get_random_string": "942eb93ebea1f80a",
+    "LogsBackend.put_log_events": "9413dbc08c425c24",
+    "Statistics.get_statistics_for_type": "d10becd72eee65f1",
 }
 
 _applied = False
