@@ -10,6 +10,7 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from aiohttp import web
@@ -49,8 +50,14 @@ class Dashboard:
             raise self._error
         return self.url
 
-    def tee(self, stream: IO[bytes] | None, out: IO[bytes] | None = None) -> None:
-        """Copy `stream` line by line to `out` (this process's stdout), unchanged, and feed it."""
+    def tee(
+        self,
+        stream: IO[bytes] | None,
+        out: IO[bytes] | None = None,
+        also: Callable[[bytes, float], None] | None = None,
+    ) -> None:
+        """Copy `stream` line by line to `out` (this process's stdout), unchanged, and feed it
+        (and `also`, with the time it was read: the log shipper)."""
         assert stream is not None, "start the child with stdout=subprocess.PIPE"
         target = out if out is not None else sys.stdout.buffer
 
@@ -59,7 +66,10 @@ class Dashboard:
                 # One write per line: lines of several children interleave whole.
                 target.write(line)
                 target.flush()
-                self.feed(line)
+                at = time.time()
+                self.feed(line, at)
+                if also is not None:
+                    also(line, at)
 
         thread = threading.Thread(target=copy, name="dashboard-tee", daemon=True)
         thread.start()
