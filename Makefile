@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint pytest bench clean infra-test lock lock-upgrade deploy destroy
+.PHONY: venv run insights test lint pytest bench clean infra-test lock lock-upgrade deploy destroy
 
 # The locked set (every file checked against its hash), then the project itself, editable and
 # without dependencies: the tests run exactly the versions the images install.
@@ -20,6 +20,12 @@ venv: $(STAMP)
 ## run: the local AWS, the topology, the API on :8080 and a worker, in the foreground
 run: $(STAMP)
 	$(PY) -m devstack
+
+## insights: a Logs Insights query against the running `make run`: Q='<query>' or
+## Q=infra/terraform/queries/FILE.logsinsights, optional SINCE=15m GROUP=api|worker|all
+# Q reaches the command through the environment, so its quotes need no escaping here.
+insights: $(STAMP)
+	$(PY) -m devstack.insights "$$Q" --since "$${SINCE:-15m}" --group "$${GROUP:-all}"
 
 ## test: lint, type-check, the test suite and the infra checks
 test: lint pytest infra-test
