@@ -28,6 +28,7 @@ import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
 import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
 import moto.logs.models as logs_models
+import moto.logs.responses as logs_responses
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
 from moto.dynamodb.models.dynamo_type import Item as DynamoItem
@@ -45,6 +46,7 @@ from . import (
     sqs_patches,
     wsgi,
 )
+from .insights import moto_patch as insights_patch
 
 SUPPORTED_MOTO = "5.2.5"
 
@@ -102,6 +104,10 @@ _NAMESPACES: dict[str, object] = {
     "RemoveExecutor": dynamodb_executors.RemoveExecutor,
     "LogsBackend": logs_models.LogsBackend,
     "Statistics": cloudwatch_models.Statistics,
+    "LogsResponse": logs_responses.LogsResponse,
+    "LogEvent": logs_models.LogEvent,
+    "LogStream": logs_models.LogStream,
+    "LogGroup": logs_models.LogGroup,
 }
 
 
@@ -255,7 +261,8 @@ PATCHES = (
         guarded=("MotoRandom.get_random_string",),
         install=direct_dispatch.install_fast_random_strings,
     ),
-    # The two below add AWS behaviour moto lacks, rather than speed (see emf.py, percentiles.py).
+    # The ones below add AWS behaviour moto lacks, rather than speed (emf.py, percentiles.py,
+    # insights/).
     Patch(
         name="logs-emf-metrics",
         why="CloudWatch Logs extracts Embedded Metric Format lines into metrics as they are "
@@ -268,6 +275,23 @@ PATCHES = (
         why="GetMetricData with a percentile Stat (p50, p99) answered HTTP 500 in moto",
         guarded=("Statistics.get_statistics_for_type",),
         install=percentiles.install,
+    ),
+    Patch(
+        name="logs-insights",
+        why="moto's StartQuery understands only fields, sort and limit, runs inside the "
+        "request and has no StopQuery: localaws.insights answers the query language AWS "
+        "documents from the events moto stores",
+        guarded=(
+            "LogsResponse.start_query",
+            "LogsResponse.get_query_results",
+            "LogsResponse.describe_queries",
+            "LogsResponse.logs_backend",
+            "LogEvent.__init__",
+            "LogStream.__init__",
+            "LogStream.put_log_events",
+            "LogGroup.__init__",
+        ),
+        install=insights_patch.install,
     ),
 )
 
@@ -328,6 +352,14 @@ GUARDS: dict[str, str] = {
     "MotoRandom.get_random_string": "942eb93ebea1f80a",
     "LogsBackend.put_log_events": "9413dbc08c425c24",
     "Statistics.get_statistics_for_type": "d10becd72eee65f1",
+    "LogsResponse.start_query": "21374a37260bd26e",
+    "LogsResponse.get_query_results": "3532339a004c025b",
+    "LogsResponse.describe_queries": "1cf43b44976fc8aa",
+    "LogsResponse.logs_backend": "fc60ef01a53a09f8",
+    "LogEvent.__init__": "bb6367725c297f27",
+    "LogStream.__init__": "3facaa5f12d0cef1",
+    "LogStream.put_log_events": "b07b0d5ae328f7dd",
+    "LogGroup.__init__": "fda907e3f5eb6ab6",
 }
 
 _applied = False
