@@ -203,8 +203,10 @@ async def test_emf_lines_answer_the_dashboards_metric_definitions(run: Run) -> N
     """The widgets' metrics (observability.tf), as GetMetricData answers them for `make run`."""
     async with aws_client(AwsSettings(REGION, run.endpoint), "cloudwatch") as cloudwatch:
 
+        # One period holding the whole run: moto bins from StartTime, one value per period.
+        start = datetime.fromtimestamp(run.started - 60, UTC)
+
         async def metric(name: str, dims: dict[str, str], stat: str) -> list[float]:
-            now = datetime.now(UTC)
             got = await cloudwatch.get_metric_data(
                 MetricDataQueries=[
                     {
@@ -220,8 +222,8 @@ async def test_emf_lines_answer_the_dashboards_metric_definitions(run: Run) -> N
                         },
                     }
                 ],
-                StartTime=now - timedelta(hours=1),
-                EndTime=now + timedelta(minutes=5),
+                StartTime=start,
+                EndTime=start + timedelta(hours=1),
             )
             values: list[float] = got["MetricDataResults"][0]["Values"]
             return values
