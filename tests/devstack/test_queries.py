@@ -67,6 +67,9 @@ class Run:
     """Every line the launcher printed, parsed, in order (the services' and its own)."""
     started: int
     logs: Any
+    api: str
+    stack: ServiceProcess
+    """The launcher, still running: its `events` keep growing after the run was taken."""
 
     def lines(self, service: str | None = None) -> list[Event]:
         services = ("api", "worker") if service is None else (service,)
@@ -152,6 +155,8 @@ async def run() -> AsyncIterator[Run]:
         LOG_SHIP_SECONDS="0.5",
         RETRY_BACKOFF_SECONDS="0.1",
         PUBLISH_TIMEOUT_SECONDS="1",
+        # timeout@test hangs twice this long before it counts as a failure (the last test).
+        PAYMENT_TIMEOUT_SECONDS="6",
     )
     started = int(time.time()) - 1
     stack = await ServiceProcess("devstack", env).start()
@@ -174,7 +179,7 @@ async def run() -> AsyncIterator[Run]:
                 return True
 
             await wait_until(caught_up, 60, "the shipper did not send every line")
-            yield Run(endpoint, list(stack.events), started, logs)
+            yield Run(endpoint, list(stack.events), started, logs, api, stack)
     finally:
         stack.signal(signal.SIGINT)
         code = await stack.wait(timeout=60)
@@ -202,7 +207,6 @@ async def test_every_line_reaches_its_log_group_in_one_stream_per_process(run: R
 async def test_emf_lines_answer_the_dashboards_metric_definitions(run: Run) -> None:
     """The widgets' metrics (observability.tf), as GetMetricData answers them for `make run`."""
     async with aws_client(AwsSettings(REGION, run.endpoint), "cloudwatch") as cloudwatch:
-
         # One period holding the whole run: moto bins from StartTime, one value per period.
         start = datetime.fromtimestamp(run.started - 60, UTC)
 
@@ -445,3 +449,29 @@ async def test_the_insights_command_prints_the_table(run: Run) -> None:
     assert lines[0].split() == ["reason", "messages"]
     assert "card declined" in out.decode()
     assert re.fullmatch(r"\d+ rows; \d+ records matched, \d+ scanned", lines[-1])
+
+
+async def test_an_order_still_paying_is_an_order_without_a_final_state(run: Run) -> None:
+    """Last in this module: it leaves an order in flight (its payment hangs for 12 s)."""
+    await insights(run, "fields @timestamp")  # skips without the engine
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{run.api}/orders/async", json=order_body(customer_id="timeout@test")) as resp,
+    ):
+        assert resp.status == 202
+        order_id = (await resp.json())["order_id"]
+    query = next(q for q in QUERIES if q.stem == "orders-without-final-state").read_text()
+    deadline = time.monotonic() + 10
+    while True:
+        result = await insights(run, query)
+        listed = {row["order_id"] for row in result.rows}
+        if listed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)  # its order_accepted line is on its way to the local AWS
+    # Counted from the launcher's stdout at the moment of the answer: accepted, nothing since.
+    mine = [e["event"] for e in run.stack.events if e.get("order_id") == order_id]
+    assert "order_accepted" in mine
+    assert not set(mine) & set(FINAL), "the payment ended before the query ran"
+    assert listed == {order_id}
+    [row] = result.rows
+    assert row["last_event"] == "order_accepted"
