@@ -106,7 +106,7 @@ def run(settings: StackSettings, stop_requested: Callable[[], bool]) -> int:
         with isolated_process_env(aws):
             topology = asyncio.run(create_topology(aws, settings.names))
         env.update(topology.env())
-        dashboard = Dashboard(settings.dashboard, aws, topology)
+        dashboard = Dashboard(settings.dashboard, aws, topology, settings.shipping.name)
         try:
             dashboard.start()
         except OSError as exc:

@@ -68,6 +68,7 @@ class Run:
     started: int
     logs: Any
     api: str
+    dashboard: str
     stack: ServiceProcess
     """The launcher, still running: its `events` keep growing after the run was taken."""
 
@@ -179,7 +180,7 @@ async def run() -> AsyncIterator[Run]:
                 return True
 
             await wait_until(caught_up, 60, "the shipper did not send every line")
-            yield Run(endpoint, list(stack.events), started, logs, api, stack)
+            yield Run(endpoint, list(stack.events), started, logs, api, ready["dashboard"], stack)
     finally:
         stack.signal(signal.SIGINT)
         code = await stack.wait(timeout=60)
@@ -449,6 +450,31 @@ async def test_the_insights_command_prints_the_table(run: Run) -> None:
     assert lines[0].split() == ["reason", "messages"]
     assert "card declined" in out.decode()
     assert re.fullmatch(r"\d+ rows; \d+ records matched, \d+ scanned", lines[-1])
+
+
+async def test_the_dashboards_query_box_answers_as_start_query_does(run: Run) -> None:
+    await insights(run, "fields @timestamp")  # skips without the engine
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{run.dashboard}queries.json") as resp:
+            shipped = await resp.json()
+        assert set(shipped) == {q.stem for q in QUERIES}
+        body = {"query": shipped["dlq-arrivals-by-reason"], "since": "1h", "group": "worker"}
+        async with http.post(f"{run.dashboard}query", json=body) as resp:
+            assert resp.status == 200
+            answer = await resp.json()
+        assert answer["columns"] == ["reason", "messages"]
+        want = Counter(e["reason"] for e in run.named("message_dead_lettered"))
+        assert {r["reason"]: int(r["messages"]) for r in answer["rows"]} == want
+        # The API group has no dead-letter lines.
+        async with http.post(f"{run.dashboard}query", json=body | {"group": "api"}) as resp:
+            assert (await resp.json())["rows"] == []
+        async with http.post(f"{run.dashboard}query", json={"query": "stats count(* by"}) as resp:
+            assert resp.status == 400
+            error = (await resp.json())["error"]
+        assert error["code"] == "query_failed"
+        assert error["message"].startswith("MalformedQueryException")
+        async with http.post(f"{run.dashboard}query", data=b"not json") as resp:
+            assert resp.status == 400
 
 
 async def test_an_order_still_paying_is_an_order_without_a_final_state(run: Run) -> None:

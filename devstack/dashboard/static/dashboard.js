@@ -1,4 +1,5 @@
-// The page: one EventSource, a snapshot a second, five uPlot charts, the tiles and two tables.
+// The page: one EventSource, a snapshot a second, five uPlot charts, the tiles, two tables, and
+// the Logs Insights query box.
 "use strict";
 
 const HEIGHT = 180;
@@ -101,3 +102,60 @@ source.onerror = () => {
   status.className = "status";
 };
 window.dashboardCharts = charts;
+
+// The query box: POST query, draw its rows; the shipped queries fill the text when picked.
+const queryForm = document.getElementById("query-form");
+const queryText = document.getElementById("query-text");
+const queryStatus = document.getElementById("query-status");
+const shipped = document.getElementById("query-shipped");
+
+fetch("queries.json").then((r) => r.json()).then((queries) => {
+  for (const [name, text] of Object.entries(queries)) {
+    const option = document.createElement("option");
+    option.value = text;
+    option.textContent = name;
+    shipped.append(option);
+  }
+});
+shipped.addEventListener("change", () => {
+  if (shipped.value) queryText.value = shipped.value;
+});
+
+function showResult(answer) {
+  const head = document.querySelector("#query-result thead");
+  const tr = document.createElement("tr");
+  for (const column of answer.columns) {
+    const th = document.createElement("th");
+    th.textContent = column;
+    tr.append(th);
+  }
+  head.replaceChildren(tr);
+  fillTable("query-result", answer.rows.map((row) => answer.columns.map((c) => [row[c] ?? ""])));
+  const stats = answer.statistics;
+  queryStatus.textContent = `${answer.rows.length} rows; ${stats.recordsMatched ?? 0} records ` +
+    `matched, ${stats.recordsScanned ?? 0} scanned`;
+}
+
+queryForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  queryStatus.textContent = "running…";
+  queryStatus.className = "query-status";
+  const body = {
+    query: queryText.value,
+    since: document.getElementById("query-since").value,
+    group: document.getElementById("query-group").value,
+  };
+  try {
+    const response = await fetch("query", { method: "POST", body: JSON.stringify(body) });
+    const answer = await response.json();
+    if (!response.ok) {
+      queryStatus.textContent = answer.error.message;
+      queryStatus.className = "query-status error";
+      return;
+    }
+    showResult(answer);
+  } catch (err) {
+    queryStatus.textContent = String(err);
+    queryStatus.className = "query-status error";
+  }
+});
