@@ -477,6 +477,30 @@ async def test_the_dashboards_query_box_answers_as_start_query_does(run: Run) ->
             assert resp.status == 400
 
 
+async def test_the_dashboard_speaks_the_queries_vocabulary(run: Run) -> None:
+    """Its ledger, failure kinds, pending orders and latency per route: the run's own figures."""
+    async with aiohttp.ClientSession() as http, http.get(f"{run.dashboard}snapshot.json") as resp:
+        snap = await resp.json()
+    ledger = Counter(e["order_id"] for e in run.named("payment_charged"))
+    assert snap["ledger"] == {
+        "charged": sum(ledger.values()),
+        "paid": len(run.named("order_paid")),
+        "charged_twice": sorted(o for o, n in ledger.items() if n > 1),
+    }
+    assert snap["pending"]["count"] == 0
+    totals = snap["totals"]
+    assert totals["failures_final"] == len(run.named("order_failed")) == 6
+    # The sync path's declines are order_rejected (402) too: counted once, as final.
+    client = [e for e in run.named("order_rejected") if e["status"] != 402]
+    assert totals["failures_client"] == len(client) == 3
+    retried = [
+        e for e in run.lines() if e.get("level") == "warning" and e["event"] != "order_failed"
+    ]
+    assert totals["failures_retried"] == len(retried) > 0
+    requests = Counter((e["route"], e["mode"]) for e in run.named("http_request") if "_aws" in e)
+    assert {(r["route"], r["mode"]): r["requests"] for r in snap["routes"]} == requests
+
+
 async def test_an_order_still_paying_is_an_order_without_a_final_state(run: Run) -> None:
     """Last in this module: it leaves an order in flight (its payment hangs for 12 s)."""
     await insights(run, "fields @timestamp")  # skips without the engine

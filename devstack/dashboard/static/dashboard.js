@@ -73,6 +73,20 @@ function render(snap) {
   setText("tile-in-flight", fmt(t.in_flight, 0));
   setText("tile-dlq", fmt(t.dlq, 0));
   setText("tile-failures", fmt(t.failures, 0));
+  setText("tile-failures-final", fmt(t.failures_final, 0));
+  setText("tile-failures-retried", fmt(t.failures_retried, 0));
+  setText("tile-failures-client", fmt(t.failures_client, 0));
+  setText("tile-failures-error", fmt(t.failures_error, 0));
+  setText("tile-charged", fmt(snap.ledger.charged, 0));
+  setText("tile-ledger-paid", fmt(snap.ledger.paid, 0));
+  setText("tile-charged-twice", fmt(snap.ledger.charged_twice.length, 0));
+  setText("tile-pending", fmt(snap.pending.count, 0));
+  setText("tile-oldest-pending", snap.pending.oldest_order_id === null ? "none"
+    : `${fmt(snap.pending.oldest_age_s, 0)} s`);
+  document.getElementById("tile-oldest-pending").title = snap.pending.oldest_order_id || "";
+  fillTable("latency-by-route", snap.routes.map((r) => [
+    [r.route], [r.mode], [fmt(r.requests, 0)], [fmt(r.p50, 1)], [fmt(r.p99, 1)], [fmt(r.max, 1)],
+  ]));
 
   fillTable("failures-by-event", snap.failures.by_event.map((f) => [
     [f.service], [f.event], [f.code], [fmt(f.count, 0)],
