@@ -21,6 +21,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from . import calls, chaos, control, longpoll, patches, wsgi
+from .insights.service import INSIGHTS
 
 
 class Server(Protocol):
@@ -91,6 +92,7 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
+        INSIGHTS.cancel_all()
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()

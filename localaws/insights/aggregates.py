@@ -142,6 +142,10 @@ class Percentile(Accumulator):
         self.p = p
 
     def add(self, value: Any, timestamp: int) -> None:
+        kind = type(value)
+        if kind is float or kind is int:
+            self.values.append(value)
+            return
         x = number(value)
         if x is not None:
             self.values.append(x)

@@ -13,6 +13,7 @@ with PutLogEvents and times the query through StartQuery/GetQueryResults (boto3)
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import threading
@@ -82,14 +83,14 @@ def lines(count: int, seed: int = 7) -> list[tuple[int, str]]:
     return out
 
 
-def in_process(count: int) -> dict[str, float]:
+def in_process(count: int, query: str = QUERY) -> dict[str, float]:
     events = [LogEvent(ts + 3, {"timestamp": ts, "message": m}) for ts, m in lines(count)]
     half = len(events) // 2
     streams = [
         Stream(Source("/orderflow/worker", "worker-1", "123456789012"), events[:half]),
         Stream(Source("/orderflow/worker", "worker-2", "123456789012"), events[half:]),
     ]
-    plan = compile_text(QUERY)
+    plan = compile_text(query)
     statistics = Statistics()
     wall, cpu = time.perf_counter(), time.process_time()
     rows = run(plan, streams, 0, 2**62, statistics)
@@ -98,7 +99,7 @@ def in_process(count: int) -> dict[str, float]:
     return _figures(statistics.records_scanned, wall, cpu, len(rows))
 
 
-def via_server(count: int) -> dict[str, float]:
+def via_server(count: int, query: str = QUERY) -> dict[str, float]:
     import boto3
 
     from devstack.local_aws import local_aws_server
@@ -106,7 +107,8 @@ def via_server(count: int) -> dict[str, float]:
     data = lines(count)
     now_ms = int(time.time() * 1000)
     shift = now_ms - 3_600_000 - START_MS  # an hour ago: PutLogEvents takes 14 days back
-    with local_aws_server() as (endpoint, pid):
+    with local_aws_server() as server:
+        endpoint, pid = server.endpoint, server.pid
         logs = boto3.client(
             "logs",
             endpoint_url=endpoint,
@@ -127,7 +129,7 @@ def via_server(count: int) -> dict[str, float]:
             logGroupName="/orderflow/worker",
             startTime=0,
             endTime=now_ms // 1000,
-            queryString=QUERY,
+            queryString=query,
         )["queryId"]
         while True:
             answer = logs.get_query_results(queryId=query_id)
@@ -144,8 +146,6 @@ def via_server(count: int) -> dict[str, float]:
 
 def _process_cpu(pid: int) -> float:
     """The server's user+system CPU seconds (/proc/PID/stat; clock ticks of 10 ms)."""
-    import os
-
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -166,10 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localaws.insights.bench", description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--server", action="store_true", help="through the local AWS (boto3)")
+    parser.add_argument(
+        "--query",
+        default=QUERY,
+        help="another query over the same lines (the default is the shipped percentiles one)",
+    )
     args = parser.parse_args(argv)
-    figures = via_server(args.lines) if args.server else in_process(args.lines)
-    figures["load_avg_1m"] = round(__import__("os").getloadavg()[0], 2)
-    sys.stdout.write(orjson.dumps({"query": QUERY, **figures}).decode() + "\n")
+    measure = via_server if args.server else in_process
+    figures = measure(args.lines, args.query)
+    figures["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    sys.stdout.write(orjson.dumps({"query": args.query, **figures}).decode() + "\n")
     return 0
 
 

@@ -381,10 +381,14 @@ class StatsOp:
         getters = [g for _, g in self.groups]
         single = getters[0] if len(getters) == 1 else None
         matched = 0
+        only = (arguments[0], factories[0]) if len(arguments) == 1 else None
         for record in records:
             matched += 1
             if single is not None:
-                key = _hashable(single(record))
+                key = single(record)
+                kind = type(key)
+                if kind is bool or kind is dict or kind is list:
+                    key = _hashable(key)
             elif getters:
                 key = tuple([_hashable(g(record)) for g in getters])
             else:
@@ -394,6 +398,9 @@ class StatsOp:
                 accumulators = groups[key] = [f() for f in factories]
             event = record.event
             ts = event.timestamp if event is not None else (_timestamp_of(record) or 0)
+            if only is not None:
+                accumulators[0].add(only[0](record), ts)
+                continue
             for i in pairs:
                 accumulators[i].add(arguments[i](record), ts)
         if not groups and not self.groups:
@@ -611,28 +618,34 @@ def _needles(commands: tuple[ast.Command, ...]) -> tuple[str, ...]:
 
     `@message like "text"` needs "text" in the message; `field = "text"` (a JSON field no
     earlier command made) needs `"text"` in it, quotes included. Only top-level `and`
-    conjuncts of filters that come before any command that makes or groups fields count.
+    conjuncts of filters that run on each event (before any stats, sort, limit or dedup)
+    count, and none about a field an earlier `fields ... as`, `display` or `parse` made.
     """
     needles: list[str] = []
+    made: set[str] = set()
     for command in commands:
-        if not isinstance(command, ast.Filter):
+        if isinstance(command, ast.Fields | ast.Display):
+            made.update(i.name for i in command.items)
+        elif isinstance(command, ast.Parse):
+            made.update(command.names)
+        elif isinstance(command, ast.Filter):
+            for conjunct in _conjuncts(command.expr):
+                needle = _needle(conjunct, made)
+                if needle is not None:
+                    needles.append(needle)
+        else:
             break
-        for conjunct in _conjuncts(command.expr):
-            needle = _needle(conjunct)
-            if needle is not None:
-                needles.append(needle)
     return tuple(needles)
 
 
-def _needle(conjunct: ast.Expr) -> str | None:
+def _needle(conjunct: ast.Expr, made: set[str]) -> str | None:
     if (
         isinstance(conjunct, ast.Like)
         and not conjunct.negate
-        and (
-            isinstance(conjunct.operand, ast.Field)
-            and conjunct.operand.name == "@message"
-            and isinstance(conjunct.pattern, ast.Literal)
-        )
+        and isinstance(conjunct.operand, ast.Field)
+        and conjunct.operand.name == "@message"
+        and "@message" not in made
+        and isinstance(conjunct.pattern, ast.Literal)
     ):
         return as_text(conjunct.pattern.value)
     if (
@@ -640,6 +653,7 @@ def _needle(conjunct: ast.Expr) -> str | None:
         and conjunct.op == "="
         and isinstance(conjunct.left, ast.Field)
         and not conjunct.left.name.startswith("@")
+        and conjunct.left.name not in made
         and isinstance(conjunct.right, ast.Literal)
         and isinstance(conjunct.right.value, str)
         and _PLAIN.fullmatch(conjunct.right.value)
@@ -647,17 +661,20 @@ def _needle(conjunct: ast.Expr) -> str | None:
         and conjunct.right.value not in ("true", "false", "null")
     ):
         return f'"{conjunct.right.value}"'
-    # Any comparison, `in` or `like` is false for a missing field, so a top-level JSON
+    # Any comparison, `in`, `like` or `ispresent` is false for a missing field, so a JSON
     # field it tests must be in the message as a quoted key (not a dotted path: `a.b` may
-    # be a key with a dot or a nested one, `tags.0` an index).
+    # be a key with a dot or a nested one, `tags.0` an index; nor a name starting with @).
     operand = None
     if isinstance(conjunct, ast.Compare):
         operand = conjunct.left
     elif isinstance(conjunct, ast.In | ast.Like):
         operand = conjunct.operand
+    elif isinstance(conjunct, ast.Call) and conjunct.name == "ispresent" and conjunct.args:
+        operand = conjunct.args[0]
     if (
         isinstance(operand, ast.Field)
         and not operand.name.startswith("@")
+        and operand.name not in made
         and "." not in operand.name
         and _PLAIN.fullmatch(operand.name)
     ):

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from . import ast
 from .errors import MalformedQuery, line_and_column
@@ -240,7 +246,13 @@ def parse(text: str) -> ast.Query:
         tree: Tree[Token] = _lark().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
-    commands = _ToAst(text).transform(tree)
+    try:
+        commands = _ToAst(text).transform(tree)
+    except VisitError as exc:
+        # Lark wraps what a transformer method raises: a MalformedQuery is the answer.
+        if isinstance(exc.orig_exc, MalformedQuery):
+            raise exc.orig_exc from None
+        raise
     return ast.Query(text, commands)
 
 

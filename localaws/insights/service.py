@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -25,6 +26,8 @@ import orjson
 from .engine import Cancelled, Row, Statistics, Stream, compile_text, render_rows, run
 from .errors import MalformedQuery
 from .records import Source
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 100_000
@@ -70,8 +73,17 @@ class Insights:
         # more would only share the same interpreter lock.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="insights")
 
+    def cancel_all(self) -> None:
+        """Stop every unfinished query (the server is stopping: exit need not wait for them)."""
+        for job in list(self._jobs.values()):
+            if job.status in ("Scheduled", "Running"):
+                job.cancel.set()
+
     # -- StartQuery
     def start(self, backend: Any, params: dict[str, Any]) -> str:
+        language = params.get("queryLanguage")
+        if language not in (None, QUERY_LANGUAGE):
+            raise _invalid(f"queryLanguage {language}: only {QUERY_LANGUAGE} is emulated locally")
         groups = _log_groups(backend, params)
         start_time, end_time = params.get("startTime"), params.get("endTime")
         if not isinstance(start_time, int) or not isinstance(end_time, int):
@@ -122,6 +134,7 @@ class Insights:
             except Cancelled:
                 job.status = "Cancelled"
             except Exception:  # a bug in the engine: the query fails, the server goes on
+                _log.exception("Logs Insights query %s failed: %s", job.query_id, job.text)
                 job.status = "Failed"
             job.duration_ms = int((time.monotonic() - began) * 1000)
 

@@ -30,7 +30,8 @@ def number(value: Any) -> int | float | None:
             return float(value) if any(c in value for c in ".eE") else int(value)
         return None
     if kind is bool:
-        return None
+        # A comparison's answer counts as 1 or 0 (`sum(status >= 500)`), as AWS shows it.
+        return int(value)
     return None
 
 
