@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
+
+import orjson
 import pytest
 
-from devstack.follow import run_to_exit
+from devstack.follow import ServiceProcess, run_to_exit
 from devstack.logship import (
     EVENT_OVERHEAD,
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES,
+    LogShipper,
     ShipSettings,
     batches,
+    log_group,
     split,
 )
-from services.common.settings import SettingsError
+from devstack.topology import TopologyNames
+from services.common.settings import AwsSettings, SettingsError
 from tests.devstack.test_dashboard_page import stack_env
+from tests.helpers import aws_client, service_env
 
 
 def test_batches_stop_at_10000_events_or_1_mib_counting_26_bytes_each() -> None:
@@ -50,3 +57,26 @@ async def test_a_bad_shipping_setting_is_one_clear_line() -> None:
     code, stderr = await run_to_exit("devstack", stack_env(8080, LOG_SHIP_SECONDS="soon"))
     assert code == 2
     assert stderr.strip() == "stack: LOG_SHIP_SECONDS must be a number, got 'soon'"
+
+
+async def test_a_followed_process_ships_its_lines_and_stop_sends_what_is_left(
+    aws: AwsSettings,
+) -> None:
+    # A long flush interval: only stop() can have sent the lines.
+    shipper = LogShipper(aws, ShipSettings(flush_seconds=60, name=f"ship-{uuid.uuid4().hex[:8]}"))
+    shipper.start()
+    sink = shipper.sink("api")
+    names = TopologyNames(topic=f"t-{uuid.uuid4().hex[:8]}", queue="q-ship", dlq="d-ship")
+    env = service_env(aws) | {"ORDER_TOPIC_NAME": names.topic, "ORDER_QUEUE_NAME": names.queue,
+                              "ORDER_DLQ_NAME": names.dlq}  # fmt: skip
+    process = await ServiceProcess("devstack.topology", env, ship=sink).start()
+    assert await process.wait() == 0
+    stats = shipper.stop()
+    assert (stats.sent, stats.dropped) == (1, 0)
+    group = log_group(shipper.settings.name, "api")
+    async with aws_client(aws, "logs") as logs:
+        [stream] = (await logs.describe_log_streams(logGroupName=group))["logStreams"]
+        got = await logs.get_log_events(
+            logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
+        )
+    assert [orjson.loads(e["message"]) for e in got["events"]] == process.events
