@@ -29,6 +29,7 @@ import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
 import moto.logs.models as logs_models
 import moto.logs.responses as logs_responses
+import moto.logs.utils as logs_utils
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
 from moto.dynamodb.models.dynamo_type import Item as DynamoItem
@@ -108,6 +109,7 @@ _NAMESPACES: dict[str, object] = {
     "LogEvent": logs_models.LogEvent,
     "LogStream": logs_models.LogStream,
     "LogGroup": logs_models.LogGroup,
+    "EventMessageFilter": logs_utils.EventMessageFilter,
 }
 
 
@@ -293,6 +295,17 @@ PATCHES = (
         ),
         install=insights_patch.install,
     ),
+    Patch(
+        name="logs-filter-patterns",
+        why="moto's FilterLogEvents knows only single terms and quoted phrases and lets any "
+        "other pattern (a JSON one, `-term`, `?term`) match every event",
+        guarded=(
+            "EventMessageFilter.__init__",
+            "EventMessageFilter.matches",
+            "LogStream.filter_log_events",
+        ),
+        install=insights_patch.install_filter_patterns,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -360,6 +373,9 @@ GUARDS: dict[str, str] = {
     "LogStream.__init__": "3facaa5f12d0cef1",
     "LogStream.put_log_events": "b07b0d5ae328f7dd",
     "LogGroup.__init__": "fda907e3f5eb6ab6",
+    "EventMessageFilter.__init__": "0e1ed97a67756862",
+    "EventMessageFilter.matches": "91f6bb55eb3d0ceb",
+    "LogStream.filter_log_events": "26285fdf86c34c85",
 }
 
 _applied = False

@@ -43,9 +43,16 @@ class _Aggregate:
 
 @dataclass
 class _Scope:
-    """What an expression may use: aggregates only inside `stats`."""
+    """What an expression may use: aggregates only inside `stats`; after a `stats`, its
+    columns by the text that names them (`sort count(*) desc` reads the `count(*)` column)."""
 
     aggregates: list[_Aggregate] | None = None
+    columns: frozenset[str] = frozenset()
+    text: str = ""
+
+    def plain(self) -> _Scope:
+        """The same columns, no aggregates."""
+        return _Scope(None, self.columns, self.text)
 
 
 def _error(node: ast.Node | ast.Command, message: str) -> MalformedQuery:
@@ -61,6 +68,8 @@ def _timestamp_of(record: Record) -> Any:
 
 
 def compile_expr(node: ast.Expr, scope: _Scope) -> Getter:
+    if scope.columns and scope.text[node.start : node.end] in scope.columns:
+        return getter(scope.text[node.start : node.end])
     if isinstance(node, ast.Field):
         return getter(node.name)
     if isinstance(node, ast.Literal):
@@ -214,7 +223,7 @@ def _compile_aggregate(node: ast.Call, scope: _Scope) -> Getter:
         argument: Getter = lambda record: 1  # noqa: E731 - counts every event
     else:
         # An aggregate's argument is per event: no aggregate inside it.
-        argument = compile_expr(first, _Scope())
+        argument = compile_expr(first, scope.plain())
     if node.name == "pct":
         p = args[1]
         if not isinstance(p, ast.Literal) or number(p.value) is None:
@@ -497,13 +506,13 @@ class Plan:
     checked before any JSON is parsed; the filter itself still decides)."""
 
 
-def _row_op(command: ast.Command) -> RowOp | None:
+def _row_op(command: ast.Command, scope: _Scope) -> RowOp | None:
     """`fields`, `display`, `filter` or `parse` as an operation on one record."""
     if isinstance(command, ast.Filter):
-        return compile_predicate(command.expr, _Scope())
+        return compile_predicate(command.expr, scope)
     if isinstance(command, ast.Fields | ast.Display):
         setters = [
-            (item.name, compile_expr(item.expr, _Scope()))
+            (item.name, compile_expr(item.expr, scope))
             for item in command.items
             if item.aliased or not isinstance(item.expr, ast.Field)
         ]
@@ -565,6 +574,8 @@ def compile_query(query: ast.Query) -> Plan:
     display: list[str] | None = None
     aggregated = False
     sorted_yet = False
+    after = _Scope()
+    """Scope of expressions in the commands after the latest `stats`."""
     for command in commands:
         if isinstance(command, ast.Fields):
             columns = list(columns or [])
@@ -574,18 +585,19 @@ def compile_query(query: ast.Query) -> Plan:
         elif isinstance(command, ast.Stats):
             if not command.items:
                 raise _error(command, "stats needs at least one aggregate function")
-            scope = _Scope(aggregates=[])
+            scope = _Scope([], after.columns, after.text)
             outputs = [(i.name, compile_expr(i.expr, scope)) for i in command.items]
             assert scope.aggregates is not None
             if not scope.aggregates:
                 raise _error(command, "stats needs at least one aggregate function")
-            groups = [(i.name, compile_expr(i.expr, _Scope())) for i in command.by]
+            groups = [(i.name, compile_expr(i.expr, after.plain())) for i in command.by]
             tail.append(StatsOp(groups, scope.aggregates, outputs))
             columns = [name for name, _ in groups] + [name for name, _ in outputs]
+            after = _Scope(None, frozenset(columns), query.text)
             aggregated = True
             continue
         if isinstance(command, ast.Sort):
-            keys = [(compile_expr(k.expr, _Scope()), k.descending) for k in command.keys]
+            keys = [(compile_expr(k.expr, after), k.descending) for k in command.keys]
             tail.append(SortOp(keys))
             sorted_yet = True
             continue
@@ -595,7 +607,7 @@ def compile_query(query: ast.Query) -> Plan:
         if isinstance(command, ast.Dedup):
             tail.append(DedupOp([getter(f.name) for f in command.fields]))
             continue
-        op = _row_op(command)
+        op = _row_op(command, after)
         if op is None:
             continue
         if tail:

@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 from moto.logs.responses import LogsResponse
+from moto.logs.utils import EventMessageFilter
 
+from .filter_pattern import Matcher, compile_pattern
 from .service import INSIGHTS, ApiError, Handler, Insights
 
 # LogsResponse method (moto's name for the action) -> what answers it.
@@ -47,3 +49,23 @@ _HANDLERS: dict[str, Any] = {
 def install() -> None:
     for name, handle in _HANDLERS.items():
         setattr(LogsResponse, name, _endpoint(handle))
+
+
+def install_filter_patterns() -> None:
+    """FilterLogEvents applies the documented filter-pattern syntax (`filter_pattern.py`)."""
+    original_init = EventMessageFilter.__init__
+    original_matches = EventMessageFilter.matches
+
+    def __init__(self: EventMessageFilter, pattern: str) -> None:
+        original_init(self, pattern)
+        # moto builds one per event: the compiled pattern is cached by its text.
+        self.compiled = compile_pattern(pattern)  # type: ignore[attr-defined]
+
+    def matches(self: EventMessageFilter, message: str) -> bool:
+        compiled: Matcher | None = self.compiled  # type: ignore[attr-defined]
+        if compiled is None:
+            return bool(original_matches(self, message))
+        return compiled(message)
+
+    EventMessageFilter.__init__ = __init__  # type: ignore[method-assign]
+    EventMessageFilter.matches = matches  # type: ignore[method-assign]

@@ -479,6 +479,12 @@ def e_sum_of_comparison(f: Fixture) -> Expected:
     return [{"errors": str(errors), "rate": errors / len(requests)}]
 
 
+def e_sort_by_aggregate_text(f: Fixture) -> Expected:
+    counts = Counter(x.get("event") for x in services(f) if x.get("event") is not None)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{"event": e, "count(*)": str(n)} for e, n in ranked if n > 50]
+
+
 def e_multi_key_sort(f: Fixture) -> Expected:
     paid = [x for x in services(f) if x.get("event") == "order_paid"]
     paid.sort(key=lambda x: x.get("order_id"))
@@ -601,6 +607,8 @@ CASES = [
     Case("comparison-counts-as-one", 'filter event = "http_request"'
          " | stats sum(status >= 500) as errors, avg(status >= 500) as rate",
          e_sum_of_comparison),
+    Case("aggregate-named-by-its-text", "filter ispresent(event) | stats count(*) by event"
+         " | filter count(*) > 50 | sort count(*) desc, event asc", e_sort_by_aggregate_text),
     Case("multi-key-sort", 'filter event = "order_paid" | sort payment_ms desc, order_id asc'
          " | limit 4 | display order_id, payment_ms", e_multi_key_sort),
     Case("sort-natural-order-documented", "fields v | sort v asc", e_sort_natural, sortable=True),
