@@ -25,6 +25,8 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from . import metric_filters
+
 UNITS = frozenset(
     {
         "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes",
@@ -206,7 +208,7 @@ def _accepted(events: list[dict[str, Any]], rejected: Mapping[str, int]) -> list
 
 
 def install() -> None:
-    """Extract EMF metrics from every batch the logs backend accepts."""
+    """Extract EMF metrics, and apply the group's metric filters, to every batch accepted."""
     from moto.cloudwatch.models import cloudwatch_backends
     from moto.core.utils import utcnow
     from moto.logs.models import LogsBackend
@@ -220,10 +222,15 @@ def install() -> None:
         log_events: list[dict[str, Any]],
     ) -> tuple[str, dict[str, Any]]:
         token, rejected = original(self, log_group_name, log_stream_name, log_events)
-        extracted = extract_all(e["message"] for e in _accepted(log_events, rejected))
+        accepted = _accepted(log_events, rejected)
+        backend = cloudwatch_backends[self.account_id][self.region_name]
+        extracted = extract_all(e["message"] for e in accepted)
         if extracted.data or extracted.parsing_errors or extracted.validation_errors:
-            backend = cloudwatch_backends[self.account_id][self.region_name]
             publish(extracted, log_group_name, backend.put_metric_data, utcnow())
+        filters = self.filters.get_matching_filters(log_group_name=log_group_name)
+        if filters:
+            for namespace, datums in metric_filters.metric_data(filters, accepted).items():
+                backend.put_metric_data(namespace, datums)
         return token, rejected
 
     LogsBackend.put_log_events = put_log_events  # type: ignore[method-assign]

@@ -27,6 +27,7 @@ import moto.dynamodb.parsing.executors as dynamodb_executors
 import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
 import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
+import moto.logs.metric_filters as logs_metric_filters
 import moto.logs.models as logs_models
 import moto.logs.responses as logs_responses
 import moto.logs.utils as logs_utils
@@ -105,6 +106,7 @@ _NAMESPACES: dict[str, object] = {
     "RemoveExecutor": dynamodb_executors.RemoveExecutor,
     "LogsBackend": logs_models.LogsBackend,
     "Statistics": cloudwatch_models.Statistics,
+    "MetricFilters": logs_metric_filters.MetricFilters,
     "LogsResponse": logs_responses.LogsResponse,
     "LogEvent": logs_models.LogEvent,
     "LogStream": logs_models.LogStream,
@@ -268,8 +270,9 @@ PATCHES = (
     Patch(
         name="logs-emf-metrics",
         why="CloudWatch Logs extracts Embedded Metric Format lines into metrics as they are "
-        "ingested; moto stores them as text only, so the dashboard's metrics stayed empty",
-        guarded=("LogsBackend.put_log_events",),
+        "ingested, and counts metric filters' matches; moto stores the lines as text only, so "
+        "the dashboard's metrics and the alarms' log metrics stayed empty",
+        guarded=("LogsBackend.put_log_events", "MetricFilters.get_matching_filters"),
         install=emf.install,
     ),
     Patch(
@@ -365,6 +368,7 @@ GUARDS: dict[str, str] = {
     "MotoRandom.get_random_string": "942eb93ebea1f80a",
     "LogsBackend.put_log_events": "9413dbc08c425c24",
     "Statistics.get_statistics_for_type": "d10becd72eee65f1",
+    "MetricFilters.get_matching_filters": "cb6334208e10b010",
     "LogsResponse.start_query": "21374a37260bd26e",
     "LogsResponse.get_query_results": "3532339a004c025b",
     "LogsResponse.describe_queries": "1cf43b44976fc8aa",

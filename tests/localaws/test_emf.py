@@ -148,3 +148,42 @@ def test_nearest_rank() -> None:
     assert nearest_rank([3.0, 1.0, 2.0], 50) == 2.0
     assert nearest_rank([1.0, 2.0, 3.0, 4.0], 100) == 4.0
     assert nearest_rank([], 99) is None
+
+
+async def test_metric_filters_count_matching_lines_as_terraform_declares_them(
+    logs: Any, cloudwatch: Any
+) -> None:
+    """observability.tf's error_log_lines filter: error and critical lines, by service."""
+    group = await ship(logs, [])
+    namespace = f"Filters{uuid.uuid4().hex[:6]}"
+    await logs.put_metric_filter(
+        logGroupName=group,
+        filterName="errors",
+        filterPattern='{ $.level = "error" || $.level = "critical" }',
+        metricTransformations=[
+            {
+                "metricName": "error_log_lines",
+                "metricNamespace": namespace,
+                "metricValue": "1",
+                "unit": "Count",
+                "dimensions": {"service": "$.service"},
+            }
+        ],
+    )
+    lines = [
+        {"event": "publish_failed", "level": "error", "service": "api"},
+        {"event": "claim_lost", "level": "error", "service": "worker"},
+        {"event": "unhandled_error", "level": "critical", "service": "api"},
+        {"event": "order_paid", "level": "info", "service": "api"},
+        {"event": "no_service", "level": "error"},  # no dimension value: no metric
+    ]
+    now = int(time.time() * 1000)
+    await logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[{"timestamp": now, "message": orjson.dumps(line).decode()} for line in lines],
+    )
+    assert await stat(cloudwatch, namespace, "error_log_lines", {"service": "api"}, "Sum") == [2.0]
+    assert await stat(cloudwatch, namespace, "error_log_lines", {"service": "worker"}, "Sum") == [
+        1.0
+    ]
