@@ -17,6 +17,7 @@ from typing import Any
 
 import flask_cors.core
 import flask_cors.extension
+import moto.cloudwatch.models as cloudwatch_models
 import moto.core.responses as core_responses
 import moto.core.utils as core_utils
 import moto.dynamodb.comparisons as dynamodb_comparisons
@@ -26,6 +27,7 @@ import moto.dynamodb.parsing.executors as dynamodb_executors
 import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
 import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
+import moto.logs.metric_filters as logs_metric_filters
 import moto.logs.models as logs_models
 import moto.logs.responses as logs_responses
 import moto.logs.utils as logs_utils
@@ -40,7 +42,9 @@ from . import (
     dynamodb_expressions,
     dynamodb_patches,
     dynamodb_update,
+    emf,
     longpoll,
+    percentiles,
     sqs_patches,
     wsgi,
 )
@@ -100,6 +104,9 @@ _NAMESPACES: dict[str, object] = {
     "SetExecutor": dynamodb_executors.SetExecutor,
     "AddExecutor": dynamodb_executors.AddExecutor,
     "RemoveExecutor": dynamodb_executors.RemoveExecutor,
+    "LogsBackend": logs_models.LogsBackend,
+    "Statistics": cloudwatch_models.Statistics,
+    "MetricFilters": logs_metric_filters.MetricFilters,
     "LogsResponse": logs_responses.LogsResponse,
     "LogEvent": logs_models.LogEvent,
     "LogStream": logs_models.LogStream,
@@ -258,6 +265,22 @@ PATCHES = (
         guarded=("MotoRandom.get_random_string",),
         install=direct_dispatch.install_fast_random_strings,
     ),
+    # The ones below add AWS behaviour moto lacks, rather than speed (emf.py, percentiles.py,
+    # insights/).
+    Patch(
+        name="logs-emf-metrics",
+        why="CloudWatch Logs extracts Embedded Metric Format lines into metrics as they are "
+        "ingested, and counts metric filters' matches; moto stores the lines as text only, so "
+        "the dashboard's metrics and the alarms' log metrics stayed empty",
+        guarded=("LogsBackend.put_log_events", "MetricFilters.get_matching_filters"),
+        install=emf.install,
+    ),
+    Patch(
+        name="cloudwatch-percentiles",
+        why="GetMetricData with a percentile Stat (p50, p99) answered HTTP 500 in moto",
+        guarded=("Statistics.get_statistics_for_type",),
+        install=percentiles.install,
+    ),
     Patch(
         name="logs-insights",
         why="moto's StartQuery understands only fields, sort and limit, runs inside the "
@@ -343,6 +366,9 @@ GUARDS: dict[str, str] = {
     "flask_cors.core.set_cors_headers": "de266239ae2bb639",
     "flask_cors.core.get_cors_headers": "80f37277960ef3d7",
     "MotoRandom.get_random_string": "942eb93ebea1f80a",
+    "LogsBackend.put_log_events": "9413dbc08c425c24",
+    "Statistics.get_statistics_for_type": "d10becd72eee65f1",
+    "MetricFilters.get_matching_filters": "cb6334208e10b010",
     "LogsResponse.start_query": "21374a37260bd26e",
     "LogsResponse.get_query_results": "3532339a004c025b",
     "LogsResponse.describe_queries": "1cf43b44976fc8aa",
