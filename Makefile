@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint pytest bench bench-reference clean infra-test lock lock-upgrade deploy destroy pin-images \
+.PHONY: venv run insights test lint pytest bench bench-reference clean infra-test lock lock-upgrade deploy destroy pin-images \
 	prereqs-run prereqs-test
 
 # What the machine must have, one line each with how to get it (devstack/prereqs.py), checked
@@ -35,6 +35,12 @@ venv: $(STAMP)
 ## run: the local AWS, the topology, the API on :8080 and a worker, in the foreground
 run: prereqs-run $(STAMP)
 	$(PY) -m devstack
+
+## insights: a Logs Insights query against the running `make run`: Q='<query>' or
+## Q=infra/terraform/queries/FILE.logsinsights, optional SINCE=15m GROUP=api|worker|all
+# Q reaches the command through the environment, so its quotes need no escaping here.
+insights: $(STAMP)
+	$(PY) -m devstack.insights "$$Q" --since "$${SINCE:-15m}" --group "$${GROUP:-all}"
 
 ## test: lint, type-check, the test suite and the infra checks
 test: prereqs-test lint pytest infra-test

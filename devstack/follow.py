@@ -1,13 +1,15 @@
 """A process followed from asyncio: its JSON log lines parsed as they come (the tests).
 
 `ServiceProcess` runs `python -m MODULE` (a service, `devstack` itself) and waits on its log
-lines; `api_process` is the API on a loopback port, yielded once `/health` answers.
+lines (handing each to `ship` too, if given: a `LogShipper.sink`, as `make run` ships them);
+`api_process` is the API on a loopback port, yielded once `/health` answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,9 +29,15 @@ Event = dict[str, Any]
 class ServiceProcess:
     """`python -m MODULE` with a given environment; its stdout parsed line by line."""
 
-    def __init__(self, module: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        ship: Callable[[bytes, float], None] | None = None,
+    ) -> None:
         self.module = module
         self.env = dict(env)
+        self._ship = ship
         self.events: list[Event] = []
         self.stderr = b""
         self._proc: asyncio.subprocess.Process | None = None
@@ -63,6 +71,8 @@ class ServiceProcess:
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         async for line in self._proc.stdout:
+            if self._ship is not None:
+                self._ship(line, time.time())
             try:
                 self.events.append(orjson.loads(line))
             except orjson.JSONDecodeError:

@@ -1,8 +1,10 @@
 """`python -m devstack` (`make run`): the whole system on this machine, in the foreground.
 
 The local AWS, the topology, the API on :8080 and one worker, every service's JSON log lines
-on this process's stdout, and a live dashboard of them on :8081 (`devstack/dashboard`).
-Ctrl-C (or SIGTERM) stops the services first, then the dashboard, then the local AWS.
+on this process's stdout and in the local AWS's CloudWatch Logs (`/orderflow/api`,
+`/orderflow/worker`, shipped as ECS's awslogs driver ships them: `devstack/logship.py`), and a
+live dashboard of them on :8081 (`devstack/dashboard`). Ctrl-C (or SIGTERM) stops the services
+first, then the dashboard and the log shipper (which sends what is left), then the local AWS.
 
 The launcher's loop, in order: `main` parses the settings and installs the signal handlers;
 `run` starts the local AWS and the topology, says `stack_ready`, starts the children
@@ -30,6 +32,7 @@ from . import services
 from .dashboard import Dashboard, DashboardSettings
 from .env import isolated, isolated_process_env
 from .local_aws import local_aws_process
+from .logship import LogShipper, ShipSettings, log_group
 from .services import Service
 from .topology import TopologyNames, create_topology
 
@@ -52,6 +55,7 @@ class StackSettings:
     region: str
     """AWS_REGION / AWS_DEFAULT_REGION, kept: the only AWS variable a developer's shell keeps."""
     dashboard: DashboardSettings
+    shipping: ShipSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackSettings:
@@ -60,7 +64,15 @@ class StackSettings:
             names=TopologyNames.from_env(environ),
             region=AwsSettings.from_env({**environ, "AWS_ENDPOINT_URL": ""}).region,
             dashboard=DashboardSettings.from_env(environ),
+            shipping=ShipSettings.from_env(environ),
         )
+
+
+def shipped_groups(shipping: ShipSettings) -> list[str]:
+    """The log groups `make run` ships to (none with LOG_SHIPPING=off)."""
+    if not shipping.enabled:
+        return []
+    return [log_group(shipping.name, name) for name in CHILDREN]
 
 
 def start_children(env: Mapping[str, str], stdout: int | IO[bytes] | None = None) -> Children:
@@ -94,22 +106,35 @@ def run(settings: StackSettings, stop_requested: Callable[[], bool]) -> int:
         with isolated_process_env(aws):
             topology = asyncio.run(create_topology(aws, settings.names))
         env.update(topology.env())
-        dashboard = Dashboard(settings.dashboard, aws, topology)
+        dashboard = Dashboard(settings.dashboard, aws, topology, settings.shipping.name)
         try:
             dashboard.start()
         except OSError as exc:
             print(f"stack: dashboard: {exc}", file=sys.stderr)
             return 2
-        say("stack_ready", endpoint=endpoint, dashboard=dashboard.url, **topology.env())
-        # The children's lines pass through the dashboard on their way to this stdout.
+        shipper = LogShipper(aws, settings.shipping) if settings.shipping.enabled else None
+        if shipper is not None:
+            shipper.start()
+        say(
+            "stack_ready",
+            endpoint=endpoint,
+            dashboard=dashboard.url,
+            log_groups=shipped_groups(settings.shipping),
+            **topology.env(),
+        )
+        # The children's lines pass through the dashboard (and to CloudWatch Logs, as the
+        # awslogs driver sends them on ECS) on their way to this stdout.
         children = start_children(env, stdout=subprocess.PIPE)
-        for child in children.values():
-            dashboard.tee(child.stdout)
+        for name, child in children.items():
+            dashboard.tee(child.stdout, also=shipper.sink(name) if shipper else None)
         try:
             code = watch(children, stop_requested)
         finally:
             stop_children(children)
             dashboard.stop()
+            if shipper is not None:
+                stats = shipper.stop()
+                say("logs_shipped", sent=stats.sent, dropped=stats.dropped, batches=stats.batches)
     say("stack_stopped")
     return code
 

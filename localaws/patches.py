@@ -17,6 +17,7 @@ from typing import Any
 
 import flask_cors.core
 import flask_cors.extension
+import moto.cloudwatch.models as cloudwatch_models
 import moto.core.responses as core_responses
 import moto.core.utils as core_utils
 import moto.dynamodb.comparisons as dynamodb_comparisons
@@ -26,6 +27,10 @@ import moto.dynamodb.parsing.executors as dynamodb_executors
 import moto.dynamodb.parsing.expressions as dynamodb_expressions_parsing
 import moto.dynamodb.parsing.validators as dynamodb_validators
 import moto.dynamodb.responses as dynamodb_responses
+import moto.logs.metric_filters as logs_metric_filters
+import moto.logs.models as logs_models
+import moto.logs.responses as logs_responses
+import moto.logs.utils as logs_utils
 import moto.sqs.models as sqs_models
 import moto.sqs.utils as sqs_utils
 from moto.dynamodb.models.dynamo_type import Item as DynamoItem
@@ -37,10 +42,13 @@ from . import (
     dynamodb_expressions,
     dynamodb_patches,
     dynamodb_update,
+    emf,
     longpoll,
+    percentiles,
     sqs_patches,
     wsgi,
 )
+from .insights import moto_patch as insights_patch
 
 SUPPORTED_MOTO = "5.2.5"
 
@@ -96,6 +104,14 @@ _NAMESPACES: dict[str, object] = {
     "SetExecutor": dynamodb_executors.SetExecutor,
     "AddExecutor": dynamodb_executors.AddExecutor,
     "RemoveExecutor": dynamodb_executors.RemoveExecutor,
+    "LogsBackend": logs_models.LogsBackend,
+    "Statistics": cloudwatch_models.Statistics,
+    "MetricFilters": logs_metric_filters.MetricFilters,
+    "LogsResponse": logs_responses.LogsResponse,
+    "LogEvent": logs_models.LogEvent,
+    "LogStream": logs_models.LogStream,
+    "LogGroup": logs_models.LogGroup,
+    "EventMessageFilter": logs_utils.EventMessageFilter,
 }
 
 
@@ -249,6 +265,50 @@ PATCHES = (
         guarded=("MotoRandom.get_random_string",),
         install=direct_dispatch.install_fast_random_strings,
     ),
+    # The ones below add AWS behaviour moto lacks, rather than speed (emf.py, percentiles.py,
+    # insights/).
+    Patch(
+        name="logs-emf-metrics",
+        why="CloudWatch Logs extracts Embedded Metric Format lines into metrics as they are "
+        "ingested, and counts metric filters' matches; moto stores the lines as text only, so "
+        "the dashboard's metrics and the alarms' log metrics stayed empty",
+        guarded=("LogsBackend.put_log_events", "MetricFilters.get_matching_filters"),
+        install=emf.install,
+    ),
+    Patch(
+        name="cloudwatch-percentiles",
+        why="GetMetricData with a percentile Stat (p50, p99) answered HTTP 500 in moto",
+        guarded=("Statistics.get_statistics_for_type",),
+        install=percentiles.install,
+    ),
+    Patch(
+        name="logs-insights",
+        why="moto's StartQuery understands only fields, sort and limit, runs inside the "
+        "request and has no StopQuery: localaws.insights answers the query language AWS "
+        "documents from the events moto stores",
+        guarded=(
+            "LogsResponse.start_query",
+            "LogsResponse.get_query_results",
+            "LogsResponse.describe_queries",
+            "LogsResponse.logs_backend",
+            "LogEvent.__init__",
+            "LogStream.__init__",
+            "LogStream.put_log_events",
+            "LogGroup.__init__",
+        ),
+        install=insights_patch.install,
+    ),
+    Patch(
+        name="logs-filter-patterns",
+        why="moto's FilterLogEvents knows only single terms and quoted phrases and lets any "
+        "other pattern (a JSON one, `-term`, `?term`) match every event",
+        guarded=(
+            "EventMessageFilter.__init__",
+            "EventMessageFilter.matches",
+            "LogStream.filter_log_events",
+        ),
+        install=insights_patch.install_filter_patterns,
+    ),
 )
 
 # Source digests of the guarded functions in moto SUPPORTED_MOTO (see `digest`).
@@ -306,6 +366,20 @@ GUARDS: dict[str, str] = {
     "flask_cors.core.set_cors_headers": "de266239ae2bb639",
     "flask_cors.core.get_cors_headers": "80f37277960ef3d7",
     "MotoRandom.get_random_string": "942eb93ebea1f80a",
+    "LogsBackend.put_log_events": "9413dbc08c425c24",
+    "Statistics.get_statistics_for_type": "d10becd72eee65f1",
+    "MetricFilters.get_matching_filters": "cb6334208e10b010",
+    "LogsResponse.start_query": "21374a37260bd26e",
+    "LogsResponse.get_query_results": "3532339a004c025b",
+    "LogsResponse.describe_queries": "1cf43b44976fc8aa",
+    "LogsResponse.logs_backend": "fc60ef01a53a09f8",
+    "LogEvent.__init__": "bb6367725c297f27",
+    "LogStream.__init__": "3facaa5f12d0cef1",
+    "LogStream.put_log_events": "b07b0d5ae328f7dd",
+    "LogGroup.__init__": "fda907e3f5eb6ab6",
+    "EventMessageFilter.__init__": "0e1ed97a67756862",
+    "EventMessageFilter.matches": "91f6bb55eb3d0ceb",
+    "LogStream.filter_log_events": "26285fdf86c34c85",
 }
 
 _applied = False

@@ -12,8 +12,18 @@ Every figure is computed from the fields CloudWatch reads, so the two views agre
   per second it is exact, never above the slot count, for payments that have ended: the
   newest seconds fill in as the payments running in them end, so the counter is the mean of
   the RATE_SECONDS that end one payment ago;
-- failures: what the errors-by-code query lists (warning and error lines, `order_rejected`)
-  plus the info-level fates of an order, `order_failed` and `message_dead_lettered`.
+- failures: what the errors-by-code query lists (warning and error lines, `order_rejected`,
+  `order_failed` and `message_dead_lettered`), and split as the queries split them: final
+  (`order_failed`, the final-failures-by-reason query), retried (`payment_retry` and every
+  other warning: something was tried again), client errors (`order_rejected`, a 4xx) and
+  errors (error-level lines);
+- latency per route: the metered `http_request` lines' `duration_ms` by `route` and `mode`
+  (the api-latency-by-route query, the EMF metric's dimensions);
+- the ledger, since the stack started: charges (`payment_charged`, the processor's own
+  lines), orders paid (`order_paid`), and orders charged more than once (the
+  charged-more-than-once query);
+- the oldest order without a final state: async orders whose `order_accepted` has no
+  `order_paid`, `order_failed` or `message_dead_lettered` yet (orders-without-final-state).
 
 Lines are binned by their own `timestamp`, not by when they arrived. Percentiles are
 nearest-rank. Not thread-safe by itself: `Dashboard` holds a lock around it.
@@ -37,6 +47,7 @@ LATEST_FAILURES = 20
 
 FAILURE_LEVELS = frozenset({"warning", "error", "critical"})
 FAILURE_EVENTS = frozenset({"order_failed", "message_dead_lettered", "order_rejected"})
+FINAL_EVENTS = frozenset({"order_paid", "order_failed", "message_dead_lettered"})
 # Where each failure event keeps its explanation, in order of preference.
 REASON_FIELDS = ("reason", "detail", "error", "code")
 
@@ -50,6 +61,10 @@ class _Second:
     api_ms: list[float] = field(default_factory=list)
     queue_ms: list[float] = field(default_factory=list)
     failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    """Failures by kind: final, retried, client, error."""
+    routes: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    """Metered request durations by (route, mode)."""
     queue: tuple[int, int, int] | None = None
     """The last SQS sample taken in this second: visible, in flight, DLQ visible."""
 
@@ -61,6 +76,25 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def failure_kind(event: Mapping[str, Any]) -> str | None:
+    """final, retried, client or error: how the queries split what went wrong.
+
+    An order's fate is counted once: its `order_failed` line, not also its dead-lettering or
+    the sync path's 402 `order_rejected` (a declined card is not the client's mistake); a
+    message dead-lettered without an order (undecodable) is a final failure of its own.
+    """
+    name, level = event.get("event"), event.get("level")
+    if name == "order_rejected":
+        return None if event.get("status") == 402 else "client"
+    if name == "message_dead_lettered":
+        return None if event.get("order_id") else "final"
+    if name == "order_failed":
+        return "final"
+    if level in ("error", "critical"):
+        return "error"
+    return "retried"
 
 
 def _epoch(event: Mapping[str, Any], default: float) -> float:
@@ -93,6 +127,13 @@ class Aggregator:
         """NUM_WORKERS, from the last `worker_started` line."""
         self.payment_s = 0.0
         """The last payment's duration: how far back the busy-slots counter reads."""
+        self.charges: Counter[str] = Counter()
+        """The processor's ledger since the stack started: charges per order."""
+        self.paid_total = 0
+        self.pending: dict[str, float] = {}
+        """Accepted async orders with no final line yet, and when they were accepted."""
+        self._final_first: set[str] = set()
+        """Orders whose worker line came before the API's order_accepted (two pipes race)."""
 
     def _second(self, at: float) -> _Second:
         key = math.floor(at)
@@ -122,9 +163,23 @@ class Aggregator:
             return
         at = _epoch(event, received_at)
         service = str(event.get("service", ""))
+        order_id = event.get("order_id")
         if name == "order_accepted":
             self._second(at).accepted += 1
-        elif name == "order_paid":
+            if isinstance(order_id, str) and order_id not in self._final_first:
+                self.pending.setdefault(order_id, at)
+            self._final_first.discard(str(order_id))
+        elif name == "payment_charged" and isinstance(order_id, str):
+            self.charges[order_id] += 1
+        if (
+            name in FINAL_EVENTS
+            and isinstance(order_id, str)
+            and self.pending.pop(order_id, None) is None
+            and service == "worker"
+        ):
+            self._final_first.add(order_id)
+        if name == "order_paid":
+            self.paid_total += 1
             second = self._second(at)
             second.paid += 1
             payment_ms, queue_ms = _number(event.get("payment_ms")), _number(event.get("queue_ms"))
@@ -135,7 +190,10 @@ class Aggregator:
         elif name == "http_request" and "_aws" in event:
             duration = _number(event.get("duration_ms"))
             if duration is not None:
-                self._second(at).api_ms.append(duration)
+                second = self._second(at)
+                second.api_ms.append(duration)
+                key = (str(event.get("route", "")), str(event.get("mode", "")))
+                second.routes.setdefault(key, []).append(duration)
         elif name == "worker_started":
             slots = _number(event.get("num_workers"))
             self.slots = int(slots) if slots is not None else None
@@ -152,7 +210,10 @@ class Aggregator:
 
     def _failure(self, event: Mapping[str, Any], name: str, service: str, at: float) -> None:
         code = str(event.get("code") or event.get("error") or "")
-        self._second(at).failures[(service, name, code)] += 1
+        second = self._second(at)
+        second.failures[(service, name, code)] += 1
+        if (kind := failure_kind(event)) is not None:
+            second.kinds[kind] += 1
         reason = next((str(event[f]) for f in REASON_FIELDS if event.get(f)), "")
         self._latest.appendleft(
             {
@@ -182,8 +243,14 @@ class Aggregator:
         settled = seconds[: len(seconds) - math.ceil(self.payment_s)][-RATE_SECONDS:]
         latest_queue = next((s.queue for s in reversed(seconds) if s.queue is not None), None)
         failures: Counter[tuple[str, str, str]] = Counter()
+        kinds: Counter[str] = Counter()
+        routes: dict[tuple[str, str], list[float]] = {}
         for s in seconds:
             failures.update(s.failures)
+            kinds.update(s.kinds)
+            for key, durations in s.routes.items():
+                routes.setdefault(key, []).extend(durations)
+        oldest = min(self.pending.items(), key=lambda item: item[1], default=None)
         return {
             "now": now,
             "window_s": self.window,
@@ -215,6 +282,31 @@ class Aggregator:
                 "in_flight": latest_queue[1] if latest_queue else None,
                 "dlq": latest_queue[2] if latest_queue else None,
                 "failures": sum(failures.values()),
+                "failures_final": kinds["final"],
+                "failures_retried": kinds["retried"],
+                "failures_client": kinds["client"],
+                "failures_error": kinds["error"],
+            },
+            "routes": [
+                {
+                    "route": route,
+                    "mode": mode,
+                    "requests": len(durations),
+                    "p50": percentile(durations, 50),
+                    "p99": percentile(durations, 99),
+                    "max": max(durations),
+                }
+                for (route, mode), durations in sorted(routes.items())
+            ],
+            "ledger": {
+                "charged": sum(self.charges.values()),
+                "paid": self.paid_total,
+                "charged_twice": sorted(o for o, n in self.charges.items() if n > 1),
+            },
+            "pending": {
+                "count": len(self.pending),
+                "oldest_order_id": oldest[0] if oldest else None,
+                "oldest_age_s": round(now - oldest[1], 1) if oldest else None,
             },
             "failures": {
                 "by_event": [

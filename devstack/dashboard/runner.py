@@ -10,6 +10,7 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from services.common.settings import AwsSettings
 from ..topology import Topology
 from .aggregator import Aggregator
 from .app import create_app
+from .queries import QueryBox
 from .sampler import sample_queues
 from .settings import DashboardSettings
 
@@ -26,8 +28,15 @@ from .settings import DashboardSettings
 class Dashboard:
     """Serves the page at `url` between `start()` and `stop()`; `tee()` feeds it a child's logs."""
 
-    def __init__(self, settings: DashboardSettings, aws: AwsSettings, topology: Topology) -> None:
+    def __init__(
+        self,
+        settings: DashboardSettings,
+        aws: AwsSettings,
+        topology: Topology,
+        log_name: str = "orderflow",
+    ) -> None:
         self.settings = settings
+        self._log_name = log_name
         self.aggregator = Aggregator()
         self.url = ""
         self._aws, self._topology = aws, topology
@@ -49,8 +58,14 @@ class Dashboard:
             raise self._error
         return self.url
 
-    def tee(self, stream: IO[bytes] | None, out: IO[bytes] | None = None) -> None:
-        """Copy `stream` line by line to `out` (this process's stdout), unchanged, and feed it."""
+    def tee(
+        self,
+        stream: IO[bytes] | None,
+        out: IO[bytes] | None = None,
+        also: Callable[[bytes, float], None] | None = None,
+    ) -> None:
+        """Copy `stream` line by line to `out` (this process's stdout), unchanged, and feed it
+        (and `also`, with the time it was read: the log shipper)."""
         assert stream is not None, "start the child with stdout=subprocess.PIPE"
         target = out if out is not None else sys.stdout.buffer
 
@@ -59,7 +74,10 @@ class Dashboard:
                 # One write per line: lines of several children interleave whole.
                 target.write(line)
                 target.flush()
-                self.feed(line)
+                at = time.time()
+                self.feed(line, at)
+                if also is not None:
+                    also(line, at)
 
         thread = threading.Thread(target=copy, name="dashboard-tee", daemon=True)
         thread.start()
@@ -96,24 +114,25 @@ class Dashboard:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
-        runner = web.AppRunner(create_app(self.snapshot, stopping), shutdown_timeout=2)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.port)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}/"
-            sampler = asyncio.create_task(
-                sample_queues(
-                    self._aws,
-                    self._topology.queue_url,
-                    self._topology.dlq_url,
-                    self._queue_sample,
-                    stopping,
+        async with QueryBox(self._aws, self._log_name) as box:
+            runner = web.AppRunner(create_app(self.snapshot, stopping, box.run), shutdown_timeout=2)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, self.settings.host, self.settings.port)
+                await site.start()
+                host, port = runner.addresses[0][:2]
+                self.url = f"http://{host}:{port}/"
+                sampler = asyncio.create_task(
+                    sample_queues(
+                        self._aws,
+                        self._topology.queue_url,
+                        self._topology.dlq_url,
+                        self._queue_sample,
+                        stopping,
+                    )
                 )
-            )
-            self._ready.set()
-            await stopping.wait()
-            await sampler
-        finally:
-            await runner.cleanup()
+                self._ready.set()
+                await stopping.wait()
+                await sampler
+            finally:
+                await runner.cleanup()

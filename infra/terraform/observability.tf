@@ -14,8 +14,10 @@ resource "aws_cloudwatch_log_group" "flow" {
   kms_key_id        = aws_kms_key.this.arn
 }
 
-# Logs Insights queries over the services' JSON lines; the files are checked against real log
-# lines in tests/infra. The order journey's order_id is a placeholder to replace in the console.
+# Logs Insights queries over the services' JSON lines (queries/README.md says what each answers).
+# Every file is run through the local AWS's Logs Insights against a real run's logs and its
+# answer compared with the run's own lines (tests/devstack/test_queries.py). The order
+# journey's order_id is a placeholder to replace in the console.
 resource "aws_cloudwatch_query_definition" "this" {
   for_each = fileset("${path.module}/queries", "*.logsinsights")
 
@@ -266,6 +268,9 @@ resource "aws_cloudwatch_metric_alarm" "ratio" {
 locals {
   # The services' own metrics, from EMF log lines (services/common/metrics.py).
   emf_namespace = "Orderflow"
+  # The API's request metric has the dimensions service, route (the route template) and mode
+  # (metrics.HTTP_DIMENSIONS); these are the two order routes and their modes (ROUTE_MODES).
+  api_order_routes = { "/orders/async" = "async", "/orders/sync" = "sync" }
 
   dashboard_widgets = [
     {
@@ -285,12 +290,21 @@ locals {
       ]
     },
     {
-      title = "API requests per minute and latency p50/p99 (ms)"
+      title = "API requests per minute, by route"
       metrics = [
-        [local.emf_namespace, "duration_ms", "service", "api", { stat = "SampleCount", label = "requests", period = 60 }],
-        [local.emf_namespace, "duration_ms", "service", "api", { stat = "p50", yAxis = "right" }],
-        [local.emf_namespace, "duration_ms", "service", "api", { stat = "p99", yAxis = "right" }],
+        for route, mode in local.api_order_routes :
+        [local.emf_namespace, "duration_ms", "service", "api", "route", route, "mode", mode, { stat = "SampleCount", label = "${mode} (${route})", period = 60 }]
       ]
+    },
+    {
+      # Sync waits for the payment (seconds), async only queues it (milliseconds): one line each.
+      title = "API latency p50/p99 by route (ms)"
+      metrics = flatten([
+        for route, mode in local.api_order_routes : [
+          [local.emf_namespace, "duration_ms", "service", "api", "route", route, "mode", mode, { stat = "p50", label = "${mode} p50" }],
+          [local.emf_namespace, "duration_ms", "service", "api", "route", route, "mode", mode, { stat = "p99", label = "${mode} p99" }],
+        ]
+      ])
     },
     {
       title = "Running tasks"

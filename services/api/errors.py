@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from services.common.logging import get_logger
-from services.common.metrics import HTTP_REQUEST, emf
+from services.common.metrics import HTTP_DIMENSIONS, HTTP_REQUEST, emf, route_fields
 from services.common.orders import StateUnavailable
 
 log = get_logger()
@@ -95,13 +95,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.info("order_rejected", code=error.code, reason=error.message, status=error.status)
     # The ALB and ECS probe /health every few seconds per task: their line stays, but carries
     # no EMF fields, so the request count and latency metrics show what clients sent.
-    metrics = emf(HTTP_REQUEST) if request.path not in UNMETERED_PATHS else {}
+    metrics = (
+        emf(HTTP_REQUEST, dimensions=HTTP_DIMENSIONS) if request.path not in UNMETERED_PATHS else {}
+    )
+    resource = request.match_info.route.resource
     log.info(
         "http_request",
         method=request.method,
         path=request.path,
         status=response.status,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **route_fields(resource.canonical if resource is not None else None),
         **metrics,
     )
     return response

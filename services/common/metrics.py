@@ -24,6 +24,21 @@ HTTP_REQUEST: Mapping[str, Unit] = {"duration_ms": "Milliseconds"}
 # Every line has `service` (see logging.py); more dimensions would multiply the metric count.
 DIMENSIONS: Sequence[str] = ("service",)
 
+# The API's requests per route template and payment mode: /orders/sync waits for a payment
+# (seconds), /orders/async only queues it (milliseconds); one metric for both hid each in the
+# other. Routes are templates (`/orders/{order_id}`), and every path no route matches is
+# UNMATCHED, so a client cannot mint metrics by inventing paths.
+HTTP_DIMENSIONS: Sequence[str] = ("service", "route", "mode")
+ROUTE_MODES: Mapping[str, str] = {"/orders/sync": "sync", "/orders/async": "async"}
+UNMATCHED = "unmatched"
+NO_MODE = "none"
+
+
+def route_fields(route: str | None) -> dict[str, str]:
+    """The `route` and `mode` members of a request's line (the HTTP_DIMENSIONS it lacks)."""
+    template = route or UNMATCHED
+    return {"route": template, "mode": ROUTE_MODES.get(template, NO_MODE)}
+
 
 def emf(
     metrics: Mapping[str, Unit],

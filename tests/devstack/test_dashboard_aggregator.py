@@ -224,3 +224,44 @@ async def test_the_sampler_reads_the_queue_and_the_dlq_from_the_local_aws(
     await asyncio.wait_for(sample_queues(aws, topology.queue_url, topology.dlq_url, sink, stop), 30)
     [(_, visible, in_flight, dlq)] = samples
     assert (visible, in_flight, dlq) == (2, 1, 1)
+
+
+def test_the_queries_vocabulary_latency_by_route_failures_by_kind_ledger_and_pending() -> None:
+    def request(route: str, mode: str, ms: float) -> bytes:
+        return line(
+            "http_request", T0 + 0.5, service="api", route=route, mode=mode, duration_ms=ms, _aws={}
+        )
+
+    a, b, c, late = "a" * 8, "b" * 8, "c" * 8, "d" * 8
+    aggregator = fed(
+        *[request("/orders/sync", "sync", ms) for ms in (3000.0, 3100.0)],
+        request("/orders/async", "async", 4.0),
+        line("http_request", T0 + 0.5, service="api", route="/health", mode="none", duration_ms=1),
+        line("order_accepted", T0 + 0.1, service="api", order_id=a),
+        line("order_accepted", T0 + 0.2, service="api", order_id=b),
+        line("order_accepted", T0 + 0.3, service="api", order_id=c),
+        line("payment_charged", T0 + 0.4, service="worker", order_id=a, amount=1.0),
+        line("payment_charged", T0 + 0.5, service="worker", order_id=a, amount=1.0),
+        line("order_paid", T0 + 0.6, service="worker", order_id=a, mode="async"),
+        line("payment_retry", T0 + 0.6, service="worker", order_id=b, level="warning"),
+        line("order_failed", T0 + 0.7, service="worker", order_id=b, reason="card declined"),
+        line("message_dead_lettered", T0 + 0.7, service="worker", order_id=b, reason="x"),
+        line("order_rejected", T0 + 0.8, service="api", code="invalid_order", status=422),
+        line("order_rejected", T0 + 0.8, service="api", code="payment_declined", status=402),
+        line("publish_failed", T0 + 0.8, service="api", level="error", error="InternalError"),
+        # A worker line read before the API's order_accepted: the order is not pending.
+        line("order_paid", T0 + 0.8, service="worker", order_id=late, mode="async"),
+        line("order_accepted", T0 + 0.9, service="api", order_id=late),
+    )
+    snap = aggregator.snapshot(now=T0 + 30)
+    routes = [tuple(r.values()) for r in snap["routes"]]
+    assert routes == [
+        ("/orders/async", "async", 1, 4.0, 4.0, 4.0),
+        ("/orders/sync", "sync", 2, 3000.0, 3100.0, 3100.0),
+    ]
+    t = snap["totals"]
+    kinds = ("failures_final", "failures_retried", "failures_client", "failures_error")
+    # One final failure: the declined order's dead-lettering is not counted twice.
+    assert [t[k] for k in kinds] == [1, 1, 1, 1]
+    assert snap["ledger"] == {"charged": 2, "paid": 2, "charged_twice": [a]}
+    assert snap["pending"] == {"count": 1, "oldest_order_id": c, "oldest_age_s": 29.7}

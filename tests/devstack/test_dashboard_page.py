@@ -84,9 +84,25 @@ async def tile(page: Page, name: str) -> str:
     return await page.text_content(f"#tile-{name}") or ""
 
 
+async def query_box_shows(page: Page, shipped: str, text: str, tries: int = 40) -> None:
+    """Pick a shipped query and run it until its table shows `text` (the logs ship in batches)."""
+    await page.select_option("#query-shipped", label=shipped)
+    for _ in range(tries):
+        await page.click("#query-run")
+        await page.wait_for_function(
+            "document.getElementById('query-status').textContent !== 'running…'"
+        )
+        if text in (await page.text_content("#query-result") or ""):
+            status = await page.text_content("#query-status") or ""
+            assert status.startswith("1 rows;"), status
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"the query box never showed {text!r}")
+
+
 async def test_the_dashboard_shows_a_burst_of_orders_live(unused_tcp_port_factory: Any) -> None:
     api_port = unused_tcp_port_factory()
-    env = stack_env(api_port, PAYMENT_SECONDS="1")
+    env = stack_env(api_port, PAYMENT_SECONDS="1", LOG_SHIP_SECONDS="0.5")
     stack = await ServiceProcess("devstack", env).start()
     errors: list[str] = []
     try:
@@ -127,6 +143,15 @@ async def test_the_dashboard_shows_a_burst_of_orders_live(unused_tcp_port_factor
             assert sums["queue"][2] > 0, "and the declined order in the DLQ"
             width = await page.evaluate("document.querySelector('#chart-orders canvas').width")
             assert width > 100
+            # The queries' vocabulary: the ledger, final failures, nothing left pending.
+            assert await tile(page, "ledger-paid") == str(BURST)
+            assert await tile(page, "charged") == str(BURST)
+            assert await tile(page, "charged-twice") == "0"
+            assert await tile(page, "failures-final") == "1"
+            await page.wait_for_function(
+                "document.getElementById('tile-oldest-pending').textContent === 'none'"
+            )
+            await query_box_shows(page, "dlq-arrivals-by-reason", "card declined")
     finally:
         # Ctrl-C even when the test failed: a killed launcher would orphan its children.
         stack.signal(signal.SIGINT)

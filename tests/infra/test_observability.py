@@ -1,9 +1,8 @@
-"""The Logs Insights queries and the EMF lines, checked against what the real services write."""
+"""The EMF lines and the dashboard, checked against what the real services write."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ import jsonschema
 import pytest
 
 from devstack.topology import create_topology
-from services.common.metrics import HTTP_REQUEST, ORDER_PAID, emf
+from services.common.metrics import HTTP_DIMENSIONS, HTTP_REQUEST, ORDER_PAID, ROUTE_MODES, emf
 from services.common.settings import AwsSettings
 
 from ..helpers import unique_names
@@ -25,12 +24,6 @@ if TYPE_CHECKING:
 
 QUERIES = sorted((TERRAFORM_DIR / "queries").glob("*.logsinsights"))
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
-
-# Logs Insights words that are not fields.
-_KEYWORDS = {
-    "fields", "filter", "stats", "sort", "by", "as", "asc", "desc", "and", "or", "not", "in",
-    "like", "limit", "display", "parse", "dedup",
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +49,6 @@ async def journey(
     )
 
 
-def query_fields(query: str) -> tuple[set[str], set[str]]:
-    """(fields the query reads, event names it filters on); @-fields are built in."""
-    # Only a filter that names events and nothing else narrows the lines a field must be in.
-    events = set() if " or " in query else set(re.findall(r'\bevent\s*=\s*"([^"]+)"', query))
-    text = re.sub(r'"[^"]*"', " ", query)
-    aliases = set(re.findall(r"\bas\s+([A-Za-z_][\w.]*)", text))
-    names = set()
-    for match in re.finditer(r"(?<![\w@.])([A-Za-z_][\w.]*)(\s*\()?", text):
-        name, is_call = match.group(1), match.group(2)
-        if is_call or name in _KEYWORDS or name in aliases:
-            continue
-        names.add(name)
-    return names, events
-
-
 def emf_problems(line: dict[str, Any]) -> list[str]:
     """Why `line` is not a valid EMF line: the schema, then the spec's target-member rules."""
     validator = jsonschema.Draft202012Validator(SCHEMA)
@@ -92,24 +70,29 @@ def emf_problems(line: dict[str, Any]) -> list[str]:
     return problems
 
 
-def test_every_query_is_checked() -> None:
+def test_the_real_questions_have_queries() -> None:
+    # Each is run against a real run's logs and its answer checked in
+    # tests/devstack/test_queries.py, which also checks every field a query reads exists.
     assert {q.stem for q in QUERIES} >= {
         "throughput-per-minute",
         "payment-and-queue-percentiles",
         "errors-by-code",
         "order-journey",
+        "api-latency-by-route",
+        "final-failures-by-reason",
+        "orders-without-final-state",
+        "charged-more-than-once",
+        "dlq-arrivals-by-reason",
     }
 
 
-@pytest.mark.parametrize("query", QUERIES, ids=lambda p: p.stem)
-def test_query_fields_exist_in_real_log_lines(query: Path, journey: Outcome) -> None:
-    fields, events = query_fields(query.read_text())
-    assert fields, "found no fields: the parser is broken"
-    lines = journey.all_lines()
-    candidates = [line for line in lines if not events or line.get("event") in events]
-    assert candidates, f"no log line has event in {events}"
-    missing = {name for name in fields if not any(name in line for line in candidates)}
-    assert not missing, f"{query.name}: no real log line has {sorted(missing)}"
+def test_the_dashboard_shows_api_latency_per_route_and_mode() -> None:
+    text = (TERRAFORM_DIR / "observability.tf").read_text()
+    for route, mode in ROUTE_MODES.items():
+        assert f'"{route}" = "{mode}"' in text
+    assert '"duration_ms", "service", "api", "route", route, "mode", mode' in text
+    # No widget reads the request metric by service alone: that metric no longer exists.
+    assert '"duration_ms", "service", "api", {' not in text
 
 
 def test_order_journey_query_follows_one_order(journey: Outcome) -> None:
@@ -146,6 +129,13 @@ def test_emf_declares_the_metrics_of_each_line(journey: Outcome) -> None:
     }
     assert declared["order_paid"] == set(ORDER_PAID)
     assert declared["http_request"] == set(HTTP_REQUEST)
+    dimensions = {
+        line["event"]: line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+        for line in journey.all_lines()
+        if "_aws" in line
+    }
+    assert dimensions["http_request"] == [list(HTTP_DIMENSIONS)]
+    assert dimensions["order_paid"] == [["service"]]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-// The page: one EventSource, a snapshot a second, five uPlot charts, the tiles and two tables.
+// The page: one EventSource, a snapshot a second, five uPlot charts, the tiles, two tables, and
+// the Logs Insights query box.
 "use strict";
 
 const HEIGHT = 180;
@@ -72,6 +73,20 @@ function render(snap) {
   setText("tile-in-flight", fmt(t.in_flight, 0));
   setText("tile-dlq", fmt(t.dlq, 0));
   setText("tile-failures", fmt(t.failures, 0));
+  setText("tile-failures-final", fmt(t.failures_final, 0));
+  setText("tile-failures-retried", fmt(t.failures_retried, 0));
+  setText("tile-failures-client", fmt(t.failures_client, 0));
+  setText("tile-failures-error", fmt(t.failures_error, 0));
+  setText("tile-charged", fmt(snap.ledger.charged, 0));
+  setText("tile-ledger-paid", fmt(snap.ledger.paid, 0));
+  setText("tile-charged-twice", fmt(snap.ledger.charged_twice.length, 0));
+  setText("tile-pending", fmt(snap.pending.count, 0));
+  setText("tile-oldest-pending", snap.pending.oldest_order_id === null ? "none"
+    : `${fmt(snap.pending.oldest_age_s, 0)} s`);
+  document.getElementById("tile-oldest-pending").title = snap.pending.oldest_order_id || "";
+  fillTable("latency-by-route", snap.routes.map((r) => [
+    [r.route], [r.mode], [fmt(r.requests, 0)], [fmt(r.p50, 1)], [fmt(r.p99, 1)], [fmt(r.max, 1)],
+  ]));
 
   fillTable("failures-by-event", snap.failures.by_event.map((f) => [
     [f.service], [f.event], [f.code], [fmt(f.count, 0)],
@@ -101,3 +116,60 @@ source.onerror = () => {
   status.className = "status";
 };
 window.dashboardCharts = charts;
+
+// The query box: POST query, draw its rows; the shipped queries fill the text when picked.
+const queryForm = document.getElementById("query-form");
+const queryText = document.getElementById("query-text");
+const queryStatus = document.getElementById("query-status");
+const shipped = document.getElementById("query-shipped");
+
+fetch("queries.json").then((r) => r.json()).then((queries) => {
+  for (const [name, text] of Object.entries(queries)) {
+    const option = document.createElement("option");
+    option.value = text;
+    option.textContent = name;
+    shipped.append(option);
+  }
+});
+shipped.addEventListener("change", () => {
+  if (shipped.value) queryText.value = shipped.value;
+});
+
+function showResult(answer) {
+  const head = document.querySelector("#query-result thead");
+  const tr = document.createElement("tr");
+  for (const column of answer.columns) {
+    const th = document.createElement("th");
+    th.textContent = column;
+    tr.append(th);
+  }
+  head.replaceChildren(tr);
+  fillTable("query-result", answer.rows.map((row) => answer.columns.map((c) => [row[c] ?? ""])));
+  const stats = answer.statistics;
+  queryStatus.textContent = `${answer.rows.length} rows; ${stats.recordsMatched ?? 0} records ` +
+    `matched, ${stats.recordsScanned ?? 0} scanned`;
+}
+
+queryForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  queryStatus.textContent = "running…";
+  queryStatus.className = "query-status";
+  const body = {
+    query: queryText.value,
+    since: document.getElementById("query-since").value,
+    group: document.getElementById("query-group").value,
+  };
+  try {
+    const response = await fetch("query", { method: "POST", body: JSON.stringify(body) });
+    const answer = await response.json();
+    if (!response.ok) {
+      queryStatus.textContent = answer.error.message;
+      queryStatus.className = "query-status error";
+      return;
+    }
+    showResult(answer);
+  } catch (err) {
+    queryStatus.textContent = String(err);
+    queryStatus.className = "query-status error";
+  }
+});
