@@ -14,12 +14,14 @@ variable) is an error, so a new way of naming things cannot slip past the check 
 from __future__ import annotations
 
 import ast
+import operator
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +39,9 @@ SETTING = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 EVENT = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
+UNKNOWN = object()  # a default computed at run time: not compared with the docs
+
+
 class Unresolved(Exception):
     """A setting or event name that is not a string literal the walker can follow."""
 
@@ -46,6 +51,8 @@ class Found:
     """Setting names, and each event's levels, with where they occur (for the messages)."""
 
     settings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    defaults: dict[str, set[object]] = field(default_factory=lambda: defaultdict(set))
+    """Each setting's default as an `env_*` reader is given it (normalised; UNKNOWN if computed)."""
     events: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     event_sites: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
@@ -91,7 +98,8 @@ class Module:
         site = f"{self.where}:{call.lineno}"
         # env_str(environ, "NAME", ...), env_int, env_float, env_choice, env_bool
         if isinstance(func, ast.Name) and func.id.startswith("env_") and len(call.args) >= 2:
-            self._setting(call.args[1], call)
+            default = call.args[2] if len(call.args) >= 3 else None
+            self._setting(call.args[1], call, default)
         # environ.get("NAME"), os.environ.get("NAME")
         elif isinstance(func, ast.Attribute) and func.attr == "get" and _is_environ(func.value):
             if call.args:
@@ -114,12 +122,47 @@ class Module:
                 self.found.events[name].add(NO_LEVEL)
                 self.found.event_sites[name].add(site)
 
-    def _setting(self, expr: ast.expr, at: ast.AST) -> None:
+    def _setting(self, expr: ast.expr, at: ast.AST, default: ast.expr | None = None) -> None:
         if any(scope.name.startswith("env_") for scope in self._scopes(at)):
             return  # inside a reader itself: its callers name the setting, and are scanned
         for name in self._strings(expr, at):
             if SETTING.match(name) and name not in NOT_SETTINGS:
                 self.found.settings[name].add(self.where)
+                if default is not None:
+                    self.found.defaults[name].add(normalise(self._value(default, at)))
+
+    def _value(self, expr: ast.expr, at: ast.AST) -> object:
+        """A default's value: a literal, constant arithmetic, `cls.FIELD` of the enclosing
+        class, or a module-level constant; UNKNOWN for anything computed at run time."""
+        if isinstance(expr, ast.Constant):
+            return expr.value
+        if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+            operand = self._value(expr.operand, at)
+            return -operand if isinstance(operand, (int, float)) else UNKNOWN
+        if isinstance(expr, ast.BinOp) and type(expr.op) in _ARITHMETIC:
+            left, right = self._value(expr.left, at), self._value(expr.right, at)
+            if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+                return _ARITHMETIC[type(expr.op)](left, right)
+            return UNKNOWN
+        if isinstance(expr, ast.Attribute) and _is_name(expr.value, "cls"):
+            owner = next((n for n in self._ancestors(at) if isinstance(n, ast.ClassDef)), None)
+            return UNKNOWN if owner is None else self._assigned(owner.body, expr.attr, at)
+        if isinstance(expr, ast.Name):
+            return self._assigned(self.tree.body, expr.id, at)
+        return UNKNOWN
+
+    def _assigned(self, body: list[ast.stmt], name: str, at: ast.AST) -> object:
+        for stmt in body:
+            if isinstance(stmt, ast.AnnAssign) and _is_name(stmt.target, name) and stmt.value:
+                return self._value(stmt.value, at)
+            if isinstance(stmt, ast.Assign) and any(_is_name(t, name) for t in stmt.targets):
+                return self._value(stmt.value, at)
+        return UNKNOWN
+
+    def _ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
+        while node in self.parents:
+            node = self.parents[node]
+            yield node
 
     def _strings(self, expr: ast.expr, at: ast.AST) -> list[str]:
         """The string values `expr` can take: a literal, an f-string over resolvable names,
@@ -186,6 +229,36 @@ class Module:
         return values
 
 
+_ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], object]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.LShift: operator.lshift,
+    ast.Pow: operator.pow,
+}
+
+
+def _is_name(expr: ast.expr, name: str) -> bool:
+    return isinstance(expr, ast.Name) and expr.id == name
+
+
+def normalise(value: object) -> object:
+    """One spelling for the code's defaults and the docs' (`10` is 10.0, False is `false`)."""
+    if value is UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value.lower()
+    return UNKNOWN
+
+
 def _is_environ(expr: ast.expr) -> bool:
     """`environ` or `os.environ`: the mapping every settings reader takes."""
     if isinstance(expr, ast.Name):
@@ -222,6 +295,22 @@ def documented_settings(text: str) -> set[str]:
         for name in _CODE.findall(cells[0])
         if SETTING.match(name)
     }
+
+
+def documented_defaults(text: str) -> dict[str, object]:
+    """docs/settings.md's default column where it is literal: `a`, `b` for the names `A`, `B`
+    in the row's first cell, or one `value` for them all; a prose default is not read."""
+    defaults: dict[str, object] = {}
+    for cells in table_rows(text):
+        names = [n for n in _CODE.findall(cells[0]) if SETTING.match(n)]
+        values = _CODE.findall(cells[1]) if len(cells) > 1 else []
+        if not names or not values:
+            continue
+        if len(values) == 1:
+            values = values * len(names)
+        if len(values) == len(names):
+            defaults.update((n, normalise(v)) for n, v in zip(names, values, strict=True))
+    return defaults
 
 
 def documented_events(text: str) -> dict[str, set[str]]:

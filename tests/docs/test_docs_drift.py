@@ -19,6 +19,22 @@ def test_every_setting_the_code_reads_is_documented_and_no_other() -> None:
     assert documented - read == set(), "in docs/settings.md, read by no code"
 
 
+def test_every_literal_default_in_the_docs_is_the_code_s() -> None:
+    # Compared where both sides are literal: the code's env_* default (a constant, `cls.FIELD`
+    # or a module constant) and a `value` in docs/settings.md's default column.
+    found = code_names.scan()
+    documented = code_names.documented_defaults(code_names.SETTINGS_DOC.read_text())
+    differ = {
+        name: (documented[name], *values)
+        for name, values in found.defaults.items()
+        if name in documented and len(values) == 1 and code_names.UNKNOWN not in values
+        if documented[name] not in values
+    }
+    assert differ == {}, "docs/settings.md's default vs the code's (documented, code)"
+    compared = [n for n, v in found.defaults.items() if n in documented and len(v) == 1]
+    assert len(compared) >= 20  # the check compares most settings, not none
+
+
 def test_every_event_the_code_writes_is_documented_at_its_levels_and_no_other() -> None:
     found = code_names.scan()
     documented = code_names.documented_events(code_names.LOGS_DOC.read_text())
@@ -38,11 +54,12 @@ def test_the_scanner_follows_each_way_a_name_is_given(tmp_path: Path) -> None:
     source = tmp_path / "sample.py"
     source.write_text(
         "import os\n"
+        "PORT = 8 * 1024\n"
         "def from_env(environ):\n"
         "    def rate(name):\n"
         "        return env_float(environ, name, 0.0)\n"
         "    region = environ.get('A_REGION') or os.environ['B_URL']\n"
-        "    return env_int(environ, 'C_PORT', 1), rate('D_RATE'), environ.get('PATH')\n"
+        "    return env_int(environ, 'C_PORT', PORT), rate('D_RATE'), environ.get('PATH')\n"
         "def env_float(environ, name, default):\n"
         "    return environ.get(name, default)\n"
         "class W:\n"
@@ -60,6 +77,7 @@ def test_the_scanner_follows_each_way_a_name_is_given(tmp_path: Path) -> None:
     found = Found()
     code_names.Module(source, found, root=tmp_path).walk()
     assert set(found.settings) == {"A_REGION", "B_URL", "C_PORT", "D_RATE"}
+    assert dict(found.defaults) == {"C_PORT": {8192.0}, "D_RATE": {0.0}}
     assert dict(found.events) == {
         "paid_no": {"info"},
         "paid_yes": {"info"},
