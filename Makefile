@@ -4,11 +4,26 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run insights test lint pytest bench clean infra-test lock lock-upgrade deploy destroy
+.PHONY: venv run insights test lint pytest bench bench-reference clean infra-test lock lock-upgrade deploy destroy pin-images \
+	prereqs-run prereqs-test
+
+# What the machine must have, one line each with how to get it (devstack/prereqs.py), checked
+# before anything is installed: Python >= 3.11 for every target; for `make test` also
+# Terraform >= 1.10 and a Chromium (CHROMIUM, /usr/bin/chromium or Playwright's own).
+PREREQS = command -v $(PYTHON) >/dev/null 2>&1 || { echo "prereqs: $(PYTHON) is not on PATH: \
+install Python >= 3.11 (python.org, brew install python@3.12, apt-get install python3) or name it: make \
+PYTHON=python3.11" >&2; exit 1; }; $(PYTHON) devstack/prereqs.py
+
+prereqs-run:
+	@$(PREREQS) run
+
+prereqs-test:
+	@$(PREREQS) test
 
 # The locked set (every file checked against its hash), then the project itself, editable and
 # without dependencies: the tests run exactly the versions the images install.
 $(STAMP): pyproject.toml requirements-dev.lock
+	@$(PREREQS) run
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
@@ -18,7 +33,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 venv: $(STAMP)
 
 ## run: the local AWS, the topology, the API on :8080 and a worker, in the foreground
-run: $(STAMP)
+run: prereqs-run $(STAMP)
 	$(PY) -m devstack
 
 ## insights: a Logs Insights query against the running `make run`: Q='<query>' or
@@ -28,7 +43,7 @@ insights: $(STAMP)
 	$(PY) -m devstack.insights "$$Q" --since "$${SINCE:-15m}" --group "$${GROUP:-all}"
 
 ## test: lint, type-check, the test suite and the infra checks
-test: lint pytest infra-test
+test: prereqs-test lint pytest infra-test
 
 lint: $(STAMP)
 	$(PY) -m ruff check services localaws devstack bench tests
@@ -59,6 +74,21 @@ infra-test: $(STAMP) $(CHECKOV_STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+## bench-reference: both references (order state on, stateless), three runs each, then the
+## README's table from them: the last run's report and charts, every run's JSON in runs/
+## (the table shows the headline figures' spread). Exit 1 (a target not met) does not stop it.
+REFERENCE := bench/reference
+BENCH_RUNS ?= 1 2 3
+bench-reference: $(STAMP)
+	for i in $(BENCH_RUNS); do \
+	  $(PY) -m bench --out $(REFERENCE) --json $(REFERENCE)/runs/$$i.json || test $$? -eq 1 || exit 1; \
+	  $(PY) -m bench --stateless --out $(REFERENCE)/stateless \
+	    --json $(REFERENCE)/stateless/runs/$$i.json || test $$? -eq 1 || exit 1; \
+	  cp $(REFERENCE)/runs/$$i.json $(REFERENCE)/results.json; \
+	  cp $(REFERENCE)/stateless/runs/$$i.json $(REFERENCE)/stateless/results.json; \
+	done
+	$(PY) -m bench readme
+
 ## lock: re-pin after a change to pyproject.toml (keeps every pin it can);
 ## lock-upgrade: move every pin to the newest release pyproject.toml allows
 # uv resolves from PyPI only, for Linux and macOS alike (--universal), with every file's hash.
@@ -87,6 +117,11 @@ deploy:
 
 destroy:
 	infra/deploy.sh destroy
+
+## pin-images: the Dockerfiles' base image tag resolved to its digest and written in, where a
+## registry is reachable (else the tag stays, and it says so); commit the result
+pin-images:
+	$(PYTHON) infra/pin_images.py Dockerfile.api Dockerfile.worker
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,17 +1,19 @@
 """`python -m bench [SCENARIO] [--quick|--full] [--stateless] [--out DIR] [--json PATH]`.
 
-Each scenario is a module with add_arguments(parser), run(args, earlier) -> result (`earlier`:
-the results of the scenarios the suite ran before it) and report(result) -> str; optionally
-charts(result, out_dir) -> list of PNG file names. `python -m bench.NAME ARGS` is
-`python -m bench NAME ARGS`. Without a
-scenario the whole suite runs, one scenario after the other, into one report. Exit status:
-0 every target met, 1 a target not met (each named on stderr), 2 a scenario failed to run.
-`python -m bench readme` writes README.md's benchmark table from a results JSON.
+Each scenario is a module in bench/scenarios (or bench/tools) with add_arguments(parser),
+run(args, earlier) -> result (`earlier`: the results of the scenarios the suite ran before
+it) and report(result) -> str; optionally charts(result, out_dir) -> list of PNG file names.
+A scenario's module is imported only when it is run or its flags are asked for, so `--help`
+loads none of them. Without a scenario the whole suite runs, one scenario after the other,
+into one report. Exit status: 0 every target met, 1 a target not met (each named on
+stderr), 2 a scenario failed to run. `python -m bench readme` writes README.md's benchmark
+table from a results JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
@@ -19,36 +21,58 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from .markdown import targets_table
-from .results import Result
-from .targets import unmet
+from .harness.results import Result
+from .harness.targets import unmet
+from .report.markdown import targets_table
+
+
+class Scenario(NamedTuple):
+    module: str
+    summary: str
+    """Its one-line help, here so that listing the scenarios imports none of them."""
+
 
 # Order matters for the suite: `plan` checks itself against the `flash-sale` run before it.
 SCENARIOS = {
-    "compare": "bench.compare",
-    "scaling": "bench.scaling",
-    "flash-sale": "bench.flash_sale",
-    "plan": "bench.plan",
-    "receive": "bench.receive",
-    "soak": "bench.soak",
-    "pipeline": "bench.pipeline",
-    "emulator": "bench.emulator",
+    "compare": Scenario(
+        "bench.scenarios.compare", "sync vs async under Locust, as in the reference report"
+    ),
+    "scaling": Scenario(
+        "bench.scenarios.scaling", "worker slots 1 to 1,000 under one arrival rate"
+    ),
+    "flash-sale": Scenario(
+        "bench.scenarios.flash_sale", "open-loop arrivals at a fixed rate on async, then sync"
+    ),
+    "plan": Scenario("bench.scenarios.plan", "slots and ECS tasks for a rate, checked by a sale"),
+    "receive": Scenario(
+        "bench.scenarios.receive", "per-task vs batched receiving, draining a backlog"
+    ),
+    "concurrency": Scenario(
+        "bench.scenarios.concurrency", "10,000 concurrent payments in one worker, drained whole"
+    ),
+    "soak": Scenario(
+        "bench.scenarios.soak", "sustained load, payment failures, a worker restart midway"
+    ),
+    "pipeline": Scenario("bench.scenarios.pipeline", "the whole system at rising open-loop rates"),
+    "emulator": Scenario("bench.tools.emulator", "the local AWS's own costs"),
 }
 DEFAULT_OUT = Path(__file__).parent / "results"
+# The scenarios that can run against a stack they did not start (--target).
+ON_TARGET = ("compare", "flash-sale", "pipeline")
 
 
 def load(name: str) -> ModuleType:
     """The scenario's module, imported only when asked for (each pulls in its own tools)."""
-    return importlib.import_module(SCENARIOS[name])
+    return importlib.import_module(SCENARIOS[name].module)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +82,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         dest="quick",
         action="store_true",
         default=True,
-        help="short runs and payments, whole suite in about 5 minutes (default)",
+        help="shorter runs (and, in scaling, a shorter payment); the default",
     )
     mode.add_argument(
         "--full", dest="quick", action="store_false", help="the reference report's own settings"
@@ -68,6 +92,18 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument(
+        "--target",
+        metavar="URL",
+        help="run compare, flash-sale and pipeline against this running stack (make run's "
+        "API, say) instead of starting one: latency from the client, completion from GET "
+        "/orders/{id}, no CPU figures; 127.0.0.1 only unless --remote-ok",
+    )
+    parser.add_argument(
+        "--remote-ok",
+        action="store_true",
+        help="allow a --target that is not 127.0.0.1 (a deployed ALB): you own it",
+    )
+    parser.add_argument(
         "--stateless",
         action="store_true",
         help="run the services without order state (no ORDERS_TABLE); default: with it, "
@@ -75,27 +111,31 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(flags_of: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; only the scenarios in `flags_of` (default: all) are imported for their flags."""
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="The sync-vs-async experiment, on this machine."
     )
     add_common(parser)
     subparsers = parser.add_subparsers(dest="scenario", metavar="SCENARIO")
-    for name in SCENARIOS:
-        module = load(name)
-        doc = (module.__doc__ or "").strip().splitlines()[0]
+    wanted = set(SCENARIOS if flags_of is None else flags_of)
+    for name, scenario in SCENARIOS.items():
         # `resolve`: a scenario may redefine a common flag without breaking the whole CLI.
-        sub = subparsers.add_parser(name, help=doc, description=doc, conflict_handler="resolve")
+        sub = subparsers.add_parser(
+            name, help=scenario.summary, description=scenario.summary, conflict_handler="resolve"
+        )
         add_common(sub)
-        module.add_arguments(sub)
+        if name in wanted:
+            load(name).add_arguments(sub)
     return parser
 
 
 def scenario_args(name: str, common: argparse.Namespace) -> argparse.Namespace:
     """A scenario's defaults, with the suite's common flags applied."""
-    args = build_parser().parse_args([name])
+    args = build_parser([name]).parse_args([name])
     args.quick, args.out, args.json = common.quick, common.out, None
     args.stateless = common.stateless
+    args.target, args.remote_ok = common.target, common.remote_ok
     return args
 
 
@@ -120,8 +160,37 @@ def _version(package: str) -> str | None:
         return None
 
 
-def machine() -> dict[str, Any]:
+# What a run writes (reports, charts, JSON, the README's table) and docs: not code, so a
+# change there does not make the figures "not the commit's alone".
+NOT_CODE = ("bench/reference/", "bench/results/")
+DOC_SUFFIXES = (".md",)
+
+
+def code_changes(status: str, outputs: Sequence[Path] = ()) -> list[str]:
+    """Tracked files with uncommitted changes (`git status --porcelain` lines) that are code:
+    neither this run's outputs, nor a reference's or results' file, nor a doc."""
+    root = Path(__file__).resolve().parents[1]
+    skip = list(NOT_CODE)
+    for out in outputs:
+        with contextlib.suppress(ValueError):
+            relative = out.resolve().relative_to(root).as_posix()
+            skip.append(relative if out.suffix else relative.rstrip("/") + "/")
+    changed = []
+    for line in status.splitlines():
+        fields = line.split(None, 1)  # "XY path", or "R  old -> new"
+        if len(fields) < 2:
+            continue
+        path = fields[1].split(" -> ")[-1].strip('"')
+        if path.endswith(DOC_SUFFIXES) or any(path == s or path.startswith(s) for s in skip):
+            continue
+        changed.append(path)
+    return changed
+
+
+def machine(outputs: Sequence[Path] = ()) -> dict[str, Any]:
     """What the figures were measured on, and how busy it was."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = code_changes(status or "", outputs)
     return {
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -129,8 +198,10 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "commit": _git("rev-parse", "--short", "HEAD"),
-        # Uncommitted changes to tracked files: the figures are not the commit's alone.
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Uncommitted changes to code: the figures are not the commit's alone. Outputs
+        # (--out, --json, the references) and docs do not count.
+        "dirty": bool(dirty),
+        "dirty_paths": dirty,
         "versions": {p: _version(p) for p in ("moto", "aiobotocore", "aiohttp")},
     }
 
@@ -189,7 +260,8 @@ def render(results: Mapping[str, Result], meta: dict[str, Any]) -> str:
 
 
 def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) -> int:
-    started, meta_start = time.monotonic(), machine()
+    outputs = [common.out, *([common.json] if common.json is not None else [])]
+    started, meta_start = time.monotonic(), machine(outputs)
     results: dict[str, Result] = {}
     for name in names:
         args = common if getattr(common, "scenario", None) == name else scenario_args(name, common)
@@ -203,7 +275,7 @@ def run_suite(names: Sequence[str], common: argparse.Namespace, command: str) ->
         "mode": "quick" if common.quick else "full",
         "stateless": common.stateless,
         "machine_start": meta_start,
-        "machine_end": machine(),
+        "machine_end": machine(outputs),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     text = render(results, meta)
@@ -234,16 +306,26 @@ def verdict(results: Mapping[str, Result]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["readme"]:
-        from .readme import main as readme_main
+        from .report.readme import main as readme_main
 
         return readme_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    named = [arg for arg in argv if arg in SCENARIOS][:1]
+    args = build_parser(named).parse_args(argv)
     command = " ".join(["python -m bench", *argv])
-    if args.scenario is None:
-        return run_suite(list(SCENARIOS), args, command)
-    return run_suite([args.scenario], args, command)
+    names = list(SCENARIOS) if args.scenario is None else [args.scenario]
+    if args.target is not None:
+        from .harness.remote import target_url  # here: --help must not import the stack
 
-
-def scenario_main(name: str, argv: Sequence[str] | None = None) -> int:
-    """A scenario module's main(): `python -m bench.NAME ARGS` = `python -m bench NAME ARGS`."""
-    return main([name, *(sys.argv[1:] if argv is None else argv)])
+        try:
+            args.target = target_url(args.target, remote_ok=args.remote_ok)
+        except ValueError as exc:
+            print(f"bench: --target: {exc}; add --remote-ok if you mean it", file=sys.stderr)
+            return 2
+        if args.scenario is not None and args.scenario not in ON_TARGET:
+            print(
+                f"bench: --target runs {', '.join(ON_TARGET)} only, not {args.scenario}",
+                file=sys.stderr,
+            )
+            return 2
+        names = [name for name in names if name in ON_TARGET]
+    return run_suite(names, args, command)

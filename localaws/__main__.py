@@ -46,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve unmodified moto on werkzeug's threaded server (for comparison)",
     )
+    parser.add_argument(
+        "--enforce-iam",
+        action="store_true",
+        help="evaluate requests signed with sts:AssumeRole credentials against the role's "
+        "identity policies (other credentials stay allowed); see localaws/README.md",
+    )
     args = parser.parse_args(argv)
+    if args.stock and args.enforce_iam:
+        parser.error("--enforce-iam needs the patched server; stock moto has no such check")
 
     # One line per request on stderr would drown the services' logs under `make run`.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -54,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        server: Server = (StockMoto if args.stock else LocalAws)(args.host, args.port).start()
+        server: Server = (
+            StockMoto(args.host, args.port)
+            if args.stock
+            else LocalAws(args.host, args.port, enforce_iam=args.enforce_iam)
+        ).start()
     except OSError as exc:
         print(f"localaws: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "service": "localaws",
         "endpoint": server.endpoint,
         "mode": "stock" if args.stock else "patched",
+        "iam": "enforced" if args.enforce_iam else "off",
         "pid": os.getpid(),
     }
     sys.stdout.buffer.write(orjson.dumps(line) + b"\n")

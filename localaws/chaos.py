@@ -184,8 +184,14 @@ def _number(raw: dict[str, object], key: str, where: str, *, default: float, hig
     return value
 
 
-def error_response(error: InjectedError, call: AwsCall) -> web.Response:
-    """`error` as AWS renders it for the protocol `call` was made in."""
+def error_response(
+    error: InjectedError, call: AwsCall, *, json_type: str | None = None
+) -> web.Response:
+    """`error` as AWS renders it for the protocol `call` was made in.
+
+    `json_type`: the JSON `__type` when it is not the service's namespace and the code (an
+    access denial comes from AWS's authorizer; SQS names its errors apart from their codes).
+    """
     request_id = str(uuid.uuid4())
     if call.protocol == "query":
         namespace = _XML_NAMESPACE.get(call.service, "")
@@ -208,7 +214,7 @@ def error_response(error: InjectedError, call: AwsCall) -> web.Response:
         # this header when present, as AWS sends it.
         kind = "Sender" if error.status < 500 else "Receiver"
         headers["x-amzn-query-error"] = f"{error.code};{kind}"
-    body = {"__type": f"{namespace}#{error.code}", "message": error.message}
+    body = {"__type": json_type or f"{namespace}#{error.code}", "message": error.message}
     return web.Response(
         status=error.status,
         body=orjson.dumps(body),

@@ -20,7 +20,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import calls, chaos, control, longpoll, patches, wsgi
+from . import calls, chaos, control, iam_gate, longpoll, patches, wsgi
 from .insights.service import INSIGHTS
 
 
@@ -62,8 +62,12 @@ class StockMoto:
 class LocalAws:
     """Patched moto on an asyncio loop in a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, enforce_iam: bool = False
+    ) -> None:
         patches.apply()
+        # Checked in _handle, before either of moto's paths (Flask or direct_dispatch) runs.
+        self._gate = iam_gate.Gate() if enforce_iam else None
         self._app = DomainDispatcherApplication(create_backend_app)
         self._polls = longpoll.Registry()
         self._counts = calls.Counts()
@@ -117,6 +121,11 @@ class LocalAws:
         self._counts.add(call)
         if self._faults.rules and (failed := await self._faults.inject(call)) is not None:
             return failed
+        if (
+            self._gate is not None
+            and (refused := self._gate.check(call, request.headers, query, body)) is not None
+        ):
+            return refused
         poll = longpoll.LongPoll()
         response = self._run(wsgi.environ(request, body), poll)
         while (index := poll.parked_on) is not None:

@@ -3,8 +3,9 @@ resource "aws_ecr_repository" "this" {
 
   name                 = "${var.name}/${each.key}"
   image_tag_mutability = "IMMUTABLE"
-  # Destroy removes pushed images with the repository: every image is rebuilt from git.
-  force_delete = true
+  # true: destroy removes pushed images with the repository (a test deployment, rebuilt from
+  # git). Prod keeps them: every tag `TAG=<tag> make deploy` could roll back to.
+  force_delete = var.ecr_force_delete
 
   image_scanning_configuration {
     scan_on_push = true

@@ -13,6 +13,9 @@ locals {
     AWS_REGION   = var.aws_region
     ORDERS_TABLE = aws_dynamodb_table.orders.name
     LOG_LEVEL    = "info"
+    # Both services charge (the API on /orders/sync): one timeout, validated above payment_seconds.
+    PAYMENT_SECONDS         = tostring(var.payment_seconds)
+    PAYMENT_TIMEOUT_SECONDS = tostring(var.payment_timeout_seconds)
   }
 
   # Where the worker's heartbeat lives: the root filesystem is read-only, so a task volume is
@@ -41,7 +44,6 @@ locals {
       environment = merge(local.common_env, {
         ORDER_TOPIC_ARN          = aws_sns_topic.orders.arn
         PORT                     = "8080"
-        PAYMENT_SECONDS          = tostring(var.payment_seconds)
         SHUTDOWN_TIMEOUT_SECONDS = "10"
       })
     }
@@ -68,7 +70,6 @@ locals {
         HEARTBEAT_MAX_AGE_SECONDS = "30"
         ORDER_QUEUE_URL           = aws_sqs_queue.orders.url
         NUM_WORKERS               = tostring(var.num_workers)
-        PAYMENT_SECONDS           = tostring(var.payment_seconds)
         RECEIVE_STRATEGY          = var.receive_strategy
         SHUTDOWN_GRACE_SECONDS    = tostring(var.worker_shutdown_grace_seconds)
       })
@@ -154,7 +155,9 @@ resource "aws_ecs_service" "api" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_lb_listener.http]
+  # The target group must be attached to the ALB by whichever listener serves it: HTTP alone,
+  # or HTTPS (port 80 then only redirects).
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https]
 }
 
 resource "aws_ecs_service" "worker" {

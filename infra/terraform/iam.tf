@@ -69,7 +69,9 @@ data "aws_iam_policy_document" "api_task" {
     resources = [aws_sns_topic.orders.arn]
   }
   statement {
-    # Publishing to a KMS-encrypted topic needs a data key from the topic's key.
+    # Publishing to a KMS-encrypted topic needs a data key from the topic's key; kms:Decrypt
+    # also covers the order table, which DynamoDB only reads or writes for a caller allowed
+    # to decrypt with the table's key (the same key).
     sid       = "EncryptForTopic"
     actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
     resources = [aws_kms_key.this.arn]
@@ -109,6 +111,13 @@ data "aws_iam_policy_document" "worker_task" {
     sid       = "OrderState"
     actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.orders.arn]
+  }
+  statement {
+    # The table is encrypted with the project's customer-managed key: DynamoDB serves an item
+    # read or write only to a caller that may decrypt with that key, else AccessDeniedException.
+    sid       = "DecryptOrderTable"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
   }
 }
 

@@ -112,6 +112,8 @@ resource "aws_dynamodb_table" "orders" {
   name         = "${var.name}-orders"
   billing_mode = "PAY_PER_REQUEST"
   hash_key     = "pk"
+  # On in prod: the table holds every order's state and idempotency key.
+  deletion_protection_enabled = var.deletion_protection
 
   attribute {
     name = "pk"

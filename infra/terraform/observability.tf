@@ -74,6 +74,8 @@ resource "aws_cloudwatch_log_metric_filter" "publish_failures" {
 
 locals {
   alarm_actions = concat([aws_sns_topic.alarms.arn], var.alarm_actions)
+  # The sync endpoint answers after a payment: its time plus a margin, unless set.
+  api_p99_alarm_seconds = coalesce(var.api_p99_alarm_seconds, var.payment_seconds + 2)
   alb_dimensions = {
     LoadBalancer = aws_lb.this.arn_suffix
     TargetGroup  = aws_lb_target_group.api.arn_suffix
@@ -107,6 +109,38 @@ locals {
       statistic   = "Maximum"
       periods     = 3
       threshold   = 0
+    }
+    # The whole fleet down: no target passes /health, so the ALB answers 503 itself and the
+    # target 5xx rate (which counts only the tasks' answers) sees nothing.
+    api-no-healthy-hosts = {
+      description = "No API task passes the ALB's health check: every request gets a 503 from the ALB."
+      namespace   = "AWS/ApplicationELB"
+      metric      = "HealthyHostCount"
+      dimensions  = local.alb_dimensions
+      statistic   = "Minimum"
+      periods     = 2
+      threshold   = 1
+      comparison  = "LessThanThreshold"
+      # The ALB reports the count every minute; silence from it is not good news.
+      missing = "breaching"
+    }
+    alb-5xx = {
+      description = "The ALB itself answered 5xx (no healthy target, target timeouts, connection errors): an outage the tasks never saw."
+      namespace   = "AWS/ApplicationELB"
+      metric      = "HTTPCode_ELB_5XX_Count"
+      dimensions  = { LoadBalancer = aws_lb.this.arn_suffix }
+      statistic   = "Sum"
+      periods     = 2
+      threshold   = var.alb_5xx_alarm_count
+    }
+    api-latency-p99 = {
+      description = "The API's p99 response time at the ALB is above api_p99_alarm_seconds for 3 minutes."
+      namespace   = "AWS/ApplicationELB"
+      metric      = "TargetResponseTime"
+      dimensions  = local.alb_dimensions
+      extended    = "p99"
+      periods     = 3
+      threshold   = local.api_p99_alarm_seconds
     }
     api-publish-failures = {
       description = "The API could not publish orders to SNS (publish_failed lines): clients got 503s."
@@ -185,12 +219,13 @@ resource "aws_cloudwatch_metric_alarm" "metric" {
   namespace           = each.value.namespace
   metric_name         = each.value.metric
   dimensions          = each.value.dimensions
-  statistic           = each.value.statistic
+  statistic           = lookup(each.value, "statistic", null)
+  extended_statistic  = lookup(each.value, "extended", null)
   period              = 60
   evaluation_periods  = each.value.periods
   threshold           = each.value.threshold
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
+  comparison_operator = lookup(each.value, "comparison", "GreaterThanThreshold")
+  treat_missing_data  = lookup(each.value, "missing", "notBreaching")
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
 }

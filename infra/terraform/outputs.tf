@@ -1,6 +1,14 @@
 output "alb_url" {
-  description = "Where the order API answers (point the bench here)."
-  value       = "http://${aws_lb.this.dns_name}"
+  description = "Where the order API answers (point the bench here): https when a certificate is configured (port 80 then only redirects), at domain_name when one is set."
+  value       = "${local.api_scheme}://${local.api_host}"
+}
+
+output "services" {
+  description = "Each ECS service's name and the task definition it should run: infra/deploy.sh waits until both run theirs."
+  value = {
+    api    = { name = aws_ecs_service.api.name, task_definition = aws_ecs_task_definition.this["api"].arn }
+    worker = { name = aws_ecs_service.worker.name, task_definition = aws_ecs_task_definition.this["worker"].arn }
+  }
 }
 
 output "topic_arn" {

@@ -37,6 +37,28 @@ variable "certificate_arn" {
   default     = null
 }
 
+variable "domain_name" {
+  description = "A DNS name for the API (the name certificate_arn covers); the URL deploy.sh prints uses it. null: the ALB's own DNS name."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.domain_name == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain_name))
+    error_message = "domain_name must be a lowercase DNS name such as orders.example.com, or null."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "A Route 53 hosted zone holding domain_name: an alias record to the ALB is created in it. null: point domain_name at the ALB yourself."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.route53_zone_id == null || var.domain_name != null
+    error_message = "route53_zone_id needs domain_name: the record to create in the zone."
+  }
+}
+
 variable "alb_ingress_cidrs" {
   description = "CIDRs allowed to reach the ALB."
   type        = list(string)
@@ -161,6 +183,17 @@ variable "payment_seconds" {
   }
 }
 
+variable "payment_timeout_seconds" {
+  description = "PAYMENT_TIMEOUT_SECONDS of both services: a payment still running after this counts as failed and is retried. It must exceed payment_seconds, or every payment would time out."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.payment_timeout_seconds > var.payment_seconds && var.payment_timeout_seconds <= 900
+    error_message = "payment_timeout_seconds must be above payment_seconds (or every payment times out) and at most 900."
+  }
+}
+
 variable "receive_strategy" {
   description = "RECEIVE_STRATEGY of the worker: batched or per-task."
   type        = string
@@ -235,6 +268,28 @@ variable "api_5xx_alarm_percent" {
   }
 }
 
+variable "alb_5xx_alarm_count" {
+  description = "Alarm when the ALB itself answers more than this many 5xx a minute, 2 minutes running (HTTPCode_ELB_5XX_Count: no healthy target, timeouts)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alb_5xx_alarm_count >= 0
+    error_message = "alb_5xx_alarm_count must be 0 or more."
+  }
+}
+
+variable "api_p99_alarm_seconds" {
+  description = "Alarm when the API's p99 TargetResponseTime is above this, 3 minutes running; null: payment_seconds + 2 (a sync order waits for its payment)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.api_p99_alarm_seconds == null || try(var.api_p99_alarm_seconds > 0, false)
+    error_message = "api_p99_alarm_seconds must be above 0, or null."
+  }
+}
+
 variable "interface_endpoints" {
   description = "Interface VPC endpoints for SQS, SNS, CloudWatch Logs and ECR (api, dkr), so task traffic to them skips the NAT gateway. Off by default: each costs about $0.01 per hour per AZ (about $0.10/h for these five in two AZs, twice the NAT gateway's $0.045/h) plus $0.01/GB, against the NAT's $0.045/GB: they pay off only above about 3 GB per hour."
   type        = bool
@@ -245,4 +300,22 @@ variable "oldest_message_alarm_seconds" {
   description = "Alarm when the oldest order in the queue has waited this long."
   type        = number
   default     = 300
+}
+
+variable "deletion_protection" {
+  description = "Deletion protection on the ALB and the order table: a destroy (or a replacement) fails until it is turned off. On in prod."
+  type        = bool
+  default     = false
+}
+
+variable "alb_access_logs" {
+  description = "ALB access logs to an S3 bucket this module creates (SSE-S3, the only encryption ELB log delivery supports; kept log_retention_days). On in prod."
+  type        = bool
+  default     = false
+}
+
+variable "ecr_force_delete" {
+  description = "Whether destroy deletes the ECR repositories with their images. true suits a test deployment rebuilt from git; false (prod) keeps every image an old tag could roll back to."
+  type        = bool
+  default     = true
 }

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.capacity import erlang_c_wait, plan
+from bench.harness.capacity import erlang_c_wait, plan
 
 
 def test_erlang_c_matches_the_textbook_case() -> None:

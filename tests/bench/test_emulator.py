@@ -1,4 +1,4 @@
-"""`bench.emulator` end to end on a tiny plan: both servers measured, figures where they belong."""
+"""`bench.tools.emulator` end to end on a tiny plan: both servers measured, figures in place."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import orjson
 import pytest
 
-from bench import emulator, emulator_load
+from bench.tools import emulator, emulator_load
 
 
 @pytest.mark.slow

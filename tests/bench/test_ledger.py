@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from bench.ledger import charged_twice, charges, parse_lines
+from bench.harness.ledger import charged_twice, charges, parse_lines
 
 
 def test_charges_are_counted_per_order_across_processes() -> None:

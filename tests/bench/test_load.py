@@ -7,7 +7,7 @@ import gc
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.load import open_loop
+from bench.harness.load import open_loop
 
 
 async def test_the_collector_sleeps_while_load_is_sent_and_wakes_after() -> None:

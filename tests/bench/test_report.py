@@ -8,10 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
-from bench import cli, compare, pipeline, plan, readme, receive, scaling
-from bench.capacity import plan as make_plan
-from bench.markdown import fmt, table, target, targets_table
-from bench.results import Result
+from bench import cli
+from bench.harness.capacity import plan as make_plan
+from bench.harness.results import Result
+from bench.report import readme
+from bench.report.markdown import fmt, table, target, targets_table
+from bench.report.reference import REFERENCE
+from bench.scenarios import compare, pipeline, plan, receive, scaling
 
 
 def test_table_aligns_numbers_right_and_formats_them() -> None:
@@ -80,7 +83,7 @@ def test_compare_report_states_the_speedup_and_the_reference() -> None:
         "speedup_p50": 400.4,
         "async_accepted": 10,
         "async_lost": 0,
-        "reference": compare.REFERENCE,
+        "reference": REFERENCE,
     }
     text = compare.report(result)
     assert "400x faster" in text

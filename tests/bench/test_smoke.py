@@ -29,6 +29,9 @@ TOY = {
     "receive": [
         "--slots", "20", "--payment-seconds", "0.2", "--backlog", "200", "--time-limit", "10",
     ],
+    "concurrency": [
+        "--slots", "50", "--payment-seconds", "0.5", "--backlog", "200", "--time-limit", "20",
+    ],
     # Declines, not transient failures: those would wait out their backoff.
     "soak": [
         "--rate", "5", "--duration", "2", "--payment-seconds", "0.1", "--failure-rate", "0",
@@ -36,7 +39,7 @@ TOY = {
     ],
     "pipeline": [
         "--rates", "5,10", "--duration", "1", "--slots", "20", "--payment-seconds", "0.1",
-        "--min-rate", "10", "--warmup", "0.5",
+        "--min-rate", "10", "--warmup", "0.5", "--refine", "0",
     ],
     "emulator": [
         "--backlogs", "10,100", "--samples", "2", "--stock-max-backlog", "100",
@@ -90,6 +93,16 @@ def test_receive_counts_whole_periods_and_asks_for_the_rate_it_measures(tmp_path
     assert not batched["order_state"]
     (rate,) = [t for t in result["targets"] if "sustained rate" in t["name"]]
     assert rate["measured"] == batched["of_ideal_pct"]
+
+
+def test_concurrency_times_the_drain_whole_and_counts_requests(tmp_path: Path) -> None:
+    result = _run("concurrency", _args("concurrency", tmp_path))
+    assert result["queued"] == 200
+    assert result["drained"] and result["paid"] == 200
+    assert result["charges"] == result["paid_reported"] == 200
+    assert result["drain_s"] >= result["ideal_drain_s"]
+    assert result["aws_requests_per_order"] > 0
+    assert result["worker_rss_max_mb"] > 0
 
 
 def test_the_pipeline_counts_aws_requests_and_cpu_per_order(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
-from bench.load import schedule
-from bench.queue import DepthSeries
-from bench.stack import require_loopback
-from bench.stats import percentile, rate_between, summarize, sustained_rate
+from bench.harness.load import schedule
+from bench.harness.queue import DepthSeries
+from bench.harness.stack import require_loopback
+from bench.harness.stats import percentile, rate_between, summarize, sustained_rate
 
 
 def test_percentile_interpolates_between_ranks() -> None:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,12 +14,13 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from devstack.follow import ServiceProcess, run_to_exit, wait_healthy
+from devstack.prereqs import check_chromium, find_chromium
 from tests.helpers import order_body
 
 pytestmark = pytest.mark.slow
 
-# Debian's chromium (.ci/run installs it): `playwright install` downloads are not possible here.
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+# CHROMIUM, else Debian's chromium (.ci/run installs it), else Playwright's own download: the
+# same search `make test`'s prerequisite check makes (devstack/prereqs.py).
 # Without the background-networking flags Chromium phones home at start, and this closed
 # network refuses it with errors of its own.
 CHROMIUM_ARGS = [
@@ -42,9 +42,10 @@ def stack_env(api_port: int, **extra: str) -> dict[str, str]:
 
 
 def chromium_path() -> str:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM)")
-    return str(CHROMIUM)
+    found = find_chromium(os.environ)
+    if found is None:
+        pytest.fail(check_chromium(os.environ) or "no Chromium")
+    return found
 
 
 @contextlib.asynccontextmanager

@@ -53,13 +53,29 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
-    """The instructions of each stage, FROM first."""
+    """The instructions of each stage, FROM first (global ARGs before it belong to none)."""
     found: list[list[tuple[str, str]]] = []
     for keyword, arguments in instructions(dockerfile):
         if keyword == "FROM":
             found.append([])
-        found[-1].append((keyword, arguments))
+        if found:
+            found[-1].append((keyword, arguments))
     return found
+
+
+def base_images(dockerfile: Path) -> list[str]:
+    """Each stage's FROM, with the global ARGs' defaults (what a build without --build-arg uses)."""
+    args: dict[str, str] = {}
+    for keyword, arguments in instructions(dockerfile):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG" and "=" in arguments:
+            name, _, default = arguments.partition("=")
+            args[name.strip()] = default.strip()
+    return [
+        re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], stage[0][1])
+        for stage in stages(dockerfile)
+    ]
 
 
 def final_stage(dockerfile: Path) -> list[tuple[str, str]]:

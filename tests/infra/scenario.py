@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 POISON = "this is not an order"
+DECLINED_CUSTOMER = "decline@test"
+"""The fake payment processor declines this customer's payments (services/common/payment.py)."""
 
 
 @dataclass
@@ -56,15 +58,16 @@ async def wait_healthy(url: str, http: aiohttp.ClientSession, within: float = 20
         await asyncio.sleep(0.1)
 
 
-async def _drain(sqs: SQSClient, queue_url: str, within: float) -> list[str]:
+async def _drain(sqs: SQSClient, queue_url: str, within: float, count: int = 1) -> list[str]:
+    """The bodies on the queue once `count` came (or whatever came within `within`)."""
     deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
+    bodies: list[str] = []
+    while len(bodies) < count and asyncio.get_running_loop().time() < deadline:
         got = await sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
         )
-        if got.get("Messages"):
-            return [m["Body"] for m in got["Messages"]]
-    return []
+        bodies += [m["Body"] for m in got.get("Messages", [])]
+    return bodies
 
 
 async def order_journey(
@@ -78,11 +81,24 @@ async def order_journey(
     tmp: Path,
     images: dict[str, BuiltImage],
     extra_env: dict[str, str] | None = None,
+    api_extra: dict[str, str] | None = None,
+    worker_extra: dict[str, str] | None = None,
+    decline: bool = False,
 ) -> Outcome:
-    """Pay one order, reject one bad request, dead-letter one poisoned message; stop both."""
+    """Pay one order, reject one bad request, dead-letter one poisoned message; stop both.
+
+    `api_extra`/`worker_extra`: one service's own variables (its task role's credentials);
+    `decline`: also order one whose payment is declined, which the worker dead-letters.
+    """
     port = free_port()
     base = service_env(aws, **(extra_env or {}))
-    api_env = {**base, "ORDER_TOPIC_ARN": topic_arn, "PORT": str(port), "HOST": "127.0.0.1"}
+    api_env = {
+        **base,
+        "ORDER_TOPIC_ARN": topic_arn,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        **(api_extra or {}),
+    }
     worker_env = {
         **base,
         "ORDER_QUEUE_URL": queue_url,
@@ -90,6 +106,7 @@ async def order_journey(
         "PAYMENT_SECONDS": "0.2",
         "WAIT_TIME_SECONDS": "1",
         "SHUTDOWN_GRACE_SECONDS": "5",
+        **(worker_extra or {}),
     }
     url = f"http://127.0.0.1:{port}"
     with (
@@ -103,6 +120,12 @@ async def order_journey(
                 order_id = (await resp.json())["order_id"]
             async with http.post(f"{url}/orders/async", json={"customer_id": 1}) as resp:
                 assert resp.status == 400, await resp.text()
+            declined_id = None
+            if decline:
+                body = order_body(customer_id=DECLINED_CUSTOMER)
+                async with http.post(f"{url}/orders/async", json=body) as resp:
+                    assert resp.status == 202, await resp.text()
+                    declined_id = (await resp.json())["order_id"]
         await sns.publish(TopicArn=topic_arn, Message=POISON)
 
         paid = await worker.wait_for(
@@ -116,6 +139,14 @@ async def order_journey(
             ),
             within=60,
         )
-        dead = await _drain(sqs, dlq_url, within=30)
+        if declined_id is not None:
+            await worker.wait_for(
+                lambda line: (
+                    line.get("event") == "message_dead_lettered"
+                    and line.get("order_id") == declined_id
+                ),
+                within=60,
+            )
+        dead = await _drain(sqs, dlq_url, within=30, count=2 if decline else 1)
         codes = {"api": api.terminate(), "worker": worker.terminate()}
         return Outcome(order_id, codes, dead, {"api": api.lines, "worker": worker.lines})

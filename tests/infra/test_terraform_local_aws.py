@@ -1,8 +1,11 @@
 """infra/terraform applied to the local AWS: create, converge, carry an order, destroy to nothing.
 
-The provider's endpoints point at the session's moto server through an override file in a copy
-of the module, so the module itself stays exactly what a real account gets. Resources the local
-AWS cannot create are in UNSUPPORTED: planned here, left out of the apply.
+The provider's endpoints point at this module's own local AWS, run with IAM enforced, through an
+override file in a copy of the module, so the module itself stays exactly what a real account
+gets. Terraform and the test sign as the account's administrator; the API and the worker run
+under credentials from sts:AssumeRole on the task roles Terraform made, so a permission the
+roles lack fails here as it would on AWS. Resources the local AWS cannot create are in
+UNSUPPORTED: planned here, left out of the apply.
 """
 
 from __future__ import annotations
@@ -10,18 +13,22 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from aiobotocore.session import get_session
 
+from devstack.env import REGION
+from devstack.local_aws import local_aws_process
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
 
-from .images import BuiltImage
-from .scenario import POISON, order_journey
+from ..helpers import aws_client, order_body, service_env
+from .images import BuiltImage, Service
+from .scenario import DECLINED_CUSTOMER, POISON, Outcome, free_port, order_journey, wait_healthy
 from .tf import TERRAFORM_DIR, Terraform, resource_addresses
 
 if TYPE_CHECKING:
@@ -70,6 +77,30 @@ SERVICES = [
     "applicationautoscaling", "cloudwatch", "dynamodb", "ec2", "ecr", "ecs", "elbv2", "iam",
     "kms", "logs", "sns", "sqs", "sts",
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """This module's own local AWS, enforcing IAM on assumed-role credentials."""
+    with local_aws_process(extra_args=("--enforce-iam",)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def aws(endpoint: str) -> AwsSettings:
+    return AwsSettings(region=REGION, endpoint_url=endpoint)
+
+
+@pytest.fixture(scope="module")
+async def sqs(aws: AwsSettings) -> AsyncIterator[SQSClient]:
+    async with aws_client(aws, "sqs") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def sns(aws: AwsSettings) -> AsyncIterator[SNSClient]:
+    async with aws_client(aws, "sns") as client:
+        yield client
 
 
 def _provider_override(endpoint: str) -> str:
@@ -307,6 +338,19 @@ def test_second_plan_shows_no_changes(applied: Stack) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+async def _task_credentials(aws: AwsSettings, role_name: str) -> dict[str, str]:
+    """A task's AWS variables: credentials from sts:AssumeRole on its task role, as ECS gives."""
+    async with aws_client(aws, "iam") as iam, aws_client(aws, "sts") as sts:
+        arn = (await iam.get_role(RoleName=role_name))["Role"]["Arn"]
+        got = await sts.assume_role(RoleArn=arn, RoleSessionName=f"{role_name}-task")
+    creds = got["Credentials"]
+    return {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+    }
+
+
 async def test_services_pay_an_order_on_the_terraform_topology(
     applied: Stack,
     aws: AwsSettings,
@@ -315,6 +359,8 @@ async def test_services_pay_an_order_on_the_terraform_topology(
     tmp_path: Path,
     images: dict[str, BuiltImage],
 ) -> None:
+    # Each service under its own task role: every call it makes is checked against what
+    # iam.tf grants, on the table, queue, DLQ, topic and key Terraform made.
     outcome = await order_journey(
         aws,
         sns,
@@ -325,11 +371,85 @@ async def test_services_pay_an_order_on_the_terraform_topology(
         tmp=tmp_path,
         images=images,
         extra_env={"ORDERS_TABLE": applied.outputs["orders_table"]},
+        api_extra=await _task_credentials(aws, f"{applied.name}-api-task"),
+        worker_extra=await _task_credentials(aws, f"{applied.name}-worker-task"),
+        decline=True,
     )
     assert outcome.exit_codes == {"api": 0, "worker": 0}
-    assert outcome.dead_letters == [POISON]
+    assert len(outcome.dead_letters) == 2, outcome.dead_letters
+    assert POISON in outcome.dead_letters
+    assert any(DECLINED_CUSTOMER in body for body in outcome.dead_letters), outcome.dead_letters
     paid = [line for line in outcome.lines["worker"] if line.get("event") == "order_paid"]
     assert [line["order_id"] for line in paid] == [outcome.order_id]
+    denied = [line for line in outcome.all_lines() if "AccessDenied" in json.dumps(line)]
+    assert not denied, denied
+
+
+async def test_a_permission_removed_from_the_worker_role_fails_loudly(
+    applied: Stack, aws: AwsSettings, tmp_path: Path, images: dict[str, BuiltImage]
+) -> None:
+    """The worker's role without kms:Decrypt on the table's key: every claim is refused."""
+    role = f"{applied.name}-worker-task"
+    async with aws_client(aws, "iam") as iam:
+        got = await iam.get_role_policy(RoleName=role, PolicyName="worker-task")
+        granted = got["PolicyDocument"]
+        document: dict[str, Any] = granted if isinstance(granted, dict) else json.loads(granted)
+        kept = [s for s in document["Statement"] if "kms:Decrypt" not in str(s.get("Action"))]
+        assert len(kept) == len(document["Statement"]) - 1, document
+        await iam.put_role_policy(
+            RoleName=role,
+            PolicyName="worker-task",
+            PolicyDocument=json.dumps({**document, "Statement": kept}),
+        )
+        try:
+            outcome = await _order_under_task_roles(applied, aws, tmp_path, images)
+        finally:
+            await iam.put_role_policy(
+                RoleName=role, PolicyName="worker-task", PolicyDocument=json.dumps(document)
+            )
+    worker = outcome.lines["worker"]
+    denied = [line for line in worker if "AccessDeniedException" in json.dumps(line)]
+    assert denied, worker
+    # The AWS error code and what was refused, in the worker's own log line.
+    assert "kms:Decrypt" in json.dumps(denied[0]), denied[0]
+    assert not [line for line in worker if line.get("event") == "order_paid"]
+
+
+async def _order_under_task_roles(
+    applied: Stack, aws: AwsSettings, tmp: Path, images: dict[str, BuiltImage]
+) -> Outcome:
+    """Queue one order through the API, and run the worker until it logs an AWS denial."""
+    port = free_port()
+    base = service_env(aws, ORDERS_TABLE=applied.outputs["orders_table"])
+    api_env = {
+        **base,
+        "ORDER_TOPIC_ARN": applied.outputs["topic_arn"],
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        **await _task_credentials(aws, f"{applied.name}-api-task"),
+    }
+    worker_env = {
+        **base,
+        "ORDER_QUEUE_URL": applied.outputs["queue_url"],
+        "NUM_WORKERS": "2",
+        "PAYMENT_SECONDS": "0.2",
+        "WAIT_TIME_SECONDS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "2",
+        **await _task_credentials(aws, f"{applied.name}-worker-task"),
+    }
+    url = f"http://127.0.0.1:{port}"
+    with (
+        Service(images["api"], api_env, tmp) as api,
+        Service(images["worker"], worker_env, tmp) as worker,
+    ):
+        async with aiohttp.ClientSession() as http:
+            await wait_healthy(url, http)
+            async with http.post(f"{url}/orders/async", json=order_body()) as resp:
+                assert resp.status == 202, await resp.text()
+                order_id = (await resp.json())["order_id"]
+        await worker.wait_for(lambda line: "AccessDeniedException" in json.dumps(line), within=60)
+        codes = {"api": api.terminate(), "worker": worker.terminate()}
+        return Outcome(order_id, codes, [], {"api": api.lines, "worker": worker.lines})
 
 
 async def test_destroy_leaves_nothing(

@@ -97,10 +97,12 @@ class Terraform:
 
     @classmethod
     def copy_of_module(cls, workdir: Path, env: Mapping[str, str], **kwargs: Any) -> Terraform:
+        # The committed .terraform.lock.hcl comes along: init then checks the mirror's (or the
+        # registry's) provider against its hashes, as a deploy's init does.
         shutil.copytree(
             TERRAFORM_DIR,
             workdir,
-            ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"),
+            ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"),
         )
         return cls(workdir, env, **kwargs)
 

@@ -9,7 +9,7 @@ from collections import Counter
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
-from bench.emulator_load import sqs_query_request
+from bench.tools.emulator_load import sqs_query_request
 
 from .clients import Clients, open_clients
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
 
-from bench.ledger import charges
+from bench.harness.ledger import charges
 from devstack.follow import run_to_exit
 from devstack.topology import Topology
 from services.common.messages import OrderMessage, OrderRequest, encode_message

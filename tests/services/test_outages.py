@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from bench.ledger import charges
+from bench.harness.ledger import charges
 from devstack.follow import ServiceProcess, api_process
 from devstack.topology import Topology
 from localaws.client import set_faults

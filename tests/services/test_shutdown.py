@@ -7,7 +7,7 @@ import signal
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from bench.ledger import charges
+from bench.harness.ledger import charges
 from devstack.follow import ServiceProcess
 from devstack.topology import Topology, create_topology
 from services.common.orders import OrderStore, Status

@@ -6,6 +6,7 @@ name       = "orderflow-dev"
 # Worker sizing: NUM_WORKERS concurrent payments per task, autoscaled on backlog per task.
 num_workers                   = 100
 payment_seconds               = 3
+payment_timeout_seconds       = 10
 receive_strategy              = "batched"
 worker_shutdown_grace_seconds = 25
 worker_min_count              = 1

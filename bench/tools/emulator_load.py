@@ -1,9 +1,8 @@
-"""What `bench.emulator` measures on one local AWS server: call costs, ceiling, idle polls."""
+"""What `bench.tools.emulator` measures on one local AWS server: call costs, ceiling, idle polls."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 import uuid
@@ -18,6 +17,8 @@ from aiobotocore.session import get_session
 from devstack.env import client_args
 from devstack.topology import TopologyNames, ensure_topology
 from services.common.aws import client_config
+
+from ..harness.procstat import live_cpu_seconds, rss_mb, thread_count
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -237,12 +238,12 @@ async def ceiling(
                 await aws.sqs.delete_message_batch(QueueUrl=p.queue_url, Entries=handles)
                 deleted += len(handles)
 
-    started, server_cpu, client_cpu = time.monotonic(), cpu_seconds(pid), time.process_time()
+    started, server_cpu, client_cpu = time.monotonic(), live_cpu_seconds(pid), time.process_time()
     await asyncio.gather(
         *(publish() for _ in range(publishers)), *(consume() for _ in range(consumers))
     )
     elapsed = time.monotonic() - started
-    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
+    server_cpu, client_cpu = live_cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
     through = min(published, deleted)
     return {
         "seconds": round(elapsed, 2),
@@ -259,21 +260,6 @@ async def ceiling(
         # What the server could carry with one core to itself.
         "messages_per_server_cpu_s": round(through / server_cpu, 1) if server_cpu else None,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _proc_status(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def sqs_query_request(netloc: str, form: str) -> bytes:
@@ -293,9 +279,9 @@ async def idle_polls(endpoint: str, pid: int, polls: int, window: float) -> Idle
     Raw sockets, not aiobotocore: the bench knows each request has been written before
     the window opens, and its own CPU stays out of the way.
     """
-    idle_before = cpu_seconds(pid)
+    idle_before = live_cpu_seconds(pid)
     await asyncio.sleep(1.0)
-    idle_cpu = cpu_seconds(pid) - idle_before
+    idle_cpu = live_cpu_seconds(pid) - idle_before
     async with clients(endpoint, pool_size=2) as aws:
         url = (await aws.sqs.create_queue(QueueName=f"idle-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
         result = await _hold(endpoint, pid, url, polls, window, aws)
@@ -326,11 +312,12 @@ async def _hold(
     firsts = [asyncio.create_task(reader.read(1)) for reader, _ in streams]
     # Every request is written; give the server a moment to read and park the last ones.
     await asyncio.sleep(2.0)
-    before, started = cpu_seconds(pid), time.monotonic()
+    before, started = live_cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(window)
-    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - started
+    used, elapsed = live_cpu_seconds(pid) - before, time.monotonic() - started
     answered = sum(1 for first in firsts if first.done() and first.result())
-    threads, rss_kib = _proc_status(pid, "Threads"), _proc_status(pid, "VmRSS")
+    # The server is running: both answer (0 would show a reader that could not).
+    threads, rss = thread_count(pid) or 0, rss_mb(pid) or 0.0
     # Proof they were waiting: one message sent now answers exactly one of them.
     await aws.sqs.send_message(QueueUrl=url, MessageBody=BODY % uuid.uuid4())
     await asyncio.wait(firsts, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
@@ -348,5 +335,5 @@ async def _hold(
         "window_s": round(elapsed, 2),
         "cpu_percent_of_one_core": round(100 * used / elapsed, 2),
         "server_threads": threads,
-        "server_rss_mib": round(rss_kib / 1024, 1),
+        "server_rss_mib": round(rss, 1),
     }

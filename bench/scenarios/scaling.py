@@ -11,26 +11,16 @@ import asyncio
 from pathlib import Path
 from typing import TypedDict
 
-from devstack.topology import Topology
 from services.common.settings import AwsSettings
 
-from .charts import queue_depth
-from .load import open_loop
-from .markdown import table
-from .queue import Depth, sampling
-from .results import Earlier, Result
-from .stack import (
-    WorkerRun,
-    api_process,
-    local_aws,
-    new_topology,
-    order_state,
-    resubscribe,
-    sqs_client,
-    state_env,
-    worker_process,
-)
-from .stats import rate_between
+from ..harness.ledger import Ledger, ledger_targets
+from ..harness.load import open_loop
+from ..harness.queue import Depth, sampling
+from ..harness.results import Earlier, Result
+from ..harness.stack import WorkerRun, local_stack, order_state, resubscribe, sqs_client
+from ..harness.stats import rate_between
+from ..report.charts import queue_depth
+from ..report.markdown import table
 
 SLOTS = (1, 5, 20, 100, 1000)
 
@@ -132,18 +122,21 @@ def run(args: argparse.Namespace, earlier: Earlier) -> ScalingResult:
     spec = settings(args)
     pay = spec["payment_seconds"]
     runs: list[SlotsRun] = []
-    with local_aws() as aws:
-        topology: Topology = asyncio.run(new_topology(aws, "scaling"))
-        extra = state_env(spec["order_state"], topology)
-        with api_process(aws, topology.topic_arn, pay, extra) as api:
-            for slots in spec["slots"]:
-                topology = asyncio.run(resubscribe(aws, topology, "scaling"))
-                # No grace: what is still queued or paying when arrivals stop is the answer.
-                with worker_process(
-                    aws, topology.queue_url, slots=slots, payment_seconds=pay, extra=extra
-                ) as worker:
-                    runs.append(asyncio.run(_one(aws, api.url, topology.queue_url, worker, spec)))
-    return {"settings": spec, "runs": runs}
+    workers: list[WorkerRun] = []
+    with local_stack("scaling", order_state=spec["order_state"]) as stack, stack.api(pay) as api:
+        for slots in spec["slots"]:
+            stack.topology = asyncio.run(resubscribe(stack.aws, stack.topology, "scaling"))
+            # No grace: what is still queued or paying when arrivals stop is the answer.
+            with stack.worker(slots=slots, payment_seconds=pay) as worker:
+                got = _one(stack.aws, api.url, stack.topology.queue_url, worker, spec)
+                runs.append(asyncio.run(got))
+            workers.append(worker)
+    ledger = Ledger.of(api.charges, *(w.charges for w in workers))
+    # No lost-order verdict: without grace, orders still queued at a stop are not lost.
+    verdicts = ledger_targets(
+        "scaling", ledger, accepted=None, paid=sum(len(w.paid) for w in workers)
+    )
+    return {"settings": spec, "runs": runs, "targets": verdicts}
 
 
 def _runs_table(result: ScalingResult) -> str:
@@ -163,7 +156,7 @@ def _runs_table(result: ScalingResult) -> str:
     return table(
         [
             "slots",
-            "capacity /s",
+            "capacity /s (slots ÷ payment)",
             "processing /s",
             "depth start",
             "depth end",
@@ -216,10 +209,3 @@ def charts(result: ScalingResult, out_dir: Path) -> list[str]:
             arrivals_end=arrivals,
         )
     ]
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("scaling"))

@@ -1,6 +1,6 @@
 """Client CPU per AWS call: what one aiobotocore call costs the process that makes it.
 
-`python -m bench.client_cost [--calls N] [--rounds R] [--config both|lean|default]
+`python -m bench.tools.client_cost [--calls N] [--rounds R] [--config both|lean|default]
 [--ablation] [--json PATH]` starts the local AWS on loopback and, for each client config,
 makes N sequential calls of each operation per round: SNS Publish, PublishBatch of 10, SQS
 SendMessage, DynamoDB UpdateItem (conditional, as the order path writes) and
@@ -13,7 +13,7 @@ Figures that other load on the machine cannot move: count this process's instruc
 valgrind (the local AWS, a child process, is not traced), once with `--calls 0` and once
 with `--calls 200`; the difference over 200 is instructions per call:
 `valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null python -m
-bench.client_cost --skip-load --rounds 1 --config lean --ops sns.publish --calls 200`.
+bench.tools.client_cost --skip-load --rounds 1 --config lean --ops sns.publish --calls 200`.
 
 Then (unless `--skip-load`) the API's publish path under open-loop arrivals, with the lean
 config and the services' topology (topic -> SQS subscription): one `sns.publish` per order
@@ -345,8 +345,8 @@ def render_load(runs: list[LoadRun]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.client_cost", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.client_cost", description=__doc__)
     parser.add_argument("--calls", type=int, default=300, help="calls per round (300)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
     parser.add_argument("--warmup", type=int, default=30, help="uncounted calls first (30)")
@@ -373,7 +373,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the event loop the clients run on (uvloop must be installed)",
     )
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _write_json(path: str, meta: dict[str, Any], summary: Any, runs: list[LoadRun]) -> None:
+    with open(path, "wb") as f:
+        figures = {"meta": meta, "results": summary, "publish_load": [asdict(r) for r in runs]}
+        f.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     # The local AWS takes any credentials; never let a developer's real ones be used.
     isolate(os.environ)
     named = configs(args.ablation, args.config)
@@ -411,9 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_load(runs))
     print(f"\nload average {meta['load_average'][0]} at start, {meta['load_average'][1]} at end")
     if args.json:
-        with open(args.json, "wb") as f:
-            figures = {"meta": meta, "results": summary, "publish_load": [asdict(r) for r in runs]}
-            f.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+        _write_json(args.json, meta, summary, runs)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .targets import target
+from ..harness.targets import target
 
 __all__ = ["fmt", "table", "target", "targets_table"]
 

@@ -18,44 +18,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import NamedTuple, NotRequired, TypedDict
 
 import orjson
 from tqdm import tqdm
 
-from .charts import latency_distribution
-from .ledger import twice_charged
-from .markdown import table
-from .results import Earlier, Result
-from .stack import (
-    api_process,
-    local_aws,
-    new_topology,
+from ..harness.ledger import Ledger, ledger_targets
+from ..harness.remote import RemoteOrders
+from ..harness.results import Earlier, Result, TargetResult
+from ..harness.stack import (
+    LocalStack,
+    local_stack,
     order_state,
     require_loopback,
-    state_env,
     wait_until_paid,
 )
-from .stack import worker_process as start_worker
-from .stats import summarize
-from .targets import target
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.charts import latency_distribution
+from ..report.markdown import table
+from ..report.reference import REFERENCE, REFERENCE_SPEEDUP, Reference
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
-class Reference(TypedDict):
-    """The reference report's figures (AWS, 20 Locust users)."""
-
-    sync_p50_ms: int
-    sync_rps: float
-    async_p50_ms: int
-    async_rps: float
-
-
-# The reference report's figures (shared/reference/seed-report.md); ours are judged
-# against the issue's targets, and its speed-up is computed from these, not typed.
-REFERENCE: Reference = {"sync_p50_ms": 3024, "sync_rps": 5.7, "async_p50_ms": 39, "async_rps": 5.4}
-REFERENCE_SPEEDUP = REFERENCE["sync_p50_ms"] / REFERENCE["async_p50_ms"]
 # (label, endpoint, jitter or None for --jitter): the reference's shape first.
 RUNS = (
     ("sync, reference shape", "/orders/sync", 0.0),
@@ -116,7 +102,10 @@ class LocustRun(TypedDict):
     duration_s: float
     requests: int
     failures: int
-    requests_per_s: float
+    requests_per_s: float | None
+    """Requests over span_s, the run's measured span."""
+    span_s: float | None
+    """From the first request sent to the last answered (None: no request)."""
     latency_ms: dict[str, float | int | None]
     latencies_ms: list[float]
     """Every answered request's latency (the latency chart draws them)."""
@@ -139,6 +128,8 @@ class CompareSettings(TypedDict):
     payment_seconds: float
     worker_slots: int
     order_state: bool
+    full: NotRequired[bool]
+    """--full: the report's 60 s per endpoint; else the quick run's shorter ones."""
 
 
 class CompareResult(Result):
@@ -149,8 +140,11 @@ class CompareResult(Result):
     """Sync p50 / async p50 in the reference shape; None when either had no answer."""
     async_accepted: int
     async_lost: int
-    """Accepted by the API, never paid by the worker."""
-    charged_twice: int
+    """Accepted by the API, never charged (the processor's ledger)."""
+    charged_twice: int | None
+    """None on a --target: its ledger is not the bench's to read."""
+    target: NotRequired[str]
+    """--target: the running stack compared (paid from GET /orders/{id})."""
     reference: Reference
     reference_speedup_p50: float
 
@@ -204,7 +198,7 @@ def _locust(
     duration = _duration(args, path)
     tag = f"{path.replace('/', '-')}-{jitter:g}"
     samples = workdir / f"samples{tag}.json"
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
         "BENCH_PATH": path,
@@ -233,13 +227,17 @@ def _locust(
         raise RuntimeError(f"locust wrote no samples (exit {proc.returncode}): {tail}")
     data = orjson.loads(samples.read_bytes())
     latencies: list[float] = data["latencies_ms"]
+    span: float | None = data.get("span_s")
     return {
         "path": path,
         "jitter": jitter,
         "duration_s": duration,
         "requests": len(latencies) + data["failures"],
         "failures": data["failures"],
-        "requests_per_s": (len(latencies) + data["failures"]) / duration,
+        # Over the span measured (first request sent to last answered), not the configured
+        # run time: Locust ramps users up and waits for the last answers.
+        "requests_per_s": (len(latencies) + data["failures"]) / span if span else None,
+        "span_s": span,
         "latency_ms": summarize(latencies),
         "latencies_ms": [round(x, 3) for x in latencies],
         "accepted": data["accepted"],
@@ -247,93 +245,140 @@ def _locust(
     }
 
 
-def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
-    pay = args.payment_seconds
-    state = order_state(args)
-    runs: dict[str, LocustRun] = {}
-    with local_aws() as aws, tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        topology = asyncio.run(new_topology(aws, "compare"))
-        extra = state_env(state, topology)
-        with (
-            api_process(aws, topology.topic_arn, pay, extra) as api,
-            start_worker(
-                aws,
-                topology.queue_url,
-                slots=args.slots,
-                payment_seconds=pay,
-                grace_seconds=pay,
-                extra=extra,
-            ) as worker,
-        ):
-            for label, path, jitter in RUNS:
-                runs[label] = _locust(
-                    api.url, path, args.jitter if jitter is None else jitter, args, Path(tmp)
-                )
-            accepted = {
-                order_id
-                for r in runs.values()
-                if r["path"] == "/orders/async"
-                for order_id in r.get("accepted", [])
-            }
-            asyncio.run(wait_until_paid(worker, accepted, limit=2 * pay + 10))
-            lost = len(accepted - worker.paid_ids())
-    for r in runs.values():
-        r.pop("accepted")
-    twice = twice_charged(api.charges, worker.charges)
-    sync_p50 = runs["sync, reference shape"]["latency_ms"]["p50"]
+def _settings(args: argparse.Namespace) -> CompareSettings:
+    return {
+        "users": args.users,
+        "spawn_rate": args.spawn_rate,
+        "duration_s": _duration(args),
+        "async_duration_s": _duration(args, "/orders/async"),
+        "min_samples": args.min_samples,
+        "pacing_s": args.pacing,
+        "jitter": args.jitter,
+        "payment_seconds": args.payment_seconds,
+        "worker_slots": args.slots,
+        "order_state": order_state(args),
+        "full": not args.quick,
+    }
+
+
+def _targets(args: argparse.Namespace, result: CompareResult) -> list[TargetResult]:
+    runs, speedup = result["runs"], result["speedup_p50"]
     ref_async = runs["async, reference shape"]["latency_ms"]
     jittered = runs["async, jittered"]["latency_ms"]
-    speedup = sync_p50 / ref_async["p50"] if sync_p50 and ref_async["p50"] else None
     shape = f"{args.users} users, no jitter"
+    return [
+        target(
+            "compare: async vs sync p50 speed-up, reference shape", speedup, ">=", 300, "x", shape
+        ),
+        target(
+            "compare: async p99, reference shape",
+            ref_async["p99"],
+            "<=",
+            25,
+            "ms",
+            f"{shape}, {ref_async['count']} samples",
+        ),
+        target(
+            "compare: async p99, jittered",
+            jittered["p99"],
+            "<=",
+            25,
+            "ms",
+            f"± {args.jitter * 100:g} %, {jittered['count']} samples",
+        ),
+    ]
+
+
+class _Runs(NamedTuple):
+    runs: dict[str, LocustRun]
+    accepted: set[str]
+    """Async orders the API accepted."""
+    ledger: Ledger
+    paid: int
+    """Orders the services say they paid: sync answers and the worker's order_paid lines."""
+
+
+def _locust_runs(stack: LocalStack, args: argparse.Namespace, workdir: Path) -> _Runs:
+    """The three Locust runs against one API and worker, until the async orders are paid."""
+    pay = args.payment_seconds
+    runs: dict[str, LocustRun] = {}
+    with (
+        stack.api(pay) as api,
+        stack.worker(slots=args.slots, payment_seconds=pay, grace_seconds=pay) as worker,
+    ):
+        for label, path, jitter in RUNS:
+            run_jitter = args.jitter if jitter is None else jitter
+            runs[label] = _locust(api.url, path, run_jitter, args, workdir)
+        accepted = _accepted(runs)
+        asyncio.run(wait_until_paid(worker, accepted, limit=2 * pay + 10))
+    sync = [r for r in runs.values() if r["path"] == "/orders/sync"]
+    paid = len(worker.paid) + sum(r["requests"] - r["failures"] for r in sync)
+    return _Runs(runs, accepted, Ledger.of(api.charges, worker.charges), paid)
+
+
+def _accepted(runs: dict[str, LocustRun]) -> set[str]:
+    """The async orders the API accepted (dropped from the runs once collected)."""
     return {
-        "settings": {
-            "users": args.users,
-            "spawn_rate": args.spawn_rate,
-            "duration_s": _duration(args),
-            "async_duration_s": _duration(args, "/orders/async"),
-            "min_samples": args.min_samples,
-            "pacing_s": args.pacing,
-            "jitter": args.jitter,
-            "payment_seconds": pay,
-            "worker_slots": args.slots,
-            "order_state": state,
-        },
-        "runs": runs,
-        "speedup_p50": speedup,
-        "async_accepted": len(accepted),
-        "async_lost": lost,
-        "charged_twice": len(twice),
+        order_id
+        for r in runs.values()
+        if r["path"] == "/orders/async"
+        for order_id in r.pop("accepted", [])
+    }
+
+
+def _on_target(url: str, args: argparse.Namespace, workdir: Path) -> _Runs:
+    """The three Locust runs against a stack the bench did not start; paid from GET."""
+    runs = {
+        label: _locust(url, path, args.jitter if jitter is None else jitter, args, workdir)
+        for label, path, jitter in RUNS
+    }
+    accepted = _accepted(runs)
+    orders = RemoteOrders(url)
+    asyncio.run(orders.wait_until_paid(accepted, 2 * args.payment_seconds + 10))
+    return _Runs(runs, accepted, Ledger(), len(orders.paid_ids() & accepted))
+
+
+def _result(spec: CompareSettings, got: _Runs) -> CompareResult:
+    sync_p50 = got.runs["sync, reference shape"]["latency_ms"]["p50"]
+    async_p50 = got.runs["async, reference shape"]["latency_ms"]["p50"]
+    return {
+        "settings": spec,
+        "runs": got.runs,
+        "speedup_p50": sync_p50 / async_p50 if sync_p50 and async_p50 else None,
+        "async_accepted": len(got.accepted),
+        "async_lost": len(got.ledger.lost(got.accepted)),
+        "charged_twice": len(got.ledger.twice()),
         "reference": REFERENCE,
         "reference_speedup_p50": REFERENCE_SPEEDUP,
-        "targets": [
-            target(
-                "compare: async vs sync p50 speed-up, reference shape",
-                speedup,
-                ">=",
-                300,
-                "x",
-                shape,
-            ),
-            target(
-                "compare: async p99, reference shape",
-                ref_async["p99"],
-                "<=",
-                25,
-                "ms",
-                f"{shape}, {ref_async['count']} samples",
-            ),
-            target(
-                "compare: async p99, jittered",
-                jittered["p99"],
-                "<=",
-                25,
-                "ms",
-                f"± {args.jitter * 100:g} %, {jittered['count']} samples",
-            ),
-            target("compare: accepted async orders never paid", lost, "==", 0),
-            target("compare: orders charged twice (processor's ledger)", len(twice), "==", 0),
-        ],
     }
+
+
+def run(args: argparse.Namespace, earlier: Earlier) -> CompareResult:
+    spec = _settings(args)
+    url = getattr(args, "target", None)
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        if url is not None:
+            got = _on_target(url, args, Path(tmp))
+        else:
+            with local_stack("compare", order_state=spec["order_state"]) as stack:
+                got = _locust_runs(stack, args, Path(tmp))
+    result = _result(spec, got)
+    result["targets"] = _targets(args, result)
+    if url is None:
+        result["targets"] += ledger_targets(
+            "compare", got.ledger, accepted=got.accepted, paid=got.paid
+        )
+        return result
+    # Another stack's ledger is not the bench's to read: paid as GET /orders/{id} shows it.
+    result["target"] = url
+    result["async_lost"] = len(got.accepted) - got.paid
+    result["charged_twice"] = None
+    result["targets"].append(
+        target(
+            "compare: accepted orders never paid (GET /orders/{id})", result["async_lost"], "==", 0
+        )
+    )
+    return result
 
 
 def _runs_table(result: CompareResult) -> str:
@@ -362,28 +407,57 @@ def _runs_table(result: CompareResult) -> str:
     return table(["run", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
 
 
+# The ratio's one caveat, under the heading and beside the README's figure.
+CAVEAT = (
+    "The speed-up sets the same payment time over loopback here against the report's over "
+    "the internet: the report's async median includes its round trip, this one does not."
+)
+
+
+def heading(s: CompareSettings) -> str:
+    """Which run this was: quick or --full, and how long each endpoint ran."""
+    if s.get("full"):
+        return f"--full (the report's {s['duration_s']:g} s per endpoint)"
+    return (
+        f"quick (sync {s['duration_s']:g} s, async {s.get('async_duration_s', 0):g} s; "
+        "`--full` is the report's 60 s per endpoint)"
+    )
+
+
 def report(result: CompareResult) -> str:
     s, ref = result["settings"], result["reference"]
     speedup = result["speedup_p50"]
     ref_speedup = result.get("reference_speedup_p50") or REFERENCE_SPEEDUP
     return "\n".join(
         [
-            "## compare: sync vs async under Locust",
+            f"## compare: sync vs async under Locust, {heading(s)}",
+            "",
+            CAVEAT,
             "",
             f"Locust headless, {s['users']} users spawned at {s['spawn_rate']:g}/s, one order per "
             f"user every {s['pacing_s']:g} s: in the reference report's shape (Locust's "
             f"lockstep, no jitter) and, for async, again with ± {s.get('jitter', 0) * 100:g} % "
             f"jitter; sync {s['duration_s']:g} s, async {s.get('async_duration_s', 0):g} s each "
-            f"(at least {s.get('min_samples', 0)} requests behind each p99); payment "
-            f"{s['payment_seconds']:g} s; {s['worker_slots']} worker slots behind async; order "
-            f"state {'on' if s.get('order_state') else 'off'}.",
+            f"(at least {s.get('min_samples', 0)} requests behind each p99); "
+            + (
+                f"against {result['target']}, a stack the bench did not start (its own payment "
+                "time and slots; paid as GET /orders/{id} shows it)."
+                if result.get("target")
+                else f"payment {s['payment_seconds']:g} s; {s['worker_slots']} worker slots behind "
+                f"async; order state {'on' if s.get('order_state') else 'off'}."
+            ),
             "",
             _runs_table(result),
             "",
             f"**Async is {speedup:,.0f}x faster at the median** in the reference shape "
             f"(reference: {ref['sync_p50_ms']:,} / {ref['async_p50_ms']} ms = "
             f"{ref_speedup:,.0f}x). {result['async_accepted']} async orders accepted, "
-            f"{result['async_lost']} not paid, {result.get('charged_twice', 0)} charged twice."
+            f"{result['async_lost']} not paid, "
+            + (
+                "charged twice: not readable on a --target."
+                if result.get("charged_twice") is None
+                else f"{result.get('charged_twice', 0)} charged twice."
+            )
             if speedup
             else "No speed-up: an endpoint had no successful request.",
             "",
@@ -394,10 +468,3 @@ def report(result: CompareResult) -> str:
 def charts(result: CompareResult, out_dir: Path) -> list[str]:
     series = {label: e["latencies_ms"] for label, e in result["runs"].items()}
     return [latency_distribution(series, out_dir / "compare-latency.png", "compare: Locust")]
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("compare"))

@@ -2,13 +2,16 @@
 
 The table sits between two markers in README.md and is only ever written by this command,
 from the JSON a bench run saved (`--json`), so the README cannot say what no run measured.
-Each JSON is one column, labelled by its order state; `--check` exits 1 if the README's
-table differs from what the JSON gives (nothing is written then).
+Each JSON is one column, labelled by its order state; repeated runs in a `runs/` folder
+beside it (make bench-reference writes three) give the headline figures as median (min-max);
+under the table, one generated paragraph names the targets each column misses. `--check`
+exits 1 if the README's table differs from what the JSON gives (nothing is written then).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from .compare import REFERENCE, REFERENCE_SPEEDUP
+from .reference import REFERENCE, REFERENCE_SPEEDUP
 
 START = "<!-- bench-table: written by `python -m bench readme`, do not edit by hand -->"
 END = "<!-- /bench-table -->"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = (
     ROOT / "bench" / "reference" / "results.json",
     ROOT / "bench" / "reference" / "stateless" / "results.json",
@@ -51,8 +54,15 @@ def _compare(s: Mapping[str, Any]) -> str:
     jit = (runs.get("async, jittered") or {}).get("latency_ms") or {}
     if not ref:
         return NONE
+    settings = s.get("settings") or {}
+    mode = (
+        "--full run"
+        if settings.get("full")
+        else f"quick run, sync {_n(settings.get('duration_s'))} s with "
+        f"{_n((runs.get('sync, reference shape') or {}).get('requests'))} requests"
+    )
     return (
-        f"{_n(ref.get('p50'), 1)} ms vs {_n(sync.get('p50'))} ms "
+        f"{mode}: {_n(ref.get('p50'), 1)} ms vs {_n(sync.get('p50'))} ms "
         f"({_n(s.get('speedup_p50'))}{TIMES}); async p99 {_n(ref.get('p99'), 1)} ms "
         f"({_n(ref.get('count'))} samples); jittered ± "
         f"{(s.get('settings') or {}).get('jitter', 0) * 100:g} %: p50 {_n(jit.get('p50'), 1)} "
@@ -67,8 +77,8 @@ def _flash(s: Mapping[str, Any]) -> str:
     slots = (s.get("settings") or {}).get("slots")
     return (
         f"{_n(a['accepted'])}/{_n(a['sent'])} accepted, {_n(a['paid'])} paid, "
-        f"{_n(a['lost'])} lost, p99 {_n(a['latency_ms'].get('p99'), 1)} ms; drained "
-        f"{_n(a.get('drain_s'), 1)} s after arrivals stop with {_n(slots)} slots"
+        f"{_n(a['lost'])} lost (ledger), p99 {_n(a['latency_ms'].get('p99'), 1)} ms; drained "
+        f"{_n(a.get('drain_s'), 1)} s after arrivals stop with {_n(slots)} slots (as planned)"
     )
 
 
@@ -80,20 +90,23 @@ def _pipeline(s: Mapping[str, Any]) -> str:
     steps = s.get("steps")
     if not steps:
         return NONE
-    at60, at120 = _pipeline_step(s, 60.0), _pipeline_step(s, 120.0)
+    at60 = _pipeline_step(s, 60.0)
     carried = next((t for t in s.get("targets", []) if "highest rate" in t["name"]), None)
+    top = None if not carried or carried["measured"] is None else carried["measured"]
+    at_top = None if top is None else _pipeline_step(s, top)
+    slots = (s.get("settings") or {}).get("slots")
     parts = []
     if at60:
         lat = at60["latency_ms"]
         parts.append(f"60/s: p50 {_n(lat.get('p50'), 1)} ms, p99 {_n(lat.get('p99'), 1)} ms")
-    if at120:
-        cpu = at120["cpu_ms_per_order"]
+    parts.append(f"highest rate carried (p99 ≤ 100 ms, paid in time): {_n(top)}/s")
+    if at_top:
+        cpu = at_top["cpu_ms_per_order"]
         parts.append(
-            f"CPU ms per order at 120/s: API {_n(cpu.get('api'), 2)}, worker "
+            f"CPU ms per order there: API {_n(cpu.get('api'), 2)}, worker "
             f"{_n(cpu.get('worker'), 2)}, local AWS {_n(cpu.get('local_aws'), 2)}"
         )
-    if carried:
-        parts.append(f"highest rate with p99 ≤ 100 ms: {_n(carried['measured'])}/s")
+    parts.append(f"{_n(slots)} worker slots")
     return "; ".join(parts)
 
 
@@ -149,7 +162,8 @@ def _targets(doc: Results) -> str:
 ROWS: Sequence[tuple[str, str, str, Cell]] = (
     (
         "compare",
-        "async vs sync median, 20 Locust users (the report's shape)",
+        "async vs sync median, 20 Locust users (the report's shape; same payment, loopback "
+        "here vs the internet there)",
         f"{REFERENCE['async_p50_ms']} ms vs {REFERENCE['sync_p50_ms']:,} ms "
         f"({REFERENCE_SPEEDUP:.0f}{TIMES})",
         _compare,
@@ -183,8 +197,79 @@ def _made(doc: Results, path: Path) -> str:
     )
 
 
-def table(docs: Sequence[tuple[Path, Results]]) -> str:
-    """The README's benchmark table (and how each column was made) from results JSONs."""
+def _scenario(doc: Results, name: str) -> Mapping[str, Any]:
+    found: Mapping[str, Any] = doc["scenarios"].get(name) or {}
+    return {} if "error" in found else found
+
+
+def _measured(doc: Results, scenario: str, fragment: str) -> float | None:
+    found = [t for t in _scenario(doc, scenario).get("targets", []) if fragment in t["name"]]
+    value = found[0]["measured"] if found else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _receive_drain(doc: Results) -> float | None:
+    batched = (_scenario(doc, "receive").get("runs") or {}).get("batched") or {}
+    value = batched.get("drain_of_ideal_pct")
+    return float(value) if isinstance(value, int | float) else None
+
+
+# The figures a reader takes away, each shown as median (min-max) over the reference's runs.
+HEADLINES: Sequence[tuple[str, Callable[[Results], float | None]]] = (
+    (f"compare p50 speed-up {TIMES}", lambda d: _scenario(d, "compare").get("speedup_p50")),
+    (
+        "flash-sale async p99 ms",
+        lambda d: ((_scenario(d, "flash-sale").get("async") or {}).get("latency_ms") or {}).get(
+            "p99"
+        ),
+    ),
+    ("pipeline highest rate carried /s", lambda d: _measured(d, "pipeline", "highest rate")),
+    ("receive whole drain % of ideal", _receive_drain),
+    (
+        "concurrency whole drain % of ideal",
+        lambda d: _scenario(d, "concurrency").get("drain_of_ideal_pct"),
+    ),
+)
+
+
+def spread(values: Sequence[float | None]) -> str:
+    """median (min-max) of the runs that measured the figure, and how many did."""
+    got = sorted(v for v in values if v is not None)
+    if not got:
+        return NONE
+    text = f"{_n(float(statistics.median(got)), 1)} ({_n(got[0], 1)}{NONE}{_n(got[-1], 1)})"
+    return text if len(got) == len(values) else f"{text}, {len(got)} of {len(values)} runs"
+
+
+def _spread_cell(runs: Sequence[Results]) -> str:
+    if len(runs) < 2:
+        return NONE
+    return "; ".join(f"{name} {spread([get(d) for d in runs])}" for name, get in HEADLINES)
+
+
+def _unmet_paragraph(docs: Sequence[tuple[Path, Results]]) -> str:
+    """Which targets each column misses, from the JSON alone: the one paragraph of reading."""
+    unmet = [
+        {t["name"] for s in doc["scenarios"].values() for t in s.get("targets", []) if not t["met"]}
+        for _, doc in docs
+    ]
+    if not unmet:
+        return ""
+    common = set.intersection(*unmet)
+    parts = [f"Not met in every column: {', '.join(sorted(common)) or 'none'}."]
+    if len(docs) > 1:
+        for (_, doc), names in zip(docs, unmet, strict=True):
+            only = names - common
+            if only:
+                parts.append(f"Only in {_label(doc)}: {', '.join(sorted(only))}.")
+    return " ".join(parts)
+
+
+def table(
+    docs: Sequence[tuple[Path, Results]], runs: Sequence[Sequence[Results]] | None = None
+) -> str:
+    """The README's benchmark table (and how each column was made) from results JSONs;
+    `runs`, per column, the repeated runs whose headline figures' spread is shown."""
     header = ["", "reference report (AWS)", *(_label(doc) for _, doc in docs)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for scenario, what, reference, cell in ROWS:
@@ -198,8 +283,24 @@ def table(docs: Sequence[tuple[Path, Results]]) -> str:
         + " | ".join(_targets(doc) for _, doc in docs)
         + " |"
     )
+    if runs and any(len(r) > 1 for r in runs):
+        counts = "/".join(str(len(r)) for r in runs)
+        lines.append(
+            f"| headline figures, median (min{NONE}max) of {counts} runs | {NONE} | "
+            + " | ".join(_spread_cell(r) for r in runs)
+            + " |"
+        )
     lines += ["", *(_made(doc, path) for path, doc in docs)]
+    paragraph = _unmet_paragraph(docs)
+    if paragraph:
+        lines += ["", paragraph]
     return "\n".join(lines)
+
+
+def run_files(path: Path) -> list[Path]:
+    """The repeated runs beside a results file (`runs/*.json`, as make bench-reference writes
+    them): their headline figures are shown as a spread."""
+    return sorted((path.parent / "runs").glob("*.json"))
 
 
 def replace(text: str, generated: str) -> str:
@@ -226,8 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = args.json or [p for p in DEFAULT_JSON if p.exists()]
     try:
         docs = [(p, orjson.loads(p.read_bytes())) for p in paths]
+        runs = [[orjson.loads(r.read_bytes()) for r in run_files(p)] for p in paths]
         current = args.readme.read_text()
-        updated = replace(current, table(docs))
+        updated = replace(current, table(docs, runs))
     except (OSError, ValueError, KeyError) as exc:
         print(f"bench readme: {exc}", file=sys.stderr)
         return 2

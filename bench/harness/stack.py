@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,13 +35,12 @@ from services.common.aws import client_config
 from services.common.settings import AwsSettings
 
 from .ledger import CHARGED, charges, parse_lines
+from .procstat import cpu_seconds
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def require_loopback(url: str) -> str:
@@ -61,7 +60,7 @@ def local_aws() -> Iterator[AwsSettings]:
 
 @contextmanager
 def local_aws_server_env() -> Iterator[tuple[AwsSettings, int]]:
-    """Like local_aws(), yielding the server's pid too (its CPU time is read from /proc)."""
+    """Like local_aws(), yielding the server's pid too (for its CPU time)."""
     with local_aws_server(LOOPBACK, 0) as server:
         aws = AwsSettings(region=REGION, endpoint_url=require_loopback(server.endpoint))
         # The bench's own clients (topology, sampler, preload) must find the fake
@@ -160,18 +159,6 @@ def api_process(
             run.charges = charges(parse_lines(line for line in log if CHARGED.encode() in line))
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (a zombie still has it), from /proc/PID/stat."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    fields = stat.rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
 @dataclass
 class Paid:
     order_id: str
@@ -194,6 +181,8 @@ class WorkerRun:
     paid: list[Paid] = field(default_factory=list)
     charges: Counter[str] = field(default_factory=Counter)
     """The processor's ledger in this process: charges per order (`payment_charged` lines)."""
+    charged_at: dict[str, float] = field(default_factory=dict)
+    """Unix time of each order's last charge (the ledger line's own timestamp)."""
     stopped: dict[str, Any] | None = None
     other_events: dict[str, int] = field(default_factory=dict)
     started: threading.Event = field(default_factory=threading.Event)
@@ -206,7 +195,12 @@ class WorkerRun:
         return self.cpu_at_exit - self.cpu_at_start
 
     def paid_ids(self) -> set[str]:
+        """Orders the worker reported paid (`order_paid`): its own account, not the ledger's."""
         return {p.order_id for p in self.paid}
+
+    def charged_ids(self) -> set[str]:
+        """Orders the processor's ledger shows charged in this process."""
+        return set(self.charged_at)
 
 
 def _log_time(line: Mapping[str, Any]) -> float:
@@ -236,6 +230,7 @@ def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
             )
         elif event == CHARGED:
             run.charges[str(line["order_id"])] += 1
+            run.charged_at[str(line["order_id"])] = _log_time(line)
         elif event == "worker_started":
             run.cpu_at_start = cpu_seconds(proc.pid)
             run.started_at = _log_time(line)
@@ -244,7 +239,7 @@ def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
             run.stopped = {k: v for k, v in line.items() if isinstance(v, int)}
         else:
             run.other_events[str(event)] = run.other_events.get(str(event), 0) + 1
-    # EOF: the process has exited but nobody has reaped it yet, so /proc still has its times.
+    # EOF: the process has exited but nobody has reaped it yet, so its times are still there.
     run.cpu_at_exit = cpu_seconds(proc.pid)
 
 
@@ -293,6 +288,57 @@ def worker_process(
             proc.stdout.close()
 
 
+@dataclass
+class LocalStack:
+    """A local AWS with a fresh topology: what every scenario starts its services against."""
+
+    aws: AwsSettings
+    aws_pid: int
+    topology: Topology
+    order_state: bool
+    """Whether the services get ORDERS_TABLE (`make run`'s default) or run stateless."""
+
+    def service_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The services' settings besides the AWS ones: order state as the stack runs it."""
+        return {**state_env(self.order_state, self.topology), **(extra or {})}
+
+    def api(
+        self, payment_seconds: float, extra: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[ApiRun]:
+        """The API on this stack's topic (see api_process)."""
+        return api_process(
+            self.aws, self.topology.topic_arn, payment_seconds, self.service_env(extra)
+        )
+
+    def worker(
+        self,
+        *,
+        slots: int,
+        payment_seconds: float,
+        grace_seconds: float = 0.0,
+        strategy: str = "batched",
+        extra: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[WorkerRun]:
+        """A worker on this stack's queue (see worker_process)."""
+        return worker_process(
+            self.aws,
+            self.topology.queue_url,
+            slots=slots,
+            payment_seconds=payment_seconds,
+            strategy=strategy,
+            grace_seconds=grace_seconds,
+            extra=self.service_env(extra),
+        )
+
+
+@contextmanager
+def local_stack(prefix: str, *, order_state: bool) -> Iterator[LocalStack]:
+    """Start the local AWS and create a fresh topology; stopped when the block ends."""
+    with local_aws_server_env() as (aws, pid):
+        topology = asyncio.run(new_topology(aws, prefix))
+        yield LocalStack(aws, pid, topology, order_state)
+
+
 async def poll_until(check: Callable[[], bool], limit: float, interval: float = 0.1) -> bool:
     """Call `check` every `interval` s until it is true (True) or `limit` s ran out (False)."""
     deadline = time.monotonic() + limit
@@ -305,11 +351,12 @@ async def poll_until(check: Callable[[], bool], limit: float, interval: float = 
 
 
 async def wait_until_paid(run: WorkerRun, ids: set[str], limit: float) -> bool:
-    """Wait, with a progress bar, until the worker has paid every order in `ids`."""
+    """Wait, with a progress bar, until the processor's ledger shows every order in `ids`
+    charged by this worker (and the worker's own `order_paid` line for each has come)."""
     with tqdm(total=len(ids), desc="waiting for payments", unit="order", leave=False) as bar:
 
         def all_paid() -> bool:
-            done = len(ids & run.paid_ids())
+            done = len(ids & run.charged_ids() & run.paid_ids())
             bar.update(done - bar.n)
             return done == len(ids)
 

@@ -2,9 +2,10 @@
 
 Open-loop arrivals on /orders/async with order state on (DynamoDB), a payment processor that
 fails transiently and declines at configured rates, and the worker stopped with SIGTERM and
-replaced halfway through. Afterwards every accepted order must be paid or failed (and then
-in the DLQ), none charged twice (the payment processor's ledger lines, over the API and both
-workers), and worker memory flat. Always with order state: its invariants need it.
+replaced halfway through. Afterwards every accepted order must be paid (charged, in the
+payment processor's ledger lines over the API and both workers) or failed (in the DLQ), not
+both, none charged twice, and worker memory flat. Always with order state: its invariants
+need it.
 """
 
 from __future__ import annotations
@@ -14,35 +15,34 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar
 
+import orjson
+
 from devstack.topology import Topology, queue_counts
 from services.common.settings import AwsSettings
 
-from .capacity import plan
-from .ledger import twice_charged
-from .load import open_loop
-from .markdown import table
-from .results import Earlier, Result
-from .stack import (
+from ..harness.capacity import plan
+from ..harness.ledger import Ledger, ledger_verdicts
+from ..harness.load import OpenLoopRun, open_loop
+from ..harness.procstat import rss_mb
+from ..harness.results import Earlier, Result
+from ..harness.stack import (
     ApiRun,
+    LocalStack,
     WorkerRun,
-    api_process,
-    dynamodb_client,
-    local_aws,
-    new_topology,
+    local_stack,
     sqs_client,
-    worker_process,
 )
-from .stats import summarize
-from .targets import target
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.markdown import table
 
 if TYPE_CHECKING:
-    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_sqs import SQSClient
 
 T = TypeVar("T")
 
@@ -85,15 +85,19 @@ class SoakResult(Result):
     accepted: int
     rejected: int
     paid: int
+    """Accepted orders the processor's ledger shows charged."""
     failed: int
+    """Accepted orders in the DLQ."""
     unsettled: int
-    """Accepted but neither paid nor failed: lost."""
+    """Accepted but neither charged nor dead-lettered: lost."""
     dlq: int
+    """Messages in the DLQ."""
     queue_drained: bool
     api_latency_ms: dict[str, float | int | None]
     workers: list[Generation]
     charged_twice: int
     """Over the processor's ledger lines of the API and both workers."""
+    charged_and_dead_lettered: int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,18 +106,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payment-seconds", type=float, help="quick 0.5, full 3")
     parser.add_argument("--failure-rate", type=float, default=0.1, help="transient failures")
     parser.add_argument("--decline-rate", type=float, default=0.02, help="declined payments")
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process, from /proc/PID/status."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 async def _sample_rss(
@@ -141,22 +133,6 @@ def _memory(samples: list[tuple[float, float]]) -> Memory:
         "max_mb": round(max(values), 1),
         "growth_pct": round(100 * (end - warm) / warm, 1),
     }
-
-
-async def _states(db: DynamoDBClient, table_name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The status of each order, 100 keys per BatchGetItem."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 100):
-        keys: list[Any] = [{"pk": {"S": f"order#{i}"}} for i in ids[start : start + 100]]
-        request: Any = {table_name: {"Keys": keys, "ConsistentRead": True}}
-        while request:
-            got = await db.batch_get_item(RequestItems=request)
-            for item in got["Responses"].get(table_name, []):
-                found[item["order_id"]["S"]] = {
-                    "status": item["status"]["S"],
-                }
-            request = got.get("UnprocessedKeys") or None
-    return found
 
 
 @dataclass
@@ -192,8 +168,11 @@ async def _sleep_until(wall_time: float) -> None:
     await asyncio.sleep(max(0.0, wall_time - time.time()))
 
 
-async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[bool, int]:
-    """Wait until the queue is empty (or `limit` s); whether it is, and the DLQ's depth."""
+async def _drained(
+    aws: AwsSettings, topology: Topology, limit: float
+) -> tuple[bool, int, set[str]]:
+    """Wait until the queue is empty (or `limit` s); whether it is, and the DLQ's messages
+    and the order ids they carry."""
     async with sqs_client(aws) as sqs:
 
         async def settled() -> bool:
@@ -203,23 +182,43 @@ async def _drained(aws: AwsSettings, topology: Topology, limit: float) -> tuple[
         # A remote queue has no event to wait on: poll it.
         while not await settled() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
-        dlq_visible, _ = await queue_counts(sqs, topology.dlq_url)
-        return await settled(), dlq_visible
+        drained = await settled()
+        return drained, *await _dead_letters(sqs, topology.dlq_url)
 
 
-async def _statuses(aws: AwsSettings, table_name: str, ids: list[str]) -> Counter[str]:
-    """How many of the orders `ids` are in each status."""
-    async with dynamodb_client(aws) as db:
-        states = await _states(db, table_name, ids)
-    return Counter(state["status"] for state in states.values())
+def _order_id(body: str) -> str | None:
+    """The order id in a dead-lettered message body (raw, or in SNS's envelope)."""
+    try:
+        doc = orjson.loads(body)
+        if isinstance(doc, dict) and isinstance(doc.get("Message"), str):
+            doc = orjson.loads(doc["Message"])
+    except orjson.JSONDecodeError:
+        return None
+    found = doc.get("order_id") if isinstance(doc, dict) else None
+    return None if found is None else str(found)
 
 
-async def _soak(
-    aws: AwsSettings, topology: Topology, api: ApiRun, spec: SoakSettings
-) -> tuple[SoakResult, list[WorkerRun]]:
+async def _dead_letters(sqs: SQSClient, dlq_url: str) -> tuple[int, set[str]]:
+    """Every message in the DLQ (each received once, hidden for the rest of the run) and the
+    order ids they carry."""
+    count, ids = 0, set[str]()
+    while True:
+        got = await sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=300, WaitTimeSeconds=0
+        )
+        messages = got.get("Messages", [])
+        if not messages:
+            return count, ids
+        count += len(messages)
+        ids |= {i for m in messages if (i := _order_id(m.get("Body", ""))) is not None}
+
+
+async def _two_workers(
+    stack: LocalStack, api: ApiRun, spec: SoakSettings
+) -> tuple[OpenLoopRun, _Generation, _Generation, tuple[bool, int, set[str]]]:
+    """Arrivals throughout; the first worker until halfway, the second until the queue drains."""
     pay = spec["payment_seconds"]
     worker_env = {
-        "ORDERS_TABLE": topology.table,
         "PAYMENT_FAILURE_RATE": str(spec["failure_rate"]),
         "PAYMENT_DECLINE_RATE": str(spec["decline_rate"]),
         "RETRY_BACKOFF_SECONDS": "1",
@@ -227,13 +226,8 @@ async def _soak(
     }
 
     def start_worker() -> AbstractContextManager[WorkerRun]:
-        return worker_process(
-            aws,
-            topology.queue_url,
-            slots=spec["slots"],
-            payment_seconds=pay,
-            grace_seconds=2 * pay,
-            extra=worker_env,
+        return stack.worker(
+            slots=spec["slots"], payment_seconds=pay, grace_seconds=2 * pay, extra=worker_env
         )
 
     load_task = asyncio.create_task(
@@ -248,33 +242,55 @@ async def _soak(
     restart_at = time.time() + spec["duration_s"] / 2
     first, _ = await _worker_until(start_worker, _sleep_until(restart_at))
 
-    async def arrivals_then_drain() -> tuple[bool, int]:
+    async def arrivals_then_drain() -> tuple[bool, int, set[str]]:
         await load_task
         # Transient failures come back after backoff; declines go round to the DLQ.
-        return await _drained(aws, topology, limit=60 + 10 * pay)
+        return await _drained(stack.aws, stack.topology, limit=60 + 10 * pay)
 
-    second, (drained, dlq_visible) = await _worker_until(start_worker, arrivals_then_drain())
-    load = load_task.result()
+    second, drained = await _worker_until(start_worker, arrivals_then_drain())
+    return load_task.result(), first, second, drained
+
+
+async def _soak(
+    stack: LocalStack, api: ApiRun, spec: SoakSettings
+) -> tuple[SoakResult, list[WorkerRun], set[str], set[str]]:
+    """The soak's figures; its workers, the accepted orders and the dead-lettered ones."""
+    load, first, second, (drained, dlq, dead) = await _two_workers(stack, api, spec)
     accepted = [o.order_id for o in load.outcomes if o.status == 202]
-    by_status = await _statuses(aws, topology.table, accepted)
     answered = [o.latency_ms for o in load.outcomes if o.status == 202 and o.latency_ms]
-    return {
-        "settings": spec,
-        "sent": len(load.outcomes),
-        "accepted": len(accepted),
-        "rejected": len(load.outcomes) - len(accepted),
-        "paid": by_status["paid"],
-        "failed": by_status["failed"],
-        "unsettled": len(accepted) - by_status["paid"] - by_status["failed"],
-        "dlq": dlq_visible,
-        "queue_drained": drained,
-        "api_latency_ms": summarize(answered),
-        "workers": [
-            {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
-            for g in (first, second)
-        ],
-        "charged_twice": 0,  # counted once both workers have stopped
-    }, [first.run, second.run]
+    return (
+        {
+            "settings": spec,
+            "sent": len(load.outcomes),
+            "accepted": len(accepted),
+            "rejected": len(load.outcomes) - len(accepted),
+            # Paid, failed and unsettled come from the ledger once both workers stopped.
+            "paid": 0,
+            "failed": len(dead & set(accepted)),
+            "unsettled": 0,
+            "dlq": dlq,
+            "queue_drained": drained,
+            "api_latency_ms": summarize(answered),
+            "workers": [
+                {"stopped": g.run.stopped, "memory": _memory(g.samples), "paid": len(g.run.paid)}
+                for g in (first, second)
+            ],
+            "charged_twice": 0,
+            "charged_and_dead_lettered": 0,
+        },
+        [first.run, second.run],
+        set(accepted),
+        dead,
+    )
+
+
+def _settle(result: SoakResult, ledger: Ledger, accepted: set[str], dead: set[str]) -> None:
+    """Paid from the processor's ledger, failed from the DLQ; what is in neither is lost."""
+    paid = ledger.charged(accepted)
+    result["paid"] = len(paid)
+    result["charged_and_dead_lettered"] = len(paid & dead)
+    result["unsettled"] = len(accepted - paid - dead)
+    result["charged_twice"] = len(ledger.twice())
 
 
 def run(args: argparse.Namespace, earlier: Earlier) -> SoakResult:
@@ -289,18 +305,34 @@ def run(args: argparse.Namespace, earlier: Earlier) -> SoakResult:
         "decline_rate": args.decline_rate,
         "order_state": True,
     }
-    with local_aws() as aws:
-        topology = asyncio.run(new_topology(aws, "soak"))
-        extra = {"ORDERS_TABLE": topology.table}
-        with api_process(aws, topology.topic_arn, pay, extra) as api:
-            result, workers = asyncio.run(_soak(aws, topology, api, spec))
+    with local_stack("soak", order_state=True) as stack, stack.api(pay) as api:
+        result, workers, accepted, dead = asyncio.run(_soak(stack, api, spec))
     # Charges from the processor's ledger lines, over every process that could pay.
-    result["charged_twice"] = len(twice_charged(api.charges, *(w.charges for w in workers)))
+    ledger = Ledger.of(api.charges, *(w.charges for w in workers))
+    _settle(result, ledger, accepted, dead)
     growth = [w["memory"].get("growth_pct") for w in result["workers"]]
     result["targets"] = [
-        target("soak: accepted = paid + failed", result["unsettled"], "==", 0),
-        target("soak: failed orders in the DLQ", result["dlq"], "==", result["failed"]),
-        target("soak: orders charged twice (processor's ledger)", result["charged_twice"], "==", 0),
+        target(
+            "soak: accepted = paid (ledger) + failed (DLQ)",
+            result["unsettled"],
+            "==",
+            0,
+            note="unsettled: accepted, neither charged nor dead-lettered",
+        ),
+        target(
+            "soak: orders both charged and dead-lettered",
+            result["charged_and_dead_lettered"],
+            "==",
+            0,
+        ),
+        target("soak: DLQ messages = failed orders", result["dlq"], "==", result["failed"]),
+        *ledger_verdicts(
+            "soak",
+            lost=None,  # declined orders are accepted and never charged: unsettled counts loss
+            twice=result["charged_twice"],
+            charges=ledger.total,
+            paid=sum(w["paid"] for w in result["workers"]),
+        ),
         target(
             "soak: worker memory growth after warm-up",
             max((g for g in growth if g is not None), default=None),
@@ -392,10 +424,3 @@ def _workers_table(workers: list[Generation]) -> str:
         ],
         rows,
     )
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("soak"))

@@ -11,7 +11,7 @@ from typing import TypedDict
 
 
 class TargetResult(TypedDict):
-    """A target in its JSON form (bench/targets.py)."""
+    """A target in its JSON form (bench/harness/targets.py)."""
 
     name: str
     measured: float | None

@@ -1,6 +1,6 @@
 """plan: payment slots and ECS tasks for an arrival rate (Little's law), checked by a flash sale.
 
-The plan comes from bench.capacity; the check runs the flash sale with exactly the planned
+The plan comes from bench.harness.capacity; the check runs the flash sale with exactly the planned
 slots (or, in the suite, reuses the flash-sale run when it used the same plan).
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import NotRequired, TypedDict, cast
 
+from ..harness.capacity import plan
+from ..harness.results import Earlier, Result
+from ..harness.stack import order_state
+from ..report.markdown import table
 from . import flash_sale
-from .capacity import plan
-from .markdown import table
-from .results import Earlier, Result
-from .stack import order_state
 
 # Rates beside the asked one, so the table shows how the answer scales.
 OTHER_RATES = (6.0, 600.0)
@@ -156,10 +156,3 @@ def report(result: PlanResult) -> str:
             f"**The plan {'holds' if result['plan_holds'] else 'does not hold'}.**",
         ]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    # Only when run as a script: the suite imports this module, never the other way round.
-    from .cli import scenario_main
-
-    raise SystemExit(scenario_main("plan"))

@@ -1,10 +1,10 @@
 """The local AWS's CPU per DynamoDB call on the order path: stock moto against the launcher.
 
-`python -m bench.dynamodb_cost [--calls N] [--backlog N] [--json PATH]`. For each server,
+`python -m bench.tools.dynamodb_cost [--calls N] [--backlog N] [--json PATH]`. For each server,
 started in turn as `python -m localaws [--stock]` on loopback, one client runs every
 DynamoDB call the services make (through `OrderStore`, so with their exact expressions)
 `--calls` times in a row on a table already holding `--backlog` orders, and reads the
-server's CPU time from /proc before and after: server CPU ms per call. Then the order path
+server's CPU time (psutil) before and after: server CPU ms per call. Then the order path
 end to end, per order: SNS publish (fanned out to SQS) and the API's UpdateItem, and per
 10 orders one receive, a 10-item claim transaction, a 10-item paid-mark transaction and
 one DeleteMessageBatch.
@@ -34,7 +34,7 @@ from services.common.aws import client_config
 from services.common.messages import OrderItem, OrderMessage
 from services.common.orders import OrderStore
 
-from .emulator_load import cpu_seconds
+from ..harness.procstat import live_cpu_seconds
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -75,23 +75,15 @@ async def _cpu_per_call(
     pid: int, calls: int, make: Callable[[int], Awaitable[Any]], per: int = 1
 ) -> float:
     """Server CPU ms per unit of work: `calls` awaited one after another, `per` units each."""
-    before = cpu_seconds(pid)
+    before = live_cpu_seconds(pid)
     for i in range(calls):
         await make(i)
-    return round(1000 * (cpu_seconds(pid) - before) / (calls * per), 3)
+    return round(1000 * (live_cpu_seconds(pid) - before) / (calls * per), 3)
 
 
-async def _transact(db: DynamoDBClient, updates: list[dict[str, Any]]) -> None:
-    """One TransactWriteItems of these updates (the worker's claim or paid-mark batch)."""
-    await db.transact_write_items(TransactItems=[{"Update": u} for u in updates])  # type: ignore[typeddict-item]
-
-
-async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, float]:
-    # One write in flight at a time: each write is its own PutItem/UpdateItem/DeleteItem.
-    store = OrderStore(aws.db, table, concurrency=1)
+async def _single_writes(store: OrderStore, pid: int, calls: int) -> dict[str, float]:
+    """Server CPU per call of each single-item call the API makes."""
     orders = [_order() for _ in range(calls)]
-    batches = [[_order() for _ in range(BATCH)] for _ in range(max(calls // BATCH, 3))]
-    got: dict[str, float] = {}
 
     async def put_new(i: int) -> None:
         assert await store.create_pending(orders[i], "h") is None
@@ -108,17 +100,35 @@ async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, f
     async def get(i: int) -> None:
         assert await store.get(orders[i].order_id) is not None
 
+    return {
+        "PutItem attribute_not_exists (new)": await _cpu_per_call(pid, calls, put_new),
+        "PutItem attribute_not_exists (exists, ALL_OLD)": await _cpu_per_call(
+            pid, calls, put_exists
+        ),
+        "UpdateItem mark_accepted": await _cpu_per_call(pid, calls, mark_accepted),
+        "UpdateItem record_accepted (if_not_exists)": await _cpu_per_call(
+            pid, calls, record_accepted
+        ),
+        "GetItem": await _cpu_per_call(pid, calls, get),
+    }
+
+
+async def _batches(aws: Aws, store: OrderStore, pid: int, table: str, n: int) -> dict[str, float]:
+    """Server CPU per call of each 10-item call: the worker's transactions, batch get/write."""
+    batches = [[_order() for _ in range(BATCH)] for _ in range(n)]
+    # The worker's 10-claim and 10-paid-mark transactions, through the store's public calls:
+    # a batched store holds writes submitted together until they share one call.
+    batched = store.batched(fill_wait=0.05)
     tokens: list[list[str]] = []
 
     async def claim(i: int) -> None:
-        tokens.append([uuid.uuid4().hex for _ in batches[i]])
-        await _transact(aws.db, [store._claim_update(o, t, 60, "m") for o, t in _pairs(i)])
-
-    def _pairs(i: int) -> list[tuple[OrderMessage, str]]:
-        return list(zip(batches[i], tokens[i], strict=True))
+        claims = await batched.claim_many([(o, "m") for o in batches[i]], 60)
+        assert all(c.won for c in claims)
+        tokens.append([c.token for c in claims])
 
     async def paid(i: int) -> None:
-        await _transact(aws.db, [store._paid_update(o.order_id, t, 3000.0) for o, t in _pairs(i)])
+        marks = [(o.order_id, t, 3000.0) for o, t in zip(batches[i], tokens[i], strict=True)]
+        assert all(await batched.mark_paid_many(marks))
 
     async def batch_get(i: int) -> None:
         keys = [{"pk": {"S": f"order#{o.order_id}"}} for o in batches[i]]
@@ -131,26 +141,26 @@ async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, f
         ]
         await aws.db.batch_write_item(RequestItems={table: puts})  # type: ignore[dict-item]
 
-    async def forget(i: int) -> None:
-        await store.forget_pending(orders[i].order_id)
+    return {
+        "TransactWriteItems 10 claims": await _cpu_per_call(pid, n, claim),
+        "TransactWriteItems 10 paid-marks": await _cpu_per_call(pid, n, paid),
+        "BatchGetItem 10": await _cpu_per_call(pid, n, batch_get),
+        "BatchWriteItem 10 puts": await _cpu_per_call(pid, n, batch_write),
+    }
 
-    got["PutItem attribute_not_exists (new)"] = await _cpu_per_call(pid, calls, put_new)
-    got["PutItem attribute_not_exists (exists, ALL_OLD)"] = await _cpu_per_call(
-        pid, calls, put_exists
-    )
-    got["UpdateItem mark_accepted"] = await _cpu_per_call(pid, calls, mark_accepted)
-    got["UpdateItem record_accepted (if_not_exists)"] = await _cpu_per_call(
-        pid, calls, record_accepted
-    )
-    got["GetItem"] = await _cpu_per_call(pid, calls, get)
-    n = len(batches)
-    got["TransactWriteItems 10 claims"] = await _cpu_per_call(pid, n, claim)
-    got["TransactWriteItems 10 paid-marks"] = await _cpu_per_call(pid, n, paid)
-    got["BatchGetItem 10"] = await _cpu_per_call(pid, n, batch_get)
-    got["BatchWriteItem 10 puts"] = await _cpu_per_call(pid, n, batch_write)
+
+async def _operations(aws: Aws, pid: int, table: str, calls: int) -> dict[str, float]:
+    # One write in flight at a time: each write is its own PutItem/UpdateItem/DeleteItem.
+    store = OrderStore(aws.db, table, concurrency=1)
+    got = await _single_writes(store, pid, calls)
+    got |= await _batches(aws, store, pid, table, max(calls // BATCH, 3))
     orders = [_order() for _ in range(calls)]
     for o in orders:
         await store.create_pending(o, "h")
+
+    async def forget(i: int) -> None:
+        await store.forget_pending(orders[i].order_id)
+
     got["DeleteItem #s = :pending"] = await _cpu_per_call(pid, calls, forget)
     return got
 
@@ -161,7 +171,8 @@ async def _order_path(aws: Aws, pid: int, table: str, rounds: int) -> float:
         topic=f"cost-{uuid.uuid4().hex[:8]}", queue=f"cost-{uuid.uuid4().hex[:8]}", table=table
     )
     topology = await ensure_topology(aws.sns, aws.sqs, names)
-    store = OrderStore(aws.db, table, concurrency=1)
+    # Writes submitted together share one TransactWriteItems, as the worker's do.
+    store = OrderStore(aws.db, table, concurrency=1).batched(fill_wait=0.05)
 
     async def one_round(_: int) -> None:
         orders = [_order() for _ in range(BATCH)]
@@ -171,10 +182,10 @@ async def _order_path(aws: Aws, pid: int, table: str, rounds: int) -> float:
         got = await aws.sqs.receive_message(
             QueueUrl=topology.queue_url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=1
         )
-        tokens = [uuid.uuid4().hex for _ in orders]
-        pairs = list(zip(orders, tokens, strict=True))
-        await _transact(aws.db, [store._claim_update(o, t, 60, "m") for o, t in pairs])
-        await _transact(aws.db, [store._paid_update(o.order_id, t, 3000.0) for o, t in pairs])
+        claims = await store.claim_many([(o, "m") for o in orders], 60)
+        await store.mark_paid_many(
+            [(o.order_id, c.token, 3000.0) for o, c in zip(orders, claims, strict=True)]
+        )
         handles: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
             for i, m in enumerate(got.get("Messages", []))
@@ -242,7 +253,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dynamodb_cost", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tools.dynamodb_cost", description=__doc__
+    )
     parser.add_argument("--calls", type=int, default=200, help="calls of each kind (200)")
     parser.add_argument("--backlog", type=int, default=1000, help="orders in the table (1000)")
     parser.add_argument(

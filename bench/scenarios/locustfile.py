@@ -1,8 +1,8 @@
 """The reference report's Locust test: customers posting one order each per cycle.
 
-Run by `bench.compare` as `locust -f bench/locustfile.py --headless ...`; read from the
-environment: BENCH_PATH (/orders/sync or /orders/async), BENCH_PACING (mean seconds per
-user cycle), BENCH_JITTER (each cycle is the mean x uniform(1 - jitter, 1 + jitter)) and
+Run by `bench.scenarios.compare` as `locust -f bench/scenarios/locustfile.py --headless ...`;
+read from the environment: BENCH_PATH (/orders/sync or /orders/async), BENCH_PACING (mean
+seconds per user cycle), BENCH_JITTER (each cycle is the mean x uniform(1 - jitter, 1 + jitter)) and
 BENCH_START_SPREAD (seconds over which each batch of started users spreads its first order)
 and BENCH_SAMPLES (where every request's latency and every accepted order id go).
 """
@@ -18,13 +18,15 @@ from typing import Any
 import orjson
 from locust import FastHttpUser, events, task
 
-from bench.load import order_body
+from bench.harness.load import order_body
 
 PATH = os.environ.get("BENCH_PATH", "/orders/async")
 SAMPLES = os.environ.get("BENCH_SAMPLES", "")
 _latencies: list[float] = []
 _failures = 0
 _accepted: list[str] = []
+# Wall time of the first request sent and the last answered: the run's measured span.
+_span: list[float] = []
 
 
 # FastHttpUser: the lighter client, so less of a fast answer's latency is the client's own.
@@ -67,6 +69,9 @@ class Customer(FastHttpUser):
 @events.request.add_listener  # type: ignore[untyped-decorator]
 def _record(response_time: float, exception: Any, **_: Any) -> None:
     global _failures
+    now = time.time()
+    sent = now - response_time / 1000
+    _span[:] = [min(_span[0], sent) if _span else sent, now]
     if exception is None:
         _latencies.append(response_time)
     else:
@@ -76,6 +81,12 @@ def _record(response_time: float, exception: Any, **_: Any) -> None:
 @events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _write(**_: Any) -> None:
     if SAMPLES:
-        doc = {"latencies_ms": _latencies, "failures": _failures, "accepted": _accepted}
+        span = _span[1] - _span[0] if _span else None
+        doc = {
+            "latencies_ms": _latencies,
+            "failures": _failures,
+            "accepted": _accepted,
+            "span_s": span,
+        }
         with open(SAMPLES, "wb") as f:
             f.write(orjson.dumps(doc))
