@@ -265,3 +265,28 @@ def test_a_slow_query_fails_and_a_fast_one_over_too_few_lines_is_not_measured() 
     few = logs.query_target(_query(2_000, 900_000), 200_000)
     assert few["measured"] is None and few["met"] is False
     assert logs.query_target(None, 200_000)["met"] is False
+
+
+def _round(total_ms: float, read: int, stored: int | None) -> Any:
+    return {
+        "cpu_ms_per_order": {"total": total_ms},
+        "lines_read": read,
+        "lines_stored": stored,
+        "lost": 0,
+        "charged_twice": 0,
+        "charges": 10,
+        "paid_reported": 10,
+    }
+
+
+def test_a_line_lost_in_any_round_fails_though_the_least_cpu_round_lost_none() -> None:
+    rounds = [
+        {"off": _round(10.0, 50, None), "on": _round(10.2, 50, 50)},
+        {"off": _round(11.0, 50, None), "on": _round(11.5, 50, 49)},
+    ]
+    runs = {mode: logs.least_cpu([r[mode] for r in rounds]) for mode in ("off", "on")}
+    assert runs["on"]["cpu_ms_per_order"]["total"] == 10.2
+    result: Any = {"rounds": rounds, "runs": runs, "cpu_overhead_pct": 2.0}
+    got = _met(logs.targets(result))
+    assert got["lines written by the services and not in CloudWatch Logs"] is False
+    assert got["CPU per order, shipping on vs off (API + worker + local AWS + log relays)"] is True
