@@ -407,7 +407,7 @@ def report(result: LogsResult) -> str:
         "service's stdout through a log relay: LOG_SHIPPING off, then on (a fresh local AWS "
         "each). CPU from the first arrival until every order is paid; lines counted in the "
         "local AWS (FilterLogEvents) once the services stopped. "
-        f"Shipping costs **{_pct(result.get('cpu_overhead_pct'))}** more CPU per order"
+        f"With shipping on, CPU per order changed by **{_pct(result.get('cpu_overhead_pct'))}**"
         + (
             f" (each mode's least total of {s['rounds']} rounds, alternated)."
             if s.get("rounds", 1) > 1
