@@ -16,7 +16,7 @@ from services.common.orders import Status
 from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
-from .keys import ORDERS, SETTINGS, WORKFLOW
+from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
 from .publisher import PublishFailed
 from .workflow import InProgress, KeyReused
 
@@ -164,6 +164,15 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 @routes.get("/health")
-async def health(_: web.Request) -> web.Response:
-    # No AWS call: a load balancer probing every few seconds must not depend on SNS.
+async def health(request: web.Request) -> web.Response:
+    # No AWS call: a load balancer probing every few seconds must not depend on SNS. But an
+    # API whose calls AWS keeps refusing for good (access denied, KMS, a missing table) does
+    # nothing useful: unhealthy, so the ALB and ECS replace it and the deployment fails.
+    aws = request.app[AWS_HEALTH]
+    if not aws.healthy:
+        raise ApiError(
+            503,
+            "unhealthy",
+            f"AWS refused the last {aws.in_a_row} calls for good (see aws_permanent_error)",
+        )
     return json_response({"status": "ok"})

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .awserrors import AwsHealth, error_code
 from .groupcommit import GroupCommit
 from .messages import OrderMessage, OrderRequest
 
@@ -54,6 +55,16 @@ class Status(StrEnum):
 
 class StateUnavailable(Exception):
     """DynamoDB could not be reached or refused the call: an outage, not the client's fault."""
+
+
+class StateRefused(StateUnavailable):
+    """DynamoDB refused the call for a reason retrying cannot fix (access denied, KMS, a
+    missing table, a request it will never take): logged at error and counted where the
+    call was made (services/common/awserrors.py); `code` is AWS's error code."""
+
+    def __init__(self, detail: str, code: str) -> None:
+        super().__init__(detail)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -187,10 +198,17 @@ class OrderStore:
     """Reads and conditional writes of order state; DynamoDB errors become StateUnavailable."""
 
     def __init__(
-        self, dynamodb: DynamoDBClient, table: str, *, concurrency: int = 4, fill_wait: float = 0.0
+        self,
+        dynamodb: DynamoDBClient,
+        table: str,
+        *,
+        concurrency: int = 4,
+        fill_wait: float = 0.0,
+        health: AwsHealth | None = None,
     ) -> None:
         self._db = dynamodb
         self._table = table
+        self.health = health or AwsHealth()
         # Group commit: every conditional write of this process goes through one path, so
         # concurrent requests (API) or payments (worker) share TransactWriteItems calls; a
         # lone write on an idle path is sent at once as a single PutItem/UpdateItem.
@@ -205,7 +223,7 @@ class OrderStore:
     def batched(self, fill_wait: float) -> OrderStore:
         """A store on the same client and table whose writes wait up to `fill_wait` s to
         share a call (see GroupCommit): for writes no client is waiting on."""
-        return OrderStore(self._db, self._table, fill_wait=fill_wait)
+        return OrderStore(self._db, self._table, fill_wait=fill_wait, health=self.health)
 
     @property
     def write_calls(self) -> int:
@@ -213,17 +231,22 @@ class OrderStore:
         return self._writes.stats.calls
 
     async def _call(self, operation: str, *, table: bool = True, **kwargs: Any) -> dict[str, Any]:
-        """One DynamoDB call; a refused condition stays a ClientError, all else is an outage."""
+        """One DynamoDB call; a refused condition stays a ClientError, a permanent error is
+        StateRefused (logged and counted by the store's AwsHealth), all else is an outage."""
         if table:
             kwargs["TableName"] = self._table
         try:
             result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
         except ClientError as exc:
             if _conditional_failed(exc):
+                self.health.succeeded()  # DynamoDB answered: the table is usable
                 raise
+            if self.health.failed("dynamodb", operation, exc):
+                raise StateRefused(f"{operation}: {exc}", error_code(exc) or "") from exc
             raise StateUnavailable(f"{operation}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"{operation}: {exc}") from exc
+        self.health.succeeded()
         return result
 
     async def get(self, order_id: str) -> OrderRecord | None:

@@ -45,10 +45,17 @@ from typing import TYPE_CHECKING, TypeVar
 from aiobotocore.session import get_session
 
 from services.common.aws import client_config
+from services.common.awserrors import AwsHealth
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
 from services.common.metrics import ORDER_PAID, emf
-from services.common.orders import OrderRecord, OrderStore, StateUnavailable, Status
+from services.common.orders import (
+    OrderRecord,
+    OrderStore,
+    StateRefused,
+    StateUnavailable,
+    Status,
+)
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 from services.common.retry import Backoff, Stopped, retry, sleep_unless
 
@@ -176,7 +183,11 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat())
         # Liveness for the container health check: a file the event loop keeps touching.
         alive = asyncio.create_task(
-            keep_alive(Heartbeat(settings.liveness.path), settings.liveness.interval_seconds)
+            keep_alive(
+                Heartbeat(settings.liveness.path),
+                settings.liveness.interval_seconds,
+                lambda: self._queue.health.healthy,
+            )
         )
         log.info(
             "worker_started",
@@ -518,6 +529,8 @@ class Worker:
 
         def on_error(exc: BaseException, failures: int, delay: float) -> None:
             self.stats.state_retries += 1
+            if isinstance(exc, StateRefused):
+                return  # already an error line (aws_permanent_error) where it was refused
             log.warning(
                 "state_unavailable",
                 operation=what,
@@ -698,6 +711,8 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
                 ),
             )
         )
+        # One judge of permanent AWS errors for the process: SQS and DynamoDB alike.
+        health = AwsHealth()
         store = None
         if settings.orders_table is not None:
             dynamodb = await stack.enter_async_context(
@@ -710,9 +725,15 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
             )
             # No client waits on the worker's writes: a claim or paid-mark may wait a little
             # for others to share its call (fewer, fuller TransactWriteItems).
-            store = OrderStore(dynamodb, settings.orders_table, fill_wait=STATE_FILL_WAIT)
+            store = OrderStore(
+                dynamodb, settings.orders_table, fill_wait=STATE_FILL_WAIT, health=health
+            )
         queue = OrderQueue(
-            sqs, settings.queue_url, WorkerStats(), batched=settings.receive_strategy == "batched"
+            sqs,
+            settings.queue_url,
+            WorkerStats(),
+            batched=settings.receive_strategy == "batched",
+            health=health,
         )
         config = await queue.read_config()
         yield Worker(settings, queue, config, PaymentProcessor(settings.payment), store)

@@ -185,7 +185,11 @@ async def test_worker_rides_out_a_dynamodb_outage(
 
     stats, logs = await run_until(open_worker(settings), paid)
     assert stats.paid == 1
-    assert any(e["event"] == "state_unavailable" for e in logs)
+    # A missing table is permanent (a setting, not an outage): loud, yet still ridden out.
+    assert any(
+        e["event"] == "aws_permanent_error" and e["code"] == "ResourceNotFoundException"
+        for e in logs
+    )
     assert paid_ids(logs) == [order.order_id]
 
 
