@@ -192,6 +192,8 @@ class Claim:
     token: str
     record: OrderRecord | None
     """The order as it stood when the claim was refused (None when won)."""
+    lease_until: float = 0.0
+    """The lease end this claim wrote (epoch seconds): what its holder may count on."""
 
 
 class OrderStore:
@@ -373,9 +375,14 @@ class OrderStore:
             )
 
     def _claim_update(
-        self, order: OrderMessage, token: str, lease_seconds: float, claimant: str
+        self,
+        order: OrderMessage,
+        token: str,
+        lease_seconds: float,
+        claimant: str,
+        now: float | None = None,
     ) -> Update:
-        now = time.time()
+        now = time.time() if now is None else now
         return {
             "TableName": self._table,
             "Key": _order_key(order.order_id),
@@ -505,12 +512,16 @@ class OrderStore:
             first.setdefault(order.order_id, i)
         unique = sorted(first.values())
         tokens = {i: uuid.uuid4().hex for i in unique}
+        now = time.time()
         updates = [
-            self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1]) for i in unique
+            self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1], now)
+            for i in unique
         ]
         won: dict[int, Claim] = {}
         for i, old in zip(unique, await self._write_all(updates), strict=True):
-            won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
+            won[i] = Claim(
+                old is None, tokens[i], _record(old) if old else None, now + lease_seconds
+            )
         claims = []
         for i, order in enumerate(orders):
             j = first[order.order_id]
@@ -566,7 +577,7 @@ class OrderStore:
             order_id, update, "#s = :paying AND claim_token = :token", **values
         )
 
-    def _renew_update(self, order_id: str, token: str, lease_seconds: float) -> Update:
+    def _renew_update(self, order_id: str, token: str, until: float) -> Update:
         return {
             "TableName": self._table,
             "Key": _order_key(order_id),
@@ -574,7 +585,7 @@ class OrderStore:
             "ConditionExpression": "#s = :paying AND claim_token = :token",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
-                ":lease": _n(time.time() + lease_seconds),
+                ":lease": _n(until),
                 ":paying": _s(Status.PAYING),
                 ":token": _s(token),
             },
@@ -582,5 +593,9 @@ class OrderStore:
 
     async def renew_many(self, claims: list[tuple[str, str]], lease_seconds: float) -> list[bool]:
         """Extend the leases of (order_id, token) claims; False where a claim is no longer held."""
-        updates = [self._renew_update(order_id, token, lease_seconds) for order_id, token in claims]
+        return await self.renew_until(claims, time.time() + lease_seconds)
+
+    async def renew_until(self, claims: list[tuple[str, str]], until: float) -> list[bool]:
+        """Set the leases of (order_id, token) claims to end at `until` (epoch seconds)."""
+        updates = [self._renew_update(order_id, token, until) for order_id, token in claims]
         return [old is None for old in await self._write_all(updates)]

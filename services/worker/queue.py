@@ -172,7 +172,14 @@ class OrderQueue:
 
         Raises QueueUnavailable only when no call got through.
         """
-        changed = 0
+        return len(await self.change_visibility_each(receipts, seconds))
+
+    async def change_visibility_each(self, receipts: Sequence[str], seconds: int) -> set[str]:
+        """ChangeMessageVisibilityBatch, 10 per call; the receipt handles SQS accepted.
+
+        Raises QueueUnavailable only when no call got through.
+        """
+        changed: set[str] = set()
         error: QueueUnavailable | None = None
         for start in range(0, len(receipts), SQS_BATCH):
             chunk = receipts[start : start + SQS_BATCH]
@@ -189,7 +196,7 @@ class OrderQueue:
                 error = self._unavailable("ChangeMessageVisibilityBatch", exc)
                 continue
             self.health.succeeded()
-            changed += len(got.get("Successful", []))
+            changed.update(chunk[int(ok["Id"])] for ok in got.get("Successful", []))
         if error is not None and not changed:
             raise error
         return changed
