@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -204,7 +203,10 @@ class OrderWorkflow:
         if existing is not None and (answer := self._settled(existing)) is not None:
             return answer
         lease = self._payments.settings.timeout + 5
-        claim = await store.claim(order, lease, claimant=f"sync:{uuid.uuid4().hex}")
+        # Derived from the request, so a retry of it is the same claimant: once the lease of
+        # an attempt whose answer was lost runs out, the retry takes over (not 10 min later).
+        claimant = f"sync:key:{key}" if key else f"sync:order:{order.order_id}"
+        claim = await store.claim(order, lease, claimant=claimant)
         if not claim.won:
             if claim.record is not None and (answer := self._settled(claim.record)) is not None:
                 return answer
@@ -244,7 +246,7 @@ class OrderWorkflow:
 
     async def _charge(self, order: OrderMessage) -> float:
         try:
-            payment_ms = await self._payments.charge(order)
+            payment_ms = await self._payments.charge(order, idempotency_key=order.order_id)
         except PaymentDeclined as exc:
             log.info("order_failed", mode="sync", reason=str(exc))
             raise

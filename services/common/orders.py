@@ -163,6 +163,24 @@ def _write_key(write: Write) -> tuple[str, str]:
     return request["TableName"], key["pk"]["S"]
 
 
+def _settled_by(old: dict[str, Any] | None, status: Status, token: str) -> bool:
+    """A settling write applied: now, or by an earlier attempt whose answer was lost."""
+    if old is None:
+        return True
+    return bool(
+        old.get("status", {}).get("S") == status and old.get("settled_by", {}).get("S") == token
+    )
+
+
+def _own_claim(old: dict[str, Any] | None, token: str) -> bool:
+    """The claim found is the one this very claimant wrote (an attempt whose answer was lost)."""
+    return bool(
+        old
+        and old.get("status", {}).get("S") == Status.PAYING
+        and old.get("claim_token", {}).get("S") == token
+    )
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -427,10 +445,13 @@ class OrderStore:
             "TableName": self._table,
             "Key": _order_key(order_id),
             "UpdateExpression": (
-                "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
+                "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms, "
+                "settled_by = :token "
                 "REMOVE claim_token, lease_until, claim_message ADD payments :one"
             ),
             "ConditionExpression": "#s = :paying AND claim_token = :token",
+            # A retry after a lost answer sees what its first attempt wrote (settled_by).
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
                 ":paid": _s(Status.PAID),
@@ -446,7 +467,7 @@ class OrderStore:
         """One conditional write; None when applied, else the item the condition saw ({})."""
         return await self._writes.submit(write)
 
-    async def _send_writes(self, writes: list[Write]) -> list[dict[str, Any] | None]:
+    async def _send_writes(self, writes: list[Write]) -> list[dict[str, Any] | Exception | None]:
         """Writes in one call: a single request alone, several in one TransactWriteItems.
 
         A transaction is all or nothing, so when some conditions fail the others are sent
@@ -455,13 +476,19 @@ class OrderStore:
         """
         if len(writes) == 1:
             return [await self._send_one(writes[0])]
-        results: list[dict[str, Any] | None] = [None] * len(writes)
+        results: list[dict[str, Any] | Exception | None] = [None] * len(writes)
         todo = list(range(len(writes)))
         for _ in range(len(writes) + 3):
             if not todo:
                 break
             try:
                 await self._call_transact([writes[i] for i in todo])
+                return results
+            except StateRefused:
+                # One write DynamoDB will never take (a number out of range...) fails the
+                # whole transaction: settle each alone, so it fails only its own caller.
+                for i in todo:
+                    results[i] = await self._send_alone(writes[i])
                 return results
             except _Cancelled as cancelled:
                 retry = []
@@ -474,6 +501,12 @@ class OrderStore:
         if todo:
             raise StateUnavailable("transaction kept being cancelled")
         return results
+
+    async def _send_alone(self, write: Write) -> dict[str, Any] | Exception | None:
+        try:
+            return await self._send_one(write)
+        except StateUnavailable as exc:
+            return exc
 
     async def _send_one(self, write: Write) -> dict[str, Any] | None:
         [(kind, request)] = write.items()
@@ -499,29 +532,41 @@ class OrderStore:
         return (await self.claim_many([(order, claimant)], lease_seconds))[0]
 
     async def claim_many(
-        self, wanted: list[tuple[OrderMessage, str]], lease_seconds: float
+        self,
+        wanted: list[tuple[OrderMessage, str]],
+        lease_seconds: float,
+        tokens: list[str] | None = None,
     ) -> list[Claim]:
         """Claim several (order, claimant) pairs in one call.
 
         A transaction may touch an item once, so an order_id repeated in the batch (a duplicate
         delivery) is claimed once; its twins are refused with what its own claim saw.
+        `tokens`: one per pair, the same on every retry of one attempt to pay (the worker
+        derives it from the receipt handle), so a retry after a lost answer recognizes the
+        claim its first try wrote and wins it; random when not given.
         """
         orders = [order for order, _ in wanted]
         first: dict[str, int] = {}
         for i, order in enumerate(orders):
             first.setdefault(order.order_id, i)
         unique = sorted(first.values())
-        tokens = {i: uuid.uuid4().hex for i in unique}
+        tokens_of = {i: tokens[i] if tokens else uuid.uuid4().hex for i in unique}
         now = time.time()
         updates = [
-            self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1], now)
+            self._claim_update(orders[i], tokens_of[i], lease_seconds, wanted[i][1], now)
             for i in unique
         ]
         won: dict[int, Claim] = {}
         for i, old in zip(unique, await self._write_all(updates), strict=True):
-            won[i] = Claim(
-                old is None, tokens[i], _record(old) if old else None, now + lease_seconds
-            )
+            token = tokens_of[i]
+            if _own_claim(old, token):
+                # Ours already: count on the lease that attempt wrote, not this one's.
+                assert old is not None
+                lease_until = float(old.get("lease_until", {}).get("N", now))
+                won[i] = Claim(True, token, None, lease_until)
+            else:
+                record = _record(old) if old else None
+                won[i] = Claim(old is None, token, record, now + lease_seconds)
         claims = []
         for i, order in enumerate(orders):
             j = first[order.order_id]
@@ -532,23 +577,35 @@ class OrderStore:
         return (await self.mark_paid_many([(order_id, token, payment_ms)]))[0]
 
     async def mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
-        """Record payments; False where the claim was no longer held (it was taken over)."""
+        """Record payments; False where the claim was no longer held (it was taken over).
+
+        True also where an earlier attempt of this very mark landed and its answer was lost."""
         updates = [self._paid_update(*p) for p in paid]
-        return [old is None for old in await self._write_all(updates)]
+        olds = await self._write_all(updates)
+        return [_settled_by(old, Status.PAID, p[1]) for old, p in zip(olds, paid, strict=True)]
 
     async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
         now = _now_iso()
-        return await self._update(
-            order_id,
-            "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason "
-            "REMOVE claim_token, lease_until, claim_message",
-            "#s = :paying AND claim_token = :token",
-            failed=_s(Status.FAILED),
-            now=_s(now),
-            reason=_s(reason[:500]),
-            paying=_s(Status.PAYING),
-            token=_s(token),
-        )
+        update: Update = {
+            "TableName": self._table,
+            "Key": _order_key(order_id),
+            "UpdateExpression": (
+                "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason, "
+                "settled_by = :token REMOVE claim_token, lease_until, claim_message"
+            ),
+            "ConditionExpression": "#s = :paying AND claim_token = :token",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":failed": _s(Status.FAILED),
+                ":now": _s(now),
+                ":reason": _s(reason[:500]),
+                ":paying": _s(Status.PAYING),
+                ":token": _s(token),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        old = await self._write({"Update": update})
+        return _settled_by(old, Status.FAILED, token)
 
     async def release(
         self,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -122,6 +123,10 @@ class Job:
     """A renewal found the claim taken over."""
     started: float = 0.0
     charged: bool = False
+
+
+def _claim_token(receipt_handle: str) -> str:
+    return hashlib.sha256(receipt_handle.encode()).hexdigest()[:32]
 
 
 class Slots:
@@ -407,9 +412,12 @@ class Worker:
     async def _claim(self, jobs: list[Job], store: OrderStore) -> list[Job]:
         lease = self.settings.lease_seconds
         wanted = [(job.order, job.message.message_id) for job in jobs if job.order is not None]
+        # One token per receive, the same on every retry: a retry after a lost answer
+        # recognizes the claim its first try wrote (a new receive is a new claimant attempt).
+        tokens = [_claim_token(job.message.receipt_handle) for job in jobs]
         try:
             claims = await self._retry_state(
-                lambda: store.claim_many(wanted, lease), "claim", self._stopping, len(jobs)
+                lambda: store.claim_many(wanted, lease, tokens), "claim", self._stopping, len(jobs)
             )
         except Stopped:
             for job in jobs:
@@ -452,7 +460,9 @@ class Worker:
             if not await self._lease_for_charge(job):
                 # Nothing charged: the lease could not be made to outlast a charge.
                 return self._no_lease(job)
-            payment_ms = await self._payments.charge(order, attempt=job.message.receive_count)
+            payment_ms = await self._payments.charge(
+                order, attempt=job.message.receive_count, idempotency_key=order.order_id
+            )
         except PaymentDeclined as exc:
             return await self._fail(job, str(exc))
         except PaymentUnavailable as exc:
