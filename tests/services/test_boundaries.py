@@ -92,7 +92,7 @@ async def test_a_write_dynamodb_refuses_fails_only_its_own_caller_in_a_transacti
     good = new_order()
     # An item past DynamoDB's 400 KB: a ValidationException, for the whole transaction.
     bad = good.model_copy(update={"order_id": new_order().order_id, "customer_id": "x" * 500_000})
-    results: list[Any] = await asyncio.gather(
+    results: Any = await asyncio.gather(
         store.record_accepted(good), store.record_accepted(bad), return_exceptions=True
     )
     assert results[0] is None, results
