@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .awserrors import AwsHealth, error_code
 from .groupcommit import GroupCommit
 from .messages import OrderMessage, OrderRequest
+from .retry import Backoff
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -83,6 +84,8 @@ class OrderRecord:
     """How many times this order was charged: the exactly-once check counts it."""
     attempts: int = 0
     lease_until: float | None = None
+    claim_message: str | None = None
+    """Who holds the claim: the SQS message id it is paid from (or the sync request's id)."""
 
     def public(self) -> dict[str, Any]:
         """The order as GET /orders/{order_id} shows it (`paying` is still `accepted` outside)."""
@@ -143,6 +146,7 @@ def _record(item: dict[str, Any]) -> OrderRecord:
         payments=int(number("payments") or 0),
         attempts=int(number("attempts") or 0),
         lease_until=number("lease_until"),
+        claim_message=text("claim_message"),
     )
 
 
@@ -191,6 +195,8 @@ Update = dict[str, Any]
 Write = dict[str, dict[str, Any]]
 """One write as a TransactWriteItems entry: {"Put" | "Update" | "Delete": request}."""
 _SINGLE = {"Put": "put_item", "Update": "update_item", "Delete": "delete_item"}
+# Between rounds of a transaction whose writes conflicted or were throttled: short and jittered.
+TRANSACT_BACKOFF = Backoff(base=0.02, cap=0.5)
 # Writes made while a call is in flight share the next one, this many at most (DynamoDB
 # takes up to 100 per transaction; a smaller batch keeps each call short).
 WRITE_BATCH = 25
@@ -411,6 +417,7 @@ class OrderStore:
                 "#t = if_not_exists(#t, :total), "
                 "accepted_at = if_not_exists(accepted_at, :now_iso), "
                 "expires_at = if_not_exists(expires_at, :expires) "
+                "REMOVE retryable_failure "
                 "ADD attempts :one"
             ),
             # Unknown (the API's write was lost), not yet claimed, or its claimant stopped: the
@@ -418,7 +425,10 @@ class OrderStore:
             "ConditionExpression": (
                 "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
                 "OR (#s = :paying AND lease_until < :now AND claim_message = :claimant) "
-                "OR (#s = :paying AND lease_until < :stale)"
+                "OR (#s = :paying AND lease_until < :stale) "
+                # Failed for a reason that may pass (processor unavailable, out of retries)
+                # and moved back from the DLQ: paid now. A declined order stays failed.
+                "OR (#s = :failed AND retryable_failure = :yes)"
             ),
             "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
             "ExpressionAttributeValues": {
@@ -430,6 +440,8 @@ class OrderStore:
                 ":now": _n(now),
                 ":stale": _n(now - TAKEOVER_GRACE_SECONDS),
                 ":claimant": _s(claimant),
+                ":failed": _s(Status.FAILED),
+                ":yes": {"BOOL": True},
                 ":now_iso": _s(_now_iso()),
                 ":order_id": _s(order.order_id),
                 ":total": _n(order.total),
@@ -478,7 +490,7 @@ class OrderStore:
             return [await self._send_one(writes[0])]
         results: list[dict[str, Any] | Exception | None] = [None] * len(writes)
         todo = list(range(len(writes)))
-        for _ in range(len(writes) + 3):
+        for round_ in range(len(writes) + 3):
             if not todo:
                 break
             try:
@@ -498,6 +510,9 @@ class OrderStore:
                     else:
                         retry.append(i)  # applied nothing; conflicts and throttles go again
                 todo = retry
+                if todo:
+                    # Conflicts and throttling: go again after a jittered pause, not at once.
+                    await asyncio.sleep(TRANSACT_BACKOFF.delay(round_))
         if todo:
             raise StateUnavailable("transaction kept being cancelled")
         return results
@@ -584,14 +599,18 @@ class OrderStore:
         olds = await self._write_all(updates)
         return [_settled_by(old, Status.PAID, p[1]) for old, p in zip(olds, paid, strict=True)]
 
-    async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
+    async def mark_failed(
+        self, order_id: str, token: str, reason: str, *, retryable: bool = False
+    ) -> bool:
+        """Record a failed payment; `retryable`: a redrive from the DLQ may pay it again."""
         now = _now_iso()
         update: Update = {
             "TableName": self._table,
             "Key": _order_key(order_id),
             "UpdateExpression": (
                 "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason, "
-                "settled_by = :token REMOVE claim_token, lease_until, claim_message"
+                "settled_by = :token, retryable_failure = :retryable "
+                "REMOVE claim_token, lease_until, claim_message"
             ),
             "ConditionExpression": "#s = :paying AND claim_token = :token",
             "ExpressionAttributeNames": {"#s": "status"},
@@ -601,6 +620,7 @@ class OrderStore:
                 ":reason": _s(reason[:500]),
                 ":paying": _s(Status.PAYING),
                 ":token": _s(token),
+                ":retryable": {"BOOL": retryable},
             },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }

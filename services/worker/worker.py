@@ -51,6 +51,7 @@ from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
 from services.common.metrics import ORDER_PAID, emf
 from services.common.orders import (
+    TAKEOVER_GRACE_SECONDS,
     OrderRecord,
     OrderStore,
     StateRefused,
@@ -440,10 +441,27 @@ class Worker:
             # Failed orders belong in the DLQ: this copy goes there too, with the reason.
             return DeadLetter(record.failure_reason or "failed")
         # Another claimant holds it: look again once its lease (and, for anyone but the
-        # claimant's own message, the takeover grace) has run out.
+        # claimant's own message, the takeover grace) has run out, not every second.
         self.stats.claims_lost += 1
         lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
-        return RetryAfter(max(1, min(RETRY_DELAY_CAP, int(lease_left) + 1)))
+        own = record is not None and record.claim_message == job.message.message_id
+        if lease_left > 0 or own:
+            # A live claimant renews or settles before then; its own message may take over.
+            wait = max(0.0, lease_left)
+        else:
+            # Its claimant stopped renewing (dead, or cut off from DynamoDB while it still
+            # records a charge): only its own message may take over before the grace is out.
+            # Look again in long steps: the order may be settled meanwhile.
+            grace_left = lease_left + TAKEOVER_GRACE_SECONDS
+            wait = min(grace_left, 4 * self.settings.lease_seconds)
+        if job.message.receive_count >= self._config.max_receive_count:
+            # The next receive would be past maxReceiveCount: SQS would dead-letter it with no
+            # reason. Do it here, saying why (its order is still held by another claimant).
+            holder = record.claim_message if record else None
+            return DeadLetter(
+                f"still claimed by {holder} after {job.message.receive_count} receives"
+            )
+        return RetryAfter(max(1, min(RETRY_DELAY_CAP, int(wait) + 1)))
 
     async def _pay(self, job: Job, release_slot: Callable[[], None]) -> Outcome:
         """Charge the order holding a slot, then record what happened; return the outcome."""
@@ -468,7 +486,8 @@ class Worker:
         except PaymentUnavailable as exc:
             count = job.message.receive_count
             if count >= self._config.max_receive_count:
-                return await self._fail(job, f"gave up after {count} attempts: {exc}")
+                reason = f"gave up after {count} attempts: {exc}"
+                return await self._fail(job, reason, retryable=True)
             return await self._retry_payment(job, str(exc))
         finally:
             self._charging.discard(me)
@@ -510,7 +529,7 @@ class Worker:
             return Keep("claim lost after payment")
         return Paid(payment_ms)
 
-    async def _fail(self, job: Job, reason: str) -> Outcome:
+    async def _fail(self, job: Job, reason: str, *, retryable: bool = False) -> Outcome:
         assert job.order is not None
         self.stats.failed += 1
         order_id = job.order.order_id
@@ -524,7 +543,7 @@ class Worker:
         if store is not None and token is not None:
             try:
                 await self._retry_state(
-                    lambda: store.mark_failed(order_id, token, reason),
+                    lambda: store.mark_failed(order_id, token, reason, retryable=retryable),
                     "mark_failed",
                     self._abandon,
                     order_id=order_id,
@@ -545,7 +564,7 @@ class Worker:
         return RetryAfter(min(RETRY_DELAY_CAP, int(random.uniform(ceiling / 2, ceiling))))
 
     async def _release(self, job: Job, reason: str) -> None:
-        """Give the claim back, a few tries; if that fails, the lease runs out by itself."""
+        """Give the claim back, retried until shutdown; then the lease runs out by itself."""
         store, token = self._store, job.claim_token
         if store is None or token is None or job.order is None:
             return
@@ -557,7 +576,6 @@ class Worker:
                 "release",
                 self._abandon,
                 order_id=order_id,
-                attempts=3,
             )
 
     async def _retry_state(

@@ -131,3 +131,42 @@ async def test_a_release_whose_answer_was_lost_still_pays_once(
 
 async def _drained(sqs: SQSClient, topology: Topology) -> bool:
     return await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+
+async def test_a_duplicate_copy_whose_claimant_was_killed_waits_instead_of_spinning(
+    aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
+) -> None:
+    order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+    body = encode_message(order)
+    await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=body)
+    # A worker received the order's message, claimed it, and was killed (kill -9): its
+    # message comes back once its visibility runs out, its lease runs out by itself.
+    got = await sqs.receive_message(
+        QueueUrl=topology.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=8
+    )
+    [first] = got["Messages"]
+    claim = await store.claim(order, lease_seconds=5, claimant=first["MessageId"])
+    assert claim.won
+    # A duplicate copy of the same order (SNS delivers at least once) is in the queue too.
+    await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=body)
+    with capture_logs() as logs:
+        async with open_worker(worker_settings(aws, topology)) as worker:
+            running = asyncio.create_task(worker.run())
+            # The killed claimant's own message takes the order over once the lease is out.
+            await until(status_is(store, order.order_id, Status.PAID), timeout=90)
+            # The copy waits out lease and takeover grace, hidden: not back every second.
+            await until(lambda: _only_hidden(sqs, topology, 1))
+            worker.stop()
+            stats = await running
+    # The copy was refused while the lease held, then once it had run out, and then hidden
+    # for a long step (the grace): not back every second.
+    assert stats.claims_lost <= 2
+    assert charges(logs) == {order.order_id: 1}
+    # No receive spent without a reason: nothing was dead-lettered (least of all silently).
+    assert (await queue_counts(sqs, topology.dlq_url))[0] == 0
+    paid = [e for e in logs if e["event"] == "order_paid"]
+    assert [e["receive_count"] for e in paid] == [2]
+
+
+async def _only_hidden(sqs: SQSClient, topology: Topology, hidden: int) -> bool:
+    return await queue_counts(sqs, topology.queue_url) == (0, hidden)
