@@ -17,7 +17,7 @@ from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
 from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
-from .publisher import PublishFailed
+from .publisher import PublishAmbiguous, PublishFailed
 from .workflow import InProgress, KeyReused
 
 log = get_logger()
@@ -113,6 +113,14 @@ async def create_order_async(request: web.Request) -> web.Response:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
     except InProgress:
         raise _in_progress() from None
+    except PublishAmbiguous:
+        # SNS's answer was lost: the order may well be queued (and will then be paid). The
+        # client must not take this for "not queued": its retry, same key or order_id, tells.
+        raise _outage(
+            "queue_unavailable",
+            "SNS did not confirm the order: it may have been queued, and then it will be paid; "
+            "retry with the same Idempotency-Key or order_id to learn which",
+        ) from None
     except PublishFailed:
         # No 202 unless SNS acknowledged: the client must know the order was not queued.
         raise _outage("queue_unavailable", "the order could not be queued; retry later") from None

@@ -183,6 +183,8 @@ async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202
         await chaos([{"service": "sns", "operation": "PublishBatch", "latency_ms": 1500}])
         first = await api.post("/orders/async", json=body)
         assert first.status == 503
+        # Not "could not be queued": it was, and will be paid.
+        assert "may have been queued" in (await first.json())["error"]["message"]
         await chaos([])
         record = await store.get(order_id)
         assert record is not None and record.request_hash  # the fingerprint is kept
