@@ -128,6 +128,9 @@ class OrderWorkflow:
         # those pay for the pending write that lets a retry find it. Others cost one write,
         # after SNS.
         keyed = store is not None and (wanted.order_id is not None or key is not None)
+        # A retry of a pending order whose earlier publish may have gone through: a definite
+        # failure of this publish proves nothing about that one.
+        earlier_in_doubt = False
         if store is not None and keyed:
             order, existing = await self._register(store, order, wanted, key, path)
             # Pending, but perhaps acknowledged by SNS here, its mark not yet written.
@@ -147,14 +150,16 @@ class OrderWorkflow:
                 raise InProgress
             # An older pending order lost its publish, or its publish timed out and may have
             # gone through: publish (again). The worker pays an order id once.
+            earlier_in_doubt = existing is not None
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         try:
             await self._publish(encode_message(order))
         except PublishFailed as exc:
             ambiguous = isinstance(exc, PublishAmbiguous)
             log.error("publish_failed", error=exc.code, ambiguous=ambiguous, detail=str(exc))
-            if store is not None and keyed and not ambiguous:
-                # Certainly not queued: a retry (same key or order_id) starts afresh.
+            if store is not None and keyed and not ambiguous and not earlier_in_doubt:
+                # Certainly not queued: a retry (same key or order_id) starts afresh. Kept when
+                # an earlier attempt may have been: its fingerprint must stay for the retry.
                 await store.forget_pending(order.order_id)
             raise
         if self._marks is not None:
