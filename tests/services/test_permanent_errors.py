@@ -172,3 +172,22 @@ async def _dead(beat: Path) -> bool:
 async def _paid(store: OrderStore, order_id: str) -> bool:
     record = await store.get(order_id)
     return record is not None and record.status == Status.PAID
+
+
+async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
+    aws: AwsSettings, topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    beat = tmp_path / "worker.heartbeat"
+    liveness = LivenessSettings(path=beat, interval_seconds=0.05, max_age_seconds=1)
+    settings = worker_settings(aws, topology, liveness=liveness)
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("visibility extension broke")
+
+    with capture_logs() as logs:
+        async with open_worker(settings) as worker:
+            # Nothing would keep held messages invisible: the worker must not run on.
+            monkeypatch.setattr(worker, "_keep_invisible", broken)
+            with pytest.raises(RuntimeError, match="visibility extension broke"):
+                await asyncio.wait_for(worker.run(), 30)
+    assert any(e["event"] == "heartbeat_crashed" and e["log_level"] == "error" for e in logs)
