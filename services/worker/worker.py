@@ -373,7 +373,19 @@ class Worker:
                 task.add_done_callback(self._tasks.discard)
 
     async def _pay_in_slot(self, job: Job) -> None:
-        await self._settle(job, await self._pay(job, self._slots.release))
+        try:
+            outcome = await self._pay(job, self._slots.release)
+        except Exception as exc:
+            # A bug, not an outage: never leave the job held for the life of the process.
+            # Charged: kept like an unrecorded charge; not charged: handed back.
+            log.error(
+                "payment_crashed",
+                order_id=job.order.order_id if job.order else None,
+                charged=job.charged,
+                error=repr(exc),
+            )
+            outcome = Unrecorded() if job.charged else HandBack()
+        await self._settle(job, outcome)
 
     @staticmethod
     def _no_slot() -> None:

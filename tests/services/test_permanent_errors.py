@@ -29,7 +29,7 @@ from services.common.settings import AwsSettings
 from services.worker.liveness import LivenessSettings, age_seconds
 from services.worker.worker import open_worker
 
-from ..helpers import api_settings, order_body, worker_settings
+from ..helpers import api_settings, order_body, queue_counts, worker_settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -191,3 +191,36 @@ async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
             with pytest.raises(RuntimeError, match="visibility extension broke"):
                 await asyncio.wait_for(worker.run(), 30)
     assert any(e["event"] == "heartbeat_crashed" and e["log_level"] == "error" for e in logs)
+
+
+async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
+    aws: AwsSettings,
+    sqs: SQSClient,
+    topology: Topology,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+    await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug after the charge")
+
+    with capture_logs() as logs:
+        async with open_worker(worker_settings(aws, topology)) as worker:
+            monkeypatch.setattr(worker, "_record_paid", broken)
+            running = asyncio.create_task(worker.run())
+
+            async def kept() -> bool:
+                return any(e["event"] == "payment_unrecorded" for e in logs)
+
+            await until(kept)
+            # Not held for the life of the process, and not handed back: hidden.
+            assert not worker._jobs
+            assert await queue_counts(sqs, topology.queue_url) == (0, 1)
+            worker.stop()
+            await running
+    assert [e["event"] for e in logs if e["log_level"] == "error"][:2] == [
+        "payment_crashed",
+        "payment_unrecorded",
+    ]
+    assert charges(logs) == {order.order_id: 1}
