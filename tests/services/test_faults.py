@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
@@ -47,10 +46,6 @@ async def run_until(worker_cm: Any, done: Any, timeout: float = 60) -> tuple[Any
                 worker.stop()
                 stats = await running
     return stats, logs
-
-
-def paid_ids(logs: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [e["order_id"] for e in logs if e["event"] == "order_paid"]
 
 
 async def dlq_bodies(sqs: SQSClient, topology: Topology) -> list[str]:
