@@ -63,6 +63,9 @@ SCENARIOS = {
         "bench.scenarios.soak", "sustained load, payment failures, a worker restart midway"
     ),
     "pipeline": Scenario("bench.scenarios.pipeline", "the whole system at rising open-loop rates"),
+    "logs": Scenario(
+        "bench.scenarios.logs", "shipping logs to CloudWatch Logs (CPU, lines/s), Insights' speed"
+    ),
     "emulator": Scenario("bench.tools.emulator", "the local AWS's own costs"),
 }
 DEFAULT_OUT = Path(__file__).parent / "results"

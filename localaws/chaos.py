@@ -4,6 +4,10 @@ A rule names a service (and maybe a region and an operation); a call it matches 
 the rule's probability, delayed by `latency_ms` and/or failed with `error`, rendered the way
 that AWS protocol renders errors, so botocore raises the same `ClientError` (code and HTTP
 status) as it would against AWS.
+
+This project's extension of the LocalStack shape: `"lost_answer": true` serves the call
+(moto applies it) and then answers with the rule's `error` instead of moto's answer, so "the
+write was applied but its answer was lost" can be injected per operation.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ _XML_NAMESPACE = {
 # An AWS error code: botocore cuts a JSON __type at ':' and '#', and SQS's code travels in
 # a header, so nothing else gets in.
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,127}")
-_RULE_KEYS = {"service", "region", "operation", "probability", "error", "latency_ms"}
+_RULE_KEYS = {"service", "region", "operation", "probability", "error", "latency_ms", "lost_answer"}
 _ERROR_KEYS = {"statusCode", "code", "message"}
 
 
@@ -59,6 +63,8 @@ class Rule:
     probability: float = 1.0
     error: InjectedError | None = None
     latency_ms: float = 0
+    lost_answer: bool = False
+    """Serve the call, then answer with `error` (this project's extension)."""
 
     def matches(self, call: AwsCall) -> bool:
         return (
@@ -82,6 +88,8 @@ class Rule:
             }
         if self.latency_ms:
             out["latency_ms"] = self.latency_ms
+        if self.lost_answer:
+            out["lost_answer"] = True
         return out
 
 
@@ -91,6 +99,8 @@ class Fault:
 
     latency_ms: float
     error: InjectedError | None
+    lost_answer: bool = False
+    """The error replaces the answer of a call that was served."""
 
 
 class Faults:
@@ -103,23 +113,39 @@ class Faults:
     def draw(self, call: AwsCall) -> Fault | None:
         """Every rule matching `call` fires with its own probability: delays add up, and
         the first firing rule with an error sets it."""
-        latency, error, fired = 0.0, None, False
+        latency, error, lost, fired = 0.0, None, False, False
         for rule in self.rules:
             if rule.matches(call) and self._rng.random() < rule.probability:
                 fired = True
                 latency += rule.latency_ms
-                error = error or rule.error
-        return Fault(latency, error) if fired else None
+                if error is None and rule.error is not None:
+                    error, lost = rule.error, rule.lost_answer
+        return Fault(latency, error, lost) if fired else None
 
     async def inject(self, call: AwsCall) -> web.Response | None:
         """Delay `call` as the rules say; the error response to send instead, if any."""
-        fault = self.draw(call)
-        if fault is None:
+        fault = await self.before(call)
+        if fault is None or fault.error is None or fault.lost_answer:
             return None
-        if fault.latency_ms:
+        return error_response(fault.error, call)
+
+    async def before(self, call: AwsCall) -> Fault | None:
+        """Draw the rules for `call` and wait out their delay; the fault, if any fired.
+
+        The caller answers a fault's error instead of serving the call, or, for a lost
+        answer, after serving it (`after`)."""
+        fault = self.draw(call)
+        if fault is not None and fault.latency_ms:
             # A sleep on the loop, not in moto: every other request goes on meanwhile.
             await asyncio.sleep(fault.latency_ms / 1000)
-        return None if fault.error is None else error_response(fault.error, call)
+        return fault
+
+    @staticmethod
+    def after(fault: Fault | None, call: AwsCall, served: web.Response) -> web.Response:
+        """The answer for a served call: moto's, or the error that replaces a lost one."""
+        if fault is not None and fault.lost_answer and fault.error is not None:
+            return error_response(fault.error, call)
+        return served
 
 
 def parse_rules(raw: object) -> tuple[Rule, ...]:
@@ -142,11 +168,16 @@ def _parse_rule(raw: object, where: str) -> Rule:
     probability = _number(raw, "probability", where, default=1.0, high=1.0)
     latency_ms = _number(raw, "latency_ms", where, default=0, high=MAX_LATENCY_MS)
     error = _parse_error(raw["error"], f"{where}.error") if "error" in raw else None
+    lost_answer = raw.get("lost_answer", False)
+    if not isinstance(lost_answer, bool):
+        raise RuleError(f"{where}.lost_answer: must be true or false")
+    if lost_answer and error is None:
+        raise RuleError(f"{where}.lost_answer: needs an error to answer with")
     if error is None and not latency_ms:
         # LocalStack fails such a rule's calls with a default error; served normally here,
         # it would silently do nothing, so it is refused rather than guessed at.
         raise RuleError(f"{where}: give an error, a latency_ms, or both")
-    return Rule(str(service), region, operation, probability, error, latency_ms)
+    return Rule(str(service), region, operation, probability, error, latency_ms, lost_answer)
 
 
 def _parse_error(raw: object, where: str) -> InjectedError:

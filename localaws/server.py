@@ -119,13 +119,17 @@ class LocalAws:
         call = calls.identify(request.method, request.headers, query, body)
         # Counted once here, so a long poll that parks and runs again is one request.
         self._counts.add(call)
-        if self._faults.rules and (failed := await self._faults.inject(call)) is not None:
-            return failed
+        fault = await self._faults.before(call) if self._faults.rules else None
+        if fault is not None and fault.error is not None and not fault.lost_answer:
+            return chaos.error_response(fault.error, call)
         if (
             self._gate is not None
             and (refused := self._gate.check(call, request.headers, query, body)) is not None
         ):
             return refused
+        return self._faults.after(fault, call, await self._serve(request, body))
+
+    async def _serve(self, request: web.BaseRequest, body: bytes) -> web.Response:
         poll = longpoll.LongPoll()
         response = self._run(wsgi.environ(request, body), poll)
         while (index := poll.parked_on) is not None:

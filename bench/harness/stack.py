@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -119,6 +120,56 @@ def state_env(order_state: bool, topology: Topology) -> dict[str, str]:
 
 
 @dataclass
+class Relay:
+    """The log relay a service's stdout goes through (bench/harness/logrelay.py)."""
+
+    proc: subprocess.Popen[bytes]
+    shipping: bool
+    """LOG_SHIPPING on: the relay ships every line to the local AWS's CloudWatch Logs."""
+    stats_path: Path
+    stats: dict[str, int] | None = None
+    """After it exits: lines `read`, `sent`, `dropped`, `batches` (None: it wrote none)."""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def start_relay(
+    service: str,
+    aws: AwsSettings,
+    *,
+    shipping: bool,
+    source: IO[bytes],
+    stdout: int | IO[bytes],
+) -> Relay:
+    """Pass `source` (a service's stdout) on to `stdout`, shipping it too if `shipping`."""
+    fd, name = tempfile.mkstemp(prefix=f"bench-relay-{service}-", suffix=".json")
+    os.close(fd)
+    env = service_env(aws, LOG_SHIPPING="on" if shipping else "off")
+    proc = subprocess.Popen(
+        [*services.command("bench.harness.logrelay"), service, name],
+        env=env,
+        stdin=source,
+        stdout=stdout,
+    )
+    return Relay(proc, shipping, Path(name))
+
+
+def finish_relay(relay: Relay, timeout: float = 60) -> None:
+    """Wait for the relay (its service has stopped: it sends what is left) and read its
+    counts."""
+    try:
+        relay.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        relay.proc.kill()
+        relay.proc.wait()
+    with contextlib.suppress(OSError, orjson.JSONDecodeError):
+        relay.stats = orjson.loads(relay.stats_path.read_bytes())
+    relay.stats_path.unlink(missing_ok=True)
+
+
+@dataclass
 class ApiRun:
     """A running API process; after it stops, the processor's ledger from its log."""
 
@@ -126,6 +177,8 @@ class ApiRun:
     pid: int
     charges: Counter[str] = field(default_factory=Counter)
     """How many times the processor charged each order in this process (/orders/sync)."""
+    relay: Relay | None = None
+    """Its log relay, when the stack runs one (`log_shipping` on or off)."""
 
 
 @contextmanager
@@ -134,8 +187,13 @@ def api_process(
     topic_arn: str,
     payment_seconds: float,
     extra: Mapping[str, str] | None = None,
+    shipping: bool | None = None,
 ) -> Iterator[ApiRun]:
-    """Run `python -m services.api` on a free loopback port; yield it once healthy."""
+    """Run `python -m services.api` on a free loopback port; yield it once healthy.
+
+    `shipping` True or False: its stdout goes through a log relay (start_relay) that ships
+    it to the local AWS or not; None: no relay, straight to the log file.
+    """
     port = free_port()
     env = service_env(
         aws,
@@ -148,13 +206,22 @@ def api_process(
     # Its log goes to a file, read after it stops: a reader in this process would take CPU
     # from the load generator, and a full pipe would stall the API.
     with tempfile.TemporaryFile(prefix="bench-api-") as log:
-        proc = services.start("api", env, stdout=log)
-        run = ApiRun(url=f"http://{LOOPBACK}:{port}", pid=proc.pid)
+        relay = None
+        if shipping is None:
+            proc = services.start("api", env, stdout=log)
+        else:
+            proc = services.start("api", env, stdout=subprocess.PIPE)
+            assert proc.stdout is not None
+            relay = start_relay("api", aws, shipping=shipping, source=proc.stdout, stdout=log)
+            proc.stdout.close()  # the relay holds it now
+        run = ApiRun(url=f"http://{LOOPBACK}:{port}", pid=proc.pid, relay=relay)
         try:
             services.wait_listening(proc, port, timeout=30)
             yield run
         finally:
             services.stop(proc, timeout=15)
+            if relay is not None:
+                finish_relay(relay)
             log.seek(0)
             run.charges = charges(parse_lines(line for line in log if CHARGED.encode() in line))
 
@@ -186,6 +253,8 @@ class WorkerRun:
     stopped: dict[str, Any] | None = None
     other_events: dict[str, int] = field(default_factory=dict)
     started: threading.Event = field(default_factory=threading.Event)
+    relay: Relay | None = None
+    """Its log relay, when the stack runs one (`log_shipping` on or off)."""
 
     @property
     def cpu_seconds(self) -> float | None:
@@ -210,9 +279,9 @@ def _log_time(line: Mapping[str, Any]) -> float:
     return time.time()
 
 
-def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
-    assert proc.stdout is not None
-    for raw in proc.stdout:
+def _read_worker(pid: int, lines: IO[bytes], run: WorkerRun) -> None:
+    """Follow the worker's log lines (`lines`: its stdout, or its relay's)."""
+    for raw in lines:
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -232,7 +301,7 @@ def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
             run.charges[str(line["order_id"])] += 1
             run.charged_at[str(line["order_id"])] = _log_time(line)
         elif event == "worker_started":
-            run.cpu_at_start = cpu_seconds(proc.pid)
+            run.cpu_at_start = cpu_seconds(pid)
             run.started_at = _log_time(line)
             run.started.set()
         elif event == "worker_stopped":
@@ -240,7 +309,7 @@ def _read_worker(proc: subprocess.Popen[bytes], run: WorkerRun) -> None:
         else:
             run.other_events[str(event)] = run.other_events.get(str(event), 0) + 1
     # EOF: the process has exited but nobody has reaped it yet, so its times are still there.
-    run.cpu_at_exit = cpu_seconds(proc.pid)
+    run.cpu_at_exit = cpu_seconds(pid)
 
 
 @contextmanager
@@ -253,11 +322,13 @@ def worker_process(
     strategy: str = "batched",
     grace_seconds: float = 0.0,
     extra: Mapping[str, str] | None = None,
+    shipping: bool | None = None,
 ) -> Iterator[WorkerRun]:
     """Run `python -m services.worker`; yield its live WorkerRun once it has started.
 
     On exit the worker gets SIGTERM (`grace_seconds` for payments in flight), and the
-    WorkerRun then holds its `worker_stopped` counters and CPU time.
+    WorkerRun then holds its `worker_stopped` counters and CPU time. `shipping` as in
+    api_process: its lines are then read from the relay's stdout.
     """
     env = service_env(
         aws,
@@ -269,8 +340,18 @@ def worker_process(
         **(extra or {}),
     )
     proc = services.start("worker", env, stdout=subprocess.PIPE)
-    run = WorkerRun(pid=proc.pid, slots=slots)
-    reader = threading.Thread(target=_read_worker, args=(proc, run), daemon=True)
+    assert proc.stdout is not None
+    lines: IO[bytes] = proc.stdout
+    relay = None
+    if shipping is not None:
+        relay = start_relay(
+            "worker", aws, shipping=shipping, source=proc.stdout, stdout=subprocess.PIPE
+        )
+        proc.stdout.close()  # the relay holds it now
+        assert relay.proc.stdout is not None
+        lines = relay.proc.stdout
+    run = WorkerRun(pid=proc.pid, slots=slots, relay=relay)
+    reader = threading.Thread(target=_read_worker, args=(proc.pid, lines, run), daemon=True)
     reader.start()
     try:
         if not run.started.wait(timeout=30):
@@ -284,8 +365,9 @@ def worker_process(
         # Join the reader before reaping, so it can read the zombie's CPU time.
         reader.join(timeout=grace_seconds + 30)
         services.stop(proc, timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        lines.close()
+        if relay is not None:
+            finish_relay(relay)
 
 
 @dataclass
@@ -297,6 +379,10 @@ class LocalStack:
     topology: Topology
     order_state: bool
     """Whether the services get ORDERS_TABLE (`make run`'s default) or run stateless."""
+    log_shipping: bool | None = None
+    """Each service's stdout through a log relay that ships it to the local AWS's
+    CloudWatch Logs (True) or only passes it on (False), as `make run`'s launcher with
+    LOG_SHIPPING on or off; None (the default): no relay and nothing shipped."""
 
     def service_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The services' settings besides the AWS ones: order state as the stack runs it."""
@@ -307,7 +393,11 @@ class LocalStack:
     ) -> AbstractContextManager[ApiRun]:
         """The API on this stack's topic (see api_process)."""
         return api_process(
-            self.aws, self.topology.topic_arn, payment_seconds, self.service_env(extra)
+            self.aws,
+            self.topology.topic_arn,
+            payment_seconds,
+            self.service_env(extra),
+            shipping=self.log_shipping,
         )
 
     def worker(
@@ -328,15 +418,22 @@ class LocalStack:
             strategy=strategy,
             grace_seconds=grace_seconds,
             extra=self.service_env(extra),
+            shipping=self.log_shipping,
         )
 
 
 @contextmanager
-def local_stack(prefix: str, *, order_state: bool) -> Iterator[LocalStack]:
-    """Start the local AWS and create a fresh topology; stopped when the block ends."""
+def local_stack(
+    prefix: str, *, order_state: bool, log_shipping: bool | None = None
+) -> Iterator[LocalStack]:
+    """Start the local AWS and create a fresh topology; stopped when the block ends.
+
+    The services' logs are not shipped unless `log_shipping` says so (LocalStack.log_shipping):
+    the bench's processes are started here, not by `make run`'s launcher, which ships.
+    """
     with local_aws_server_env() as (aws, pid):
         topology = asyncio.run(new_topology(aws, prefix))
-        yield LocalStack(aws, pid, topology, order_state)
+        yield LocalStack(aws, pid, topology, order_state, log_shipping)
 
 
 async def poll_until(check: Callable[[], bool], limit: float, interval: float = 0.1) -> bool:

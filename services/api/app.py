@@ -8,13 +8,14 @@ from aiobotocore.session import get_session
 from aiohttp import web
 
 from services.common.aws import client_config
+from services.common.awserrors import AwsHealth
 from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
 from .checks import check_table, check_topic
 from .errors import error_middleware
 from .handlers import routes
-from .keys import ORDERS, PAYMENTS, SETTINGS, SETTLER, SNS, WORKFLOW
+from .keys import AWS_HEALTH, ORDERS, PAYMENTS, SETTINGS, SETTLER, SNS, WORKFLOW
 from .publisher import Publisher
 from .settings import ApiSettings
 from .settler import Settler
@@ -54,7 +55,7 @@ async def _order_store(app: web.Application) -> AsyncIterator[None]:
         config=config,
     ) as dynamodb:
         await check_table(dynamodb, settings.orders_table)
-        app[ORDERS] = OrderStore(dynamodb, settings.orders_table)
+        app[ORDERS] = OrderStore(dynamodb, settings.orders_table, health=app[AWS_HEALTH])
         yield
 
 
@@ -63,7 +64,9 @@ async def _workflow(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settler = app[SETTLER] = Settler()
     # Concurrent orders share PublishBatch calls; a lone order is published at once.
-    publisher = Publisher(app[SNS], settings.topic_arn, settings.publish_timeout)
+    publisher = Publisher(
+        app[SNS], settings.topic_arn, settings.publish_timeout, health=app[AWS_HEALTH]
+    )
     app[WORKFLOW] = OrderWorkflow(
         app[ORDERS],
         publisher.publish,
@@ -81,6 +84,7 @@ async def _workflow(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[AWS_HEALTH] = AwsHealth()
     app[PAYMENTS] = PaymentProcessor(settings.payment)
     app.cleanup_ctx.append(_sns_client)
     app.cleanup_ctx.append(_order_store)

@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from services.common.logging import get_logger
 from services.common.metrics import HTTP_DIMENSIONS, HTTP_REQUEST, emf, route_fields
-from services.common.orders import StateUnavailable
+from services.common.orders import StateRefused, StateUnavailable
 
 log = get_logger()
 
@@ -74,6 +74,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except ApiError as exc:
         error = exc
+    except StateRefused:
+        # Logged at error where DynamoDB refused it (aws_permanent_error): not an outage a
+        # retry rides out, but our setting or our bug.
+        error = ApiError(500, "state_refused", "order state refused the call; see the logs")
     except StateUnavailable as exc:
         log.error("state_unavailable", detail=str(exc))
         error = ApiError(

@@ -16,8 +16,8 @@ from services.common.orders import Status
 from services.common.payment import PaymentDeclined, PaymentUnavailable
 
 from .errors import ApiError, json_response
-from .keys import ORDERS, SETTINGS, WORKFLOW
-from .publisher import PublishFailed
+from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
+from .publisher import PublishAmbiguous, PublishFailed
 from .workflow import InProgress, KeyReused
 
 log = get_logger()
@@ -113,6 +113,14 @@ async def create_order_async(request: web.Request) -> web.Response:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
     except InProgress:
         raise _in_progress() from None
+    except PublishAmbiguous:
+        # SNS's answer was lost: the order may well be queued (and will then be paid). The
+        # client must not take this for "not queued": its retry, same key or order_id, tells.
+        raise _outage(
+            "queue_unavailable",
+            "SNS did not confirm the order: it may have been queued, and then it will be paid; "
+            "retry with the same Idempotency-Key or order_id to learn which",
+        ) from None
     except PublishFailed:
         # No 202 unless SNS acknowledged: the client must know the order was not queued.
         raise _outage("queue_unavailable", "the order could not be queued; retry later") from None
@@ -164,6 +172,15 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 @routes.get("/health")
-async def health(_: web.Request) -> web.Response:
-    # No AWS call: a load balancer probing every few seconds must not depend on SNS.
+async def health(request: web.Request) -> web.Response:
+    # No AWS call: a load balancer probing every few seconds must not depend on SNS. But an
+    # API whose calls AWS keeps refusing for good (access denied, KMS, a missing table) does
+    # nothing useful: unhealthy, so the ALB and ECS replace it and the deployment fails.
+    aws = request.app[AWS_HEALTH]
+    if not aws.healthy:
+        raise ApiError(
+            503,
+            "unhealthy",
+            f"AWS refused the last {aws.in_a_row} calls for good (see aws_permanent_error)",
+        )
     return json_response({"status": "ok"})

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from services.common.awserrors import AwsHealth
 from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
 
 SETTINGS = web.AppKey("settings", ApiSettings)
+# Permanent AWS errors of this process (SNS and DynamoDB): /health answers 503 after a few.
+AWS_HEALTH = web.AppKey("aws_health", AwsHealth)
 SNS: web.AppKey[SNSClient] = web.AppKey("sns")
 PAYMENTS = web.AppKey("payments", PaymentProcessor)
 # None when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.

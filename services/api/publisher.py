@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as ConnectError
 
+from services.common.awserrors import AwsHealth
 from services.common.groupcommit import GroupCommit, GroupCommitClosed, GroupCommitStats
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class Publisher:
     concurrency: int = 2
     linger: float = 0.0
     max_batch_bytes: int = MAX_BATCH_BYTES
+    health: AwsHealth = field(default_factory=AwsHealth)
+    """Where a permanent SNS error (denied, KMS, no such topic) is logged and counted."""
     _commit: GroupCommit[_Entry, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -175,11 +178,13 @@ class Publisher:
                     TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
                 )
         except (BotoCoreError, ClientError, TimeoutError) as exc:
+            self.health.failed("sns", "PublishBatch", exc)
             kind = PublishAmbiguous if attempts.ambiguous or attempts.in_doubt else PublishFailed
             detail, code = _describe(exc)
             return [kind(detail, code) for _ in batch]
         finally:
             _attempts.reset(token)
+        self.health.succeeded()
         # A clean answer after an ambiguous attempt: a failed entry may still have been
         # published by the attempt whose answer was lost.
         failed_kind = PublishAmbiguous if attempts.ambiguous else PublishFailed

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,6 +128,9 @@ class OrderWorkflow:
         # those pay for the pending write that lets a retry find it. Others cost one write,
         # after SNS.
         keyed = store is not None and (wanted.order_id is not None or key is not None)
+        # A retry of a pending order whose earlier publish may have gone through: a definite
+        # failure of this publish proves nothing about that one.
+        earlier_in_doubt = False
         if store is not None and keyed:
             order, existing = await self._register(store, order, wanted, key, path)
             # Pending, but perhaps acknowledged by SNS here, its mark not yet written.
@@ -148,14 +150,16 @@ class OrderWorkflow:
                 raise InProgress
             # An older pending order lost its publish, or its publish timed out and may have
             # gone through: publish (again). The worker pays an order id once.
+            earlier_in_doubt = existing is not None
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         try:
             await self._publish(encode_message(order))
         except PublishFailed as exc:
             ambiguous = isinstance(exc, PublishAmbiguous)
             log.error("publish_failed", error=exc.code, ambiguous=ambiguous, detail=str(exc))
-            if store is not None and keyed and not ambiguous:
-                # Certainly not queued: a retry (same key or order_id) starts afresh.
+            if store is not None and keyed and not ambiguous and not earlier_in_doubt:
+                # Certainly not queued: a retry (same key or order_id) starts afresh. Kept when
+                # an earlier attempt may have been: its fingerprint must stay for the retry.
                 await store.forget_pending(order.order_id)
             raise
         if self._marks is not None:
@@ -204,7 +208,10 @@ class OrderWorkflow:
         if existing is not None and (answer := self._settled(existing)) is not None:
             return answer
         lease = self._payments.settings.timeout + 5
-        claim = await store.claim(order, lease, claimant=f"sync:{uuid.uuid4().hex}")
+        # Derived from the request, so a retry of it is the same claimant: once the lease of
+        # an attempt whose answer was lost runs out, the retry takes over (not 10 min later).
+        claimant = f"sync:key:{key}" if key else f"sync:order:{order.order_id}"
+        claim = await store.claim(order, lease, claimant=claimant)
         if not claim.won:
             if claim.record is not None and (answer := self._settled(claim.record)) is not None:
                 return answer
@@ -244,7 +251,7 @@ class OrderWorkflow:
 
     async def _charge(self, order: OrderMessage) -> float:
         try:
-            payment_ms = await self._payments.charge(order)
+            payment_ms = await self._payments.charge(order, idempotency_key=order.order_id)
         except PaymentDeclined as exc:
             log.info("order_failed", mode="sync", reason=str(exc))
             raise

@@ -77,6 +77,18 @@ def _storable_price(value: float) -> float:
     return value
 
 
+# DynamoDB's number range: a total outside it can never be stored (every write of it is a
+# ValidationException), so a message carrying one is refused at decoding and dead-lettered.
+DYNAMODB_MAX_NUMBER = 9.9999999999999999999999999999999999999e125
+DYNAMODB_MIN_POSITIVE = 1e-130
+
+
+def _storable_total(value: float) -> float:
+    if value != 0 and not DYNAMODB_MIN_POSITIVE <= value <= DYNAMODB_MAX_NUMBER:
+        raise ValueError("must be 0 or between 1e-130 and 9.99e125 (what DynamoDB can store)")
+    return value
+
+
 Price = Annotated[
     float,
     Field(ge=0, le=1_000_000),
@@ -120,7 +132,7 @@ class OrderMessage(BaseModel):
     order_id: OrderId
     customer_id: CustomerId
     items: Items
-    total: Annotated[float, Field(ge=0)]
+    total: Annotated[float, Field(ge=0), AfterValidator(_storable_total)]
     accepted_at: float
     """Unix time (seconds) at which the API accepted the order."""
 

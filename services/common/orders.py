@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .awserrors import AwsHealth, error_code
 from .groupcommit import GroupCommit
 from .messages import OrderMessage, OrderRequest
+from .retry import Backoff
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -56,6 +58,16 @@ class StateUnavailable(Exception):
     """DynamoDB could not be reached or refused the call: an outage, not the client's fault."""
 
 
+class StateRefused(StateUnavailable):
+    """DynamoDB refused the call for a reason retrying cannot fix (access denied, KMS, a
+    missing table, a request it will never take): logged at error and counted where the
+    call was made (services/common/awserrors.py); `code` is AWS's error code."""
+
+    def __init__(self, detail: str, code: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class OrderRecord:
     order_id: str
@@ -72,6 +84,8 @@ class OrderRecord:
     """How many times this order was charged: the exactly-once check counts it."""
     attempts: int = 0
     lease_until: float | None = None
+    claim_message: str | None = None
+    """Who holds the claim: the SQS message id it is paid from (or the sync request's id)."""
 
     def public(self) -> dict[str, Any]:
         """The order as GET /orders/{order_id} shows it (`paying` is still `accepted` outside)."""
@@ -132,6 +146,7 @@ def _record(item: dict[str, Any]) -> OrderRecord:
         payments=int(number("payments") or 0),
         attempts=int(number("attempts") or 0),
         lease_until=number("lease_until"),
+        claim_message=text("claim_message"),
     )
 
 
@@ -152,6 +167,24 @@ def _write_key(write: Write) -> tuple[str, str]:
     return request["TableName"], key["pk"]["S"]
 
 
+def _settled_by(old: dict[str, Any] | None, status: Status, token: str) -> bool:
+    """A settling write applied: now, or by an earlier attempt whose answer was lost."""
+    if old is None:
+        return True
+    return bool(
+        old.get("status", {}).get("S") == status and old.get("settled_by", {}).get("S") == token
+    )
+
+
+def _own_claim(old: dict[str, Any] | None, token: str) -> bool:
+    """The claim found is the one this very claimant wrote (an attempt whose answer was lost)."""
+    return bool(
+        old
+        and old.get("status", {}).get("S") == Status.PAYING
+        and old.get("claim_token", {}).get("S") == token
+    )
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -162,6 +195,8 @@ Update = dict[str, Any]
 Write = dict[str, dict[str, Any]]
 """One write as a TransactWriteItems entry: {"Put" | "Update" | "Delete": request}."""
 _SINGLE = {"Put": "put_item", "Update": "update_item", "Delete": "delete_item"}
+# Between rounds of a transaction whose writes conflicted or were throttled: short and jittered.
+TRANSACT_BACKOFF = Backoff(base=0.02, cap=0.5)
 # Writes made while a call is in flight share the next one, this many at most (DynamoDB
 # takes up to 100 per transaction; a smaller batch keeps each call short).
 WRITE_BATCH = 25
@@ -181,16 +216,25 @@ class Claim:
     token: str
     record: OrderRecord | None
     """The order as it stood when the claim was refused (None when won)."""
+    lease_until: float = 0.0
+    """The lease end this claim wrote (epoch seconds): what its holder may count on."""
 
 
 class OrderStore:
     """Reads and conditional writes of order state; DynamoDB errors become StateUnavailable."""
 
     def __init__(
-        self, dynamodb: DynamoDBClient, table: str, *, concurrency: int = 4, fill_wait: float = 0.0
+        self,
+        dynamodb: DynamoDBClient,
+        table: str,
+        *,
+        concurrency: int = 4,
+        fill_wait: float = 0.0,
+        health: AwsHealth | None = None,
     ) -> None:
         self._db = dynamodb
         self._table = table
+        self.health = health or AwsHealth()
         # Group commit: every conditional write of this process goes through one path, so
         # concurrent requests (API) or payments (worker) share TransactWriteItems calls; a
         # lone write on an idle path is sent at once as a single PutItem/UpdateItem.
@@ -205,7 +249,7 @@ class OrderStore:
     def batched(self, fill_wait: float) -> OrderStore:
         """A store on the same client and table whose writes wait up to `fill_wait` s to
         share a call (see GroupCommit): for writes no client is waiting on."""
-        return OrderStore(self._db, self._table, fill_wait=fill_wait)
+        return OrderStore(self._db, self._table, fill_wait=fill_wait, health=self.health)
 
     @property
     def write_calls(self) -> int:
@@ -213,17 +257,22 @@ class OrderStore:
         return self._writes.stats.calls
 
     async def _call(self, operation: str, *, table: bool = True, **kwargs: Any) -> dict[str, Any]:
-        """One DynamoDB call; a refused condition stays a ClientError, all else is an outage."""
+        """One DynamoDB call; a refused condition stays a ClientError, a permanent error is
+        StateRefused (logged and counted by the store's AwsHealth), all else is an outage."""
         if table:
             kwargs["TableName"] = self._table
         try:
             result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
         except ClientError as exc:
             if _conditional_failed(exc):
+                self.health.succeeded()  # DynamoDB answered: the table is usable
                 raise
+            if self.health.failed("dynamodb", operation, exc):
+                raise StateRefused(f"{operation}: {exc}", error_code(exc) or "") from exc
             raise StateUnavailable(f"{operation}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"{operation}: {exc}") from exc
+        self.health.succeeded()
         return result
 
     async def get(self, order_id: str) -> OrderRecord | None:
@@ -350,9 +399,14 @@ class OrderStore:
             )
 
     def _claim_update(
-        self, order: OrderMessage, token: str, lease_seconds: float, claimant: str
+        self,
+        order: OrderMessage,
+        token: str,
+        lease_seconds: float,
+        claimant: str,
+        now: float | None = None,
     ) -> Update:
-        now = time.time()
+        now = time.time() if now is None else now
         return {
             "TableName": self._table,
             "Key": _order_key(order.order_id),
@@ -363,6 +417,7 @@ class OrderStore:
                 "#t = if_not_exists(#t, :total), "
                 "accepted_at = if_not_exists(accepted_at, :now_iso), "
                 "expires_at = if_not_exists(expires_at, :expires) "
+                "REMOVE retryable_failure "
                 "ADD attempts :one"
             ),
             # Unknown (the API's write was lost), not yet claimed, or its claimant stopped: the
@@ -370,7 +425,10 @@ class OrderStore:
             "ConditionExpression": (
                 "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
                 "OR (#s = :paying AND lease_until < :now AND claim_message = :claimant) "
-                "OR (#s = :paying AND lease_until < :stale)"
+                "OR (#s = :paying AND lease_until < :stale) "
+                # Failed for a reason that may pass (processor unavailable, out of retries)
+                # and moved back from the DLQ: paid now. A declined order stays failed.
+                "OR (#s = :failed AND retryable_failure = :yes)"
             ),
             "ExpressionAttributeNames": {"#s": "status", "#t": "total"},
             "ExpressionAttributeValues": {
@@ -382,6 +440,8 @@ class OrderStore:
                 ":now": _n(now),
                 ":stale": _n(now - TAKEOVER_GRACE_SECONDS),
                 ":claimant": _s(claimant),
+                ":failed": _s(Status.FAILED),
+                ":yes": {"BOOL": True},
                 ":now_iso": _s(_now_iso()),
                 ":order_id": _s(order.order_id),
                 ":total": _n(order.total),
@@ -397,10 +457,13 @@ class OrderStore:
             "TableName": self._table,
             "Key": _order_key(order_id),
             "UpdateExpression": (
-                "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms "
+                "SET #s = :paid, paid_at = :now, updated_at = :now, payment_ms = :ms, "
+                "settled_by = :token "
                 "REMOVE claim_token, lease_until, claim_message ADD payments :one"
             ),
             "ConditionExpression": "#s = :paying AND claim_token = :token",
+            # A retry after a lost answer sees what its first attempt wrote (settled_by).
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
                 ":paid": _s(Status.PAID),
@@ -416,7 +479,7 @@ class OrderStore:
         """One conditional write; None when applied, else the item the condition saw ({})."""
         return await self._writes.submit(write)
 
-    async def _send_writes(self, writes: list[Write]) -> list[dict[str, Any] | None]:
+    async def _send_writes(self, writes: list[Write]) -> list[dict[str, Any] | Exception | None]:
         """Writes in one call: a single request alone, several in one TransactWriteItems.
 
         A transaction is all or nothing, so when some conditions fail the others are sent
@@ -425,13 +488,19 @@ class OrderStore:
         """
         if len(writes) == 1:
             return [await self._send_one(writes[0])]
-        results: list[dict[str, Any] | None] = [None] * len(writes)
+        results: list[dict[str, Any] | Exception | None] = [None] * len(writes)
         todo = list(range(len(writes)))
-        for _ in range(len(writes) + 3):
+        for round_ in range(len(writes) + 3):
             if not todo:
                 break
             try:
                 await self._call_transact([writes[i] for i in todo])
+                return results
+            except StateRefused:
+                # One write DynamoDB will never take (a number out of range...) fails the
+                # whole transaction: settle each alone, so it fails only its own caller.
+                for i in todo:
+                    results[i] = await self._send_alone(writes[i])
                 return results
             except _Cancelled as cancelled:
                 retry = []
@@ -441,9 +510,18 @@ class OrderStore:
                     else:
                         retry.append(i)  # applied nothing; conflicts and throttles go again
                 todo = retry
+                if todo:
+                    # Conflicts and throttling: go again after a jittered pause, not at once.
+                    await asyncio.sleep(TRANSACT_BACKOFF.delay(round_))
         if todo:
             raise StateUnavailable("transaction kept being cancelled")
         return results
+
+    async def _send_alone(self, write: Write) -> dict[str, Any] | Exception | None:
+        try:
+            return await self._send_one(write)
+        except StateUnavailable as exc:
+            return exc
 
     async def _send_one(self, write: Write) -> dict[str, Any] | None:
         [(kind, request)] = write.items()
@@ -469,25 +547,41 @@ class OrderStore:
         return (await self.claim_many([(order, claimant)], lease_seconds))[0]
 
     async def claim_many(
-        self, wanted: list[tuple[OrderMessage, str]], lease_seconds: float
+        self,
+        wanted: list[tuple[OrderMessage, str]],
+        lease_seconds: float,
+        tokens: list[str] | None = None,
     ) -> list[Claim]:
         """Claim several (order, claimant) pairs in one call.
 
         A transaction may touch an item once, so an order_id repeated in the batch (a duplicate
         delivery) is claimed once; its twins are refused with what its own claim saw.
+        `tokens`: one per pair, the same on every retry of one attempt to pay (the worker
+        derives it from the receipt handle), so a retry after a lost answer recognizes the
+        claim its first try wrote and wins it; random when not given.
         """
         orders = [order for order, _ in wanted]
         first: dict[str, int] = {}
         for i, order in enumerate(orders):
             first.setdefault(order.order_id, i)
         unique = sorted(first.values())
-        tokens = {i: uuid.uuid4().hex for i in unique}
+        tokens_of = {i: tokens[i] if tokens else uuid.uuid4().hex for i in unique}
+        now = time.time()
         updates = [
-            self._claim_update(orders[i], tokens[i], lease_seconds, wanted[i][1]) for i in unique
+            self._claim_update(orders[i], tokens_of[i], lease_seconds, wanted[i][1], now)
+            for i in unique
         ]
         won: dict[int, Claim] = {}
         for i, old in zip(unique, await self._write_all(updates), strict=True):
-            won[i] = Claim(old is None, tokens[i], _record(old) if old else None)
+            token = tokens_of[i]
+            if _own_claim(old, token):
+                # Ours already: count on the lease that attempt wrote, not this one's.
+                assert old is not None
+                lease_until = float(old.get("lease_until", {}).get("N", now))
+                won[i] = Claim(True, token, None, lease_until)
+            else:
+                record = _record(old) if old else None
+                won[i] = Claim(old is None, token, record, now + lease_seconds)
         claims = []
         for i, order in enumerate(orders):
             j = first[order.order_id]
@@ -498,23 +592,40 @@ class OrderStore:
         return (await self.mark_paid_many([(order_id, token, payment_ms)]))[0]
 
     async def mark_paid_many(self, paid: list[tuple[str, str, float]]) -> list[bool]:
-        """Record payments; False where the claim was no longer held (it was taken over)."""
-        updates = [self._paid_update(*p) for p in paid]
-        return [old is None for old in await self._write_all(updates)]
+        """Record payments; False where the claim was no longer held (it was taken over).
 
-    async def mark_failed(self, order_id: str, token: str, reason: str) -> bool:
+        True also where an earlier attempt of this very mark landed and its answer was lost."""
+        updates = [self._paid_update(*p) for p in paid]
+        olds = await self._write_all(updates)
+        return [_settled_by(old, Status.PAID, p[1]) for old, p in zip(olds, paid, strict=True)]
+
+    async def mark_failed(
+        self, order_id: str, token: str, reason: str, *, retryable: bool = False
+    ) -> bool:
+        """Record a failed payment; `retryable`: a redrive from the DLQ may pay it again."""
         now = _now_iso()
-        return await self._update(
-            order_id,
-            "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason "
-            "REMOVE claim_token, lease_until, claim_message",
-            "#s = :paying AND claim_token = :token",
-            failed=_s(Status.FAILED),
-            now=_s(now),
-            reason=_s(reason[:500]),
-            paying=_s(Status.PAYING),
-            token=_s(token),
-        )
+        update: Update = {
+            "TableName": self._table,
+            "Key": _order_key(order_id),
+            "UpdateExpression": (
+                "SET #s = :failed, failed_at = :now, updated_at = :now, failure_reason = :reason, "
+                "settled_by = :token, retryable_failure = :retryable "
+                "REMOVE claim_token, lease_until, claim_message"
+            ),
+            "ConditionExpression": "#s = :paying AND claim_token = :token",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":failed": _s(Status.FAILED),
+                ":now": _s(now),
+                ":reason": _s(reason[:500]),
+                ":paying": _s(Status.PAYING),
+                ":token": _s(token),
+                ":retryable": {"BOOL": retryable},
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        old = await self._write({"Update": update})
+        return _settled_by(old, Status.FAILED, token)
 
     async def release(
         self,
@@ -543,7 +654,7 @@ class OrderStore:
             order_id, update, "#s = :paying AND claim_token = :token", **values
         )
 
-    def _renew_update(self, order_id: str, token: str, lease_seconds: float) -> Update:
+    def _renew_update(self, order_id: str, token: str, until: float) -> Update:
         return {
             "TableName": self._table,
             "Key": _order_key(order_id),
@@ -551,7 +662,7 @@ class OrderStore:
             "ConditionExpression": "#s = :paying AND claim_token = :token",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
-                ":lease": _n(time.time() + lease_seconds),
+                ":lease": _n(until),
                 ":paying": _s(Status.PAYING),
                 ":token": _s(token),
             },
@@ -559,5 +670,9 @@ class OrderStore:
 
     async def renew_many(self, claims: list[tuple[str, str]], lease_seconds: float) -> list[bool]:
         """Extend the leases of (order_id, token) claims; False where a claim is no longer held."""
-        updates = [self._renew_update(order_id, token, lease_seconds) for order_id, token in claims]
+        return await self.renew_until(claims, time.time() + lease_seconds)
+
+    async def renew_until(self, claims: list[tuple[str, str]], until: float) -> list[bool]:
+        """Set the leases of (order_id, token) claims to end at `until` (epoch seconds)."""
+        updates = [self._renew_update(order_id, token, until) for order_id, token in claims]
         return [old is None for old in await self._write_all(updates)]

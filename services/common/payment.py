@@ -79,8 +79,12 @@ class PaymentProcessor:
         self.settings = settings
         self._random = random.Random(settings.seed)
 
-    async def charge(self, order: OrderMessage, attempt: int = 1) -> float:
-        """Charge `order` (its order_id is the processor's idempotency key)."""
+    async def charge(
+        self, order: OrderMessage, attempt: int = 1, *, idempotency_key: str | None = None
+    ) -> float:
+        """Charge `order`; `idempotency_key` (default: its order_id) goes to the processor,
+        so a real one that honours it charges a retried order once (this one only logs it)."""
+        key = idempotency_key or order.order_id
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.timeout):
@@ -95,7 +99,13 @@ class PaymentProcessor:
             log.info(event, order_id=order.order_id, attempt=attempt, reason=str(exc))
             raise
         # The ledger line: written once the money moved, before anyone records it.
-        log.info("payment_charged", order_id=order.order_id, amount=order.total, attempt=attempt)
+        log.info(
+            "payment_charged",
+            order_id=order.order_id,
+            amount=order.total,
+            attempt=attempt,
+            idempotency_key=key,
+        )
         return (time.perf_counter() - started) * 1000
 
     async def _call(self, order: OrderMessage, attempt: int) -> None:

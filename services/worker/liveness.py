@@ -3,7 +3,9 @@
 ECS ignores Docker's HEALTHCHECK and the worker has no port for an ALB to probe, so the task
 definition's container healthCheck runs `python -m services.worker.healthcheck`. A loop that is
 blocked (a synchronous call that never returns, a deadlock under the GIL) stops touching the
-file; the check then fails and ECS replaces the task.
+file; the check then fails and ECS replaces the task. So does a worker whose AWS calls keep
+being refused for good (access denied, KMS, a missing table: services/common/awserrors.py):
+it removes the file, and the check fails at its next run.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common.logging import get_logger
 from services.common.settings import env_float
+
+log = get_logger()
 
 
 def _default_path() -> Path:
@@ -68,11 +73,30 @@ class Heartbeat:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch()
 
+    def clear(self) -> None:
+        """Fail the check at once: the process is alive but cannot do its work."""
+        self.path.unlink(missing_ok=True)
 
-async def keep_alive(heartbeat: Heartbeat, interval: float) -> None:
-    """Touch the heartbeat every `interval` seconds for as long as the event loop runs."""
+
+def _always() -> bool:
+    return True
+
+
+async def keep_alive(
+    heartbeat: Heartbeat, interval: float, healthy: Callable[[], bool] = _always
+) -> None:
+    """Touch the heartbeat every `interval` seconds while the loop runs and `healthy()`;
+    remove it while not (and say so once per spell)."""
+    was_healthy = True
     while True:
-        heartbeat.touch()
+        now_healthy = healthy()
+        if now_healthy:
+            heartbeat.touch()
+        else:
+            heartbeat.clear()
+            if was_healthy:
+                log.error("liveness_failed", path=str(heartbeat.path))
+        was_healthy = now_healthy
         await asyncio.sleep(interval)
 
 

@@ -47,4 +47,10 @@ class Keep:
     reason: str
 
 
-Outcome = Paid | Duplicate | DeadLetter | RetryAfter | HandBack | Keep
+@dataclass(frozen=True)
+class Unrecorded:
+    """Charged, but the paid-mark never landed (shutdown): never released, never visible
+    early; hidden as long as SQS allows, with an error line to reconcile from."""
+
+
+Outcome = Paid | Duplicate | DeadLetter | RetryAfter | HandBack | Keep | Unrecorded

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from services.common.awserrors import AwsHealth
 from services.common.groupcommit import GroupCommit
 
 from .settings import SQS_BATCH
@@ -28,6 +29,11 @@ class QueueNotFound(Exception):
 
 class QueueUnavailable(Exception):
     """SQS could not be reached or refused the call: retry later."""
+
+
+class QueueRefused(QueueUnavailable):
+    """SQS refused the call for a reason retrying cannot fix (access denied, KMS, no such
+    queue): logged at error and counted (services/common/awserrors.py)."""
 
 
 @dataclass(frozen=True)
@@ -49,15 +55,20 @@ class Received:
     receive_count: int
 
 
-def _unavailable(operation: str, exc: Exception) -> QueueUnavailable:
-    return QueueUnavailable(f"{operation}: {exc}")
-
-
 class OrderQueue:
     """The order queue and its dead-letter queue, as the worker uses them."""
 
-    def __init__(self, sqs: SQSClient, url: str, stats: WorkerStats, *, batched: bool) -> None:
+    def __init__(
+        self,
+        sqs: SQSClient,
+        url: str,
+        stats: WorkerStats,
+        *,
+        batched: bool,
+        health: AwsHealth | None = None,
+    ) -> None:
         self._sqs = sqs
+        self.health = health or AwsHealth()
         self.url = url
         self.stats = stats
         self._batched = batched
@@ -67,6 +78,12 @@ class OrderQueue:
             self._delete_batch, max_items=SQS_BATCH, concurrency=2, fill_wait=0.05
         )
         self.config: QueueConfig | None = None
+
+    def _unavailable(self, operation: str, exc: Exception) -> QueueUnavailable:
+        """The error callers see: QueueRefused for a permanent one (logged here), else an outage."""
+        if self.health.failed("sqs", operation, exc):
+            return QueueRefused(f"{operation}: {exc}")
+        return QueueUnavailable(f"{operation}: {exc}")
 
     async def read_config(self) -> QueueConfig:
         """Read the queue's visibility timeout and dead-letter queue; refuse a queue without."""
@@ -108,7 +125,8 @@ class OrderQueue:
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
         except (BotoCoreError, ClientError) as exc:
-            raise _unavailable("ReceiveMessage", exc) from exc
+            raise self._unavailable("ReceiveMessage", exc) from exc
+        self.health.succeeded()
         return [
             Received(
                 message_id=m["MessageId"],
@@ -129,9 +147,10 @@ class OrderQueue:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code", "").startswith("ReceiptHandle"):
                 return str(exc)
-            raise _unavailable("DeleteMessage", exc) from exc
+            raise self._unavailable("DeleteMessage", exc) from exc
         except BotoCoreError as exc:
-            raise _unavailable("DeleteMessage", exc) from exc
+            raise self._unavailable("DeleteMessage", exc) from exc
+        self.health.succeeded()
         return None
 
     async def _delete_batch(self, receipts: list[str]) -> list[str | None]:
@@ -143,7 +162,8 @@ class OrderQueue:
                 Entries=entries,  # type: ignore[arg-type]
             )
         except (BotoCoreError, ClientError) as exc:
-            raise _unavailable("DeleteMessageBatch", exc) from exc
+            raise self._unavailable("DeleteMessageBatch", exc) from exc
+        self.health.succeeded()
         failed = {f["Id"]: f.get("Message", f["Code"]) for f in response.get("Failed", [])}
         return [failed.get(str(i)) for i in range(len(receipts))]
 
@@ -152,7 +172,14 @@ class OrderQueue:
 
         Raises QueueUnavailable only when no call got through.
         """
-        changed = 0
+        return len(await self.change_visibility_each(receipts, seconds))
+
+    async def change_visibility_each(self, receipts: Sequence[str], seconds: int) -> set[str]:
+        """ChangeMessageVisibilityBatch, 10 per call; the receipt handles SQS accepted.
+
+        Raises QueueUnavailable only when no call got through.
+        """
+        changed: set[str] = set()
         error: QueueUnavailable | None = None
         for start in range(0, len(receipts), SQS_BATCH):
             chunk = receipts[start : start + SQS_BATCH]
@@ -166,9 +193,10 @@ class OrderQueue:
                     Entries=entries,  # type: ignore[arg-type]
                 )
             except (BotoCoreError, ClientError) as exc:
-                error = _unavailable("ChangeMessageVisibilityBatch", exc)
+                error = self._unavailable("ChangeMessageVisibilityBatch", exc)
                 continue
-            changed += len(got.get("Successful", []))
+            self.health.succeeded()
+            changed.update(chunk[int(ok["Id"])] for ok in got.get("Successful", []))
         if error is not None and not changed:
             raise error
         return changed
@@ -190,7 +218,7 @@ class OrderQueue:
                 MessageAttributes=attributes,  # type: ignore[arg-type]
             )
         except (BotoCoreError, ClientError) as exc:
-            raise _unavailable("SendMessage (dead-letter queue)", exc) from exc
+            raise self._unavailable("SendMessage (dead-letter queue)", exc) from exc
         # Sent first, deleted second: a failure in between leaves a copy here, which comes
         # back and is dead-lettered again, rather than an order in neither queue.
         await self.delete(message.receipt_handle)

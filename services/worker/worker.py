@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -45,15 +46,32 @@ from typing import TYPE_CHECKING, TypeVar
 from aiobotocore.session import get_session
 
 from services.common.aws import client_config
+from services.common.awserrors import AwsHealth
 from services.common.logging import get_logger
 from services.common.messages import InvalidInput, OrderMessage, decode_message
 from services.common.metrics import ORDER_PAID, emf
-from services.common.orders import OrderRecord, OrderStore, StateUnavailable, Status
+from services.common.orders import (
+    TAKEOVER_GRACE_SECONDS,
+    OrderRecord,
+    OrderStore,
+    StateRefused,
+    StateUnavailable,
+    Status,
+)
 from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 from services.common.retry import Backoff, Stopped, retry, sleep_unless
 
 from .liveness import Heartbeat, keep_alive
-from .outcomes import DeadLetter, Duplicate, HandBack, Keep, Outcome, Paid, RetryAfter
+from .outcomes import (
+    DeadLetter,
+    Duplicate,
+    HandBack,
+    Keep,
+    Outcome,
+    Paid,
+    RetryAfter,
+    Unrecorded,
+)
 from .queue import OrderQueue, QueueConfig, QueueNotFound, QueueUnavailable, Received
 from .settings import SQS_BATCH, WorkerSettings
 from .stats import WorkerStats
@@ -83,7 +101,8 @@ RECEIVE_FILL_WAIT = 0.05
 RECEIVE_DRAIN_SECONDS = 1.0
 # After the grace period, how long retry loops get to settle what they hold before cancelling.
 SETTLE_SECONDS = 2.0
-# SQS's ceiling for a message's visibility timeout, and a sane cap for retry delays.
+# SQS's ceiling for a message's visibility timeout (how long a charged but unrecorded order's
+# message is hidden at shutdown), and a sane cap for retry delays.
 MAX_VISIBILITY = 43_200
 RETRY_DELAY_CAP = 900
 
@@ -98,9 +117,17 @@ class Job:
     order: OrderMessage | None = None
     claim_token: str | None = None
     lease_until: float = 0.0
-    """Monotonic time at which our claim's lease runs out."""
+    """Epoch time at which our claim's lease runs out: the `lease_until` we last wrote."""
+    lease_lapsed: bool = False
+    """The lease ran out before a renewal landed (logged once, as `lease_expired`)."""
+    claim_lost: bool = False
+    """A renewal found the claim taken over."""
     started: float = 0.0
     charged: bool = False
+
+
+def _claim_token(receipt_handle: str) -> str:
+    return hashlib.sha256(receipt_handle.encode()).hexdigest()[:32]
 
 
 class Slots:
@@ -144,6 +171,8 @@ class Worker:
         self._config = config
         self._payments = payments
         self._store = store
+        # Renewals travel on their own group commit: never queued behind paid-marks or claims.
+        self._lease_store = store.batched(0.0) if store is not None else None
         # Set by stop(): take no more work. Set when the grace period is over: give up what
         # is still being retried and hand it back.
         self._stopping = asyncio.Event()
@@ -173,10 +202,17 @@ class Worker:
         else:
             loops = [self._batched_poller(stop_waiter) for _ in range(settings.receive_concurrency)]
         receivers = [asyncio.create_task(loop) for loop in loops]
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # Holding: visibility and leases, each its own task so neither waits on the other.
+        beats = [asyncio.create_task(self._keep_invisible())]
+        if self._lease_store is not None:
+            beats.append(asyncio.create_task(self._keep_leased(self._lease_store)))
         # Liveness for the container health check: a file the event loop keeps touching.
         alive = asyncio.create_task(
-            keep_alive(Heartbeat(settings.liveness.path), settings.liveness.interval_seconds)
+            keep_alive(
+                Heartbeat(settings.liveness.path),
+                settings.liveness.interval_seconds,
+                lambda: self._queue.health.healthy and not any(b.done() for b in beats),
+            )
         )
         log.info(
             "worker_started",
@@ -190,17 +226,23 @@ class Worker:
         )
         crashed: BaseException | None = None
         try:
-            await asyncio.wait({stop_waiter, *receivers}, return_when=asyncio.FIRST_COMPLETED)
-            # Receivers only end on stop; one that ended otherwise hit a bug. Stop whole (and
-            # exit non-zero, so ECS replaces the task) rather than run on with fewer receivers.
+            await asyncio.wait(
+                {stop_waiter, *receivers, *beats}, return_when=asyncio.FIRST_COMPLETED
+            )
+            # Receivers and beats only end on stop; one that ended otherwise hit a bug. Stop
+            # whole (and exit non-zero, so ECS replaces the task) rather than run on without.
             crashed = next((t.exception() for t in receivers if t.done() and t.exception()), None)
             if crashed is not None:
                 log.error("receiver_crashed", error=repr(crashed))
+            elif ended := [b for b in beats if b.done()]:
+                # Nothing would keep messages invisible or claims leased any more.
+                crashed = ended[0].exception() or RuntimeError("heartbeat ended")
+                log.error("heartbeat_crashed", error=repr(crashed))
         finally:
             await self._shutdown(receivers)
-            heartbeat.cancel()
-            alive.cancel()
-            await asyncio.gather(heartbeat, alive, stop_waiter, return_exceptions=True)
+            for task in (*beats, alive):
+                task.cancel()
+            await asyncio.gather(*beats, alive, stop_waiter, return_exceptions=True)
         if self._store is not None:
             self.stats.state_batches = self._store.write_calls
         log.info("worker_stopped", **self.stats.as_dict())
@@ -232,9 +274,14 @@ class Worker:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._abandon.set()
+        # Whatever is still held was cut short: a payment cancelled at the deadline goes
+        # back; a charge whose paid-mark never landed never does.
+        held = list(self._jobs.values())
+        for job in held:
+            if job.charged:
+                await self._keep_unrecorded(job)
+        await self._hand_back([job for job in held if not job.charged])
         await self._queue.close()
-        # Whatever is still held was cut short (a payment cancelled at the deadline).
-        await self._hand_back(list(self._jobs.values()))
         self._jobs.clear()
 
     # -- receiving ---------------------------------------------------------------------------
@@ -326,7 +373,19 @@ class Worker:
                 task.add_done_callback(self._tasks.discard)
 
     async def _pay_in_slot(self, job: Job) -> None:
-        await self._settle(job, await self._pay(job, self._slots.release))
+        try:
+            outcome = await self._pay(job, self._slots.release)
+        except Exception as exc:
+            # A bug, not an outage: never leave the job held for the life of the process.
+            # Charged: kept like an unrecorded charge; not charged: handed back.
+            log.error(
+                "payment_crashed",
+                order_id=job.order.order_id if job.order else None,
+                charged=job.charged,
+                error=repr(exc),
+            )
+            outcome = Unrecorded() if job.charged else HandBack()
+        await self._settle(job, outcome)
 
     @staticmethod
     def _no_slot() -> None:
@@ -366,20 +425,22 @@ class Worker:
     async def _claim(self, jobs: list[Job], store: OrderStore) -> list[Job]:
         lease = self.settings.lease_seconds
         wanted = [(job.order, job.message.message_id) for job in jobs if job.order is not None]
+        # One token per receive, the same on every retry: a retry after a lost answer
+        # recognizes the claim its first try wrote (a new receive is a new claimant attempt).
+        tokens = [_claim_token(job.message.receipt_handle) for job in jobs]
         try:
             claims = await self._retry_state(
-                lambda: store.claim_many(wanted, lease), "claim", self._stopping, len(jobs)
+                lambda: store.claim_many(wanted, lease, tokens), "claim", self._stopping, len(jobs)
             )
         except Stopped:
             for job in jobs:
                 await self._settle(job, HandBack())
             return []
-        claimed_at = time.monotonic()
         ready = []
         for job, claim in zip(jobs, claims, strict=True):
             if claim.won:
                 job.claim_token = claim.token
-                job.lease_until = claimed_at + lease
+                job.lease_until = claim.lease_until
                 ready.append(job)
             else:
                 await self._settle(job, self._claim_refused(job, claim.record))
@@ -392,10 +453,27 @@ class Worker:
             # Failed orders belong in the DLQ: this copy goes there too, with the reason.
             return DeadLetter(record.failure_reason or "failed")
         # Another claimant holds it: look again once its lease (and, for anyone but the
-        # claimant's own message, the takeover grace) has run out.
+        # claimant's own message, the takeover grace) has run out, not every second.
         self.stats.claims_lost += 1
         lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
-        return RetryAfter(max(1, min(RETRY_DELAY_CAP, int(lease_left) + 1)))
+        own = record is not None and record.claim_message == job.message.message_id
+        if lease_left > 0 or own:
+            # A live claimant renews or settles before then; its own message may take over.
+            wait = max(0.0, lease_left)
+        else:
+            # Its claimant stopped renewing (dead, or cut off from DynamoDB while it still
+            # records a charge): only its own message may take over before the grace is out.
+            # Look again in long steps: the order may be settled meanwhile.
+            grace_left = lease_left + TAKEOVER_GRACE_SECONDS
+            wait = min(grace_left, 4 * self.settings.lease_seconds)
+        if job.message.receive_count >= self._config.max_receive_count:
+            # The next receive would be past maxReceiveCount: SQS would dead-letter it with no
+            # reason. Do it here, saying why (its order is still held by another claimant).
+            holder = record.claim_message if record else None
+            return DeadLetter(
+                f"still claimed by {holder} after {job.message.receive_count} receives"
+            )
+        return RetryAfter(max(1, min(RETRY_DELAY_CAP, int(wait) + 1)))
 
     async def _pay(self, job: Job, release_slot: Callable[[], None]) -> Outcome:
         """Charge the order holding a slot, then record what happened; return the outcome."""
@@ -409,13 +487,19 @@ class Worker:
         assert me is not None
         self._charging.add(me)
         try:
-            payment_ms = await self._payments.charge(order, attempt=job.message.receive_count)
+            if not await self._lease_for_charge(job):
+                # Nothing charged: the lease could not be made to outlast a charge.
+                return self._no_lease(job)
+            payment_ms = await self._payments.charge(
+                order, attempt=job.message.receive_count, idempotency_key=order.order_id
+            )
         except PaymentDeclined as exc:
             return await self._fail(job, str(exc))
         except PaymentUnavailable as exc:
             count = job.message.receive_count
             if count >= self._config.max_receive_count:
-                return await self._fail(job, f"gave up after {count} attempts: {exc}")
+                reason = f"gave up after {count} attempts: {exc}"
+                return await self._fail(job, reason, retryable=True)
             return await self._retry_payment(job, str(exc))
         finally:
             self._charging.discard(me)
@@ -424,6 +508,12 @@ class Worker:
             release_slot()
         job.charged = True
         return await self._record_paid(job, payment_ms)
+
+    def _no_lease(self, job: Job) -> Outcome:
+        if self._stopping.is_set():
+            return HandBack()
+        # Taken over: its message comes back when its visibility runs out; its claim decides.
+        return Keep("claim lost before charge")
 
     async def _record_paid(self, job: Job, payment_ms: float) -> Outcome:
         store, token = self._store, job.claim_token
@@ -440,11 +530,8 @@ class Worker:
                 order_id=order_id,
             )
         except Stopped:
-            # Out of time with the charge unrecorded: the message must not come back early.
-            # It returns after its visibility timeout; the claim's lease and the takeover rule
-            # decide what happens then.
-            log.error("payment_unrecorded", order_id=order_id)
-            return Keep("payment unrecorded at shutdown")
+            # Out of time with the charge unrecorded: shutdown keeps it (_keep_unrecorded).
+            return Unrecorded()
         job.claim_token = None
         if not still_ours:
             # Our claim was taken over although we kept renewing it: never report this order
@@ -454,7 +541,7 @@ class Worker:
             return Keep("claim lost after payment")
         return Paid(payment_ms)
 
-    async def _fail(self, job: Job, reason: str) -> Outcome:
+    async def _fail(self, job: Job, reason: str, *, retryable: bool = False) -> Outcome:
         assert job.order is not None
         self.stats.failed += 1
         order_id = job.order.order_id
@@ -468,7 +555,7 @@ class Worker:
         if store is not None and token is not None:
             try:
                 await self._retry_state(
-                    lambda: store.mark_failed(order_id, token, reason),
+                    lambda: store.mark_failed(order_id, token, reason, retryable=retryable),
                     "mark_failed",
                     self._abandon,
                     order_id=order_id,
@@ -489,7 +576,7 @@ class Worker:
         return RetryAfter(min(RETRY_DELAY_CAP, int(random.uniform(ceiling / 2, ceiling))))
 
     async def _release(self, job: Job, reason: str) -> None:
-        """Give the claim back, a few tries; if that fails, the lease runs out by itself."""
+        """Give the claim back, retried until shutdown; then the lease runs out by itself."""
         store, token = self._store, job.claim_token
         if store is None or token is None or job.order is None:
             return
@@ -501,7 +588,6 @@ class Worker:
                 "release",
                 self._abandon,
                 order_id=order_id,
-                attempts=3,
             )
 
     async def _retry_state(
@@ -518,6 +604,8 @@ class Worker:
 
         def on_error(exc: BaseException, failures: int, delay: float) -> None:
             self.stats.state_retries += 1
+            if isinstance(exc, StateRefused):
+                return  # already an error line (aws_permanent_error) where it was refused
             log.warning(
                 "state_unavailable",
                 operation=what,
@@ -569,6 +657,8 @@ class Worker:
                     await self._queue.change_visibility([message.receipt_handle], seconds)
             case HandBack():
                 await self._hand_back([job])
+            case Unrecorded():
+                await self._keep_unrecorded(job)
             case Keep(reason):
                 log.info("message_kept", order_id=order_id, reason=reason)
         self._jobs.pop(message.receipt_handle, None)
@@ -615,6 +705,33 @@ class Worker:
             backoff=STATE_BACKOFF,
         )
 
+    async def _keep_unrecorded(self, job: Job) -> None:
+        """A charge whose paid-mark never landed: keep claim and message as long as we can.
+
+        Never released and never made visible: a redelivery would charge again. The message
+        is hidden for as long as SQS allows, the lease gets one last renewal (both best
+        effort, briefly), and the error line is what an operator reconciles from.
+        """
+        assert job.order is not None
+        order = job.order
+        self._jobs.pop(job.message.receipt_handle, None)
+        log.error(
+            "payment_unrecorded",
+            order_id=order.order_id,
+            amount=order.total,
+            attempt=job.message.receive_count,
+            message_id=job.message.message_id,
+        )
+        with contextlib.suppress(QueueUnavailable, TimeoutError):
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await self._queue.change_visibility([job.message.receipt_handle], MAX_VISIBILITY)
+        if self._lease_store is not None and job.claim_token is not None:
+            with contextlib.suppress(StateUnavailable, TimeoutError):
+                async with asyncio.timeout(SETTLE_SECONDS):
+                    await self._lease_store.renew_until(
+                        [(order.order_id, job.claim_token)], time.time() + MAX_VISIBILITY
+                    )
+
     async def _hand_back(self, jobs: Sequence[Job]) -> None:
         """Make messages visible again at once and give back any claims on their orders."""
         if not jobs:
@@ -632,54 +749,117 @@ class Worker:
         for job in jobs:
             self._jobs.pop(job.message.receipt_handle, None)
 
-    # -- heartbeat ---------------------------------------------------------------------------
+    # -- holding: visibility and leases, each on its own deadline ------------------------
 
-    async def _heartbeat(self) -> None:
-        """Keep every held message invisible and every claim leased until it is settled."""
+    def _beat_interval(self) -> float:
+        return max(0.5, min(self._config.visibility_timeout, self.settings.lease_seconds) / 4)
+
+    async def _keep_invisible(self) -> None:
+        """Keep every held message invisible until it is settled; never waits on DynamoDB."""
         timeout = self._config.visibility_timeout
-        lease = self.settings.lease_seconds
-        interval = max(0.5, min(timeout, lease) / 4)
+        interval = self._beat_interval()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            jobs = list(self._jobs.values())
-            due = [j for j in jobs if j.visible_until - now < timeout / 2]
+            due = [j for j in self._jobs.values() if j.visible_until - now < timeout / 2]
             if due:
-                await self._extend_visibility(due, timeout, now)
-            renew = [j for j in jobs if j.claim_token and j.lease_until - now < lease / 2]
-            if renew and self._store is not None:
-                await self._renew_leases(renew, self._store, lease, now)
+                # Due with at least timeout/2 left: a call cut off after one interval leaves
+                # the next beat time to try again before any of them reappears.
+                await self._extend_visibility(due, timeout, now, deadline=interval)
 
-    async def _extend_visibility(self, due: list[Job], seconds: int, now: float) -> None:
+    async def _keep_leased(self, store: OrderStore) -> None:
+        """Renew every claim held until it is settled; never holds up visibility extension."""
+        lease = self.settings.lease_seconds
+        interval = self._beat_interval()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            renew = [
+                j for j in self._jobs.values() if j.claim_token and j.lease_until - now < lease / 2
+            ]
+            for job in renew:
+                if job.lease_until < now and not job.lease_lapsed:
+                    # Past the lease we wrote: the claim may be taken over by our own message
+                    # (if it reappeared). The slot does nothing that needs the lease now: it
+                    # charges only after a renewal lands (see _lease_for_charge).
+                    job.lease_lapsed = True
+                    log.error(
+                        "lease_expired",
+                        order_id=job.order.order_id if job.order else None,
+                        charged=job.charged,
+                        expired_s_ago=round(now - job.lease_until, 3),
+                    )
+            if renew:
+                # Due with lease/2 left; a renewal that has not landed after one interval is
+                # given up (the next beat tries again) rather than queued behind a hung call.
+                await self._renew_leases(renew, store, lease, deadline=interval)
+
+    async def _extend_visibility(
+        self, due: list[Job], seconds: int, now: float, *, deadline: float
+    ) -> None:
         try:
-            extended = await self._queue.change_visibility(
-                [j.message.receipt_handle for j in due], seconds
-            )
-        except QueueUnavailable as exc:
+            async with asyncio.timeout(deadline):
+                extended = await self._queue.change_visibility_each(
+                    [j.message.receipt_handle for j in due], seconds
+                )
+        except (QueueUnavailable, TimeoutError) as exc:
             # Not fatal yet: the next beat tries again while the messages are still hidden.
-            log.warning("visibility_change_failed", count=len(due), detail=str(exc))
+            log.warning("visibility_change_failed", count=len(due), detail=str(exc) or "timeout")
             return
         for job in due:
-            job.visible_until = now + seconds
-        self.stats.heartbeats += extended
+            # Only the entries SQS accepted: a failed entry is tried again next beat.
+            if job.message.receipt_handle in extended:
+                job.visible_until = now + seconds
+        if len(extended) < len(due):
+            log.warning("visibility_change_failed", count=len(due) - len(extended))
+        self.stats.heartbeats += len(extended)
 
     async def _renew_leases(
-        self, jobs: list[Job], store: OrderStore, lease: float, now: float
-    ) -> None:
+        self, jobs: list[Job], store: OrderStore, lease: float, *, deadline: float
+    ) -> int:
+        """Renew the claims of `jobs` within `deadline` s; how many were renewed."""
         jobs = [j for j in jobs if j.order is not None and j.claim_token is not None]
         claims = [(j.order.order_id, j.claim_token) for j in jobs if j.order and j.claim_token]
+        until = time.time() + lease
         try:
-            renewed = await store.renew_many(claims, lease)
-        except StateUnavailable as exc:
-            log.warning("lease_renewal_failed", count=len(claims), detail=str(exc))
-            return
+            async with asyncio.timeout(deadline):
+                renewed = await store.renew_until(claims, until)
+        except (StateUnavailable, TimeoutError) as exc:
+            log.warning("lease_renewal_failed", count=len(claims), detail=str(exc) or "timeout")
+            return 0
+        count = 0
         for job, (order_id, token), still_ours in zip(jobs, claims, renewed, strict=True):
             if still_ours:
-                job.lease_until = now + lease
+                # The lease end we wrote, not when the answer came back.
+                job.lease_until = until
+                job.lease_lapsed = False
                 self.stats.lease_renewals += 1
+                count += 1
             elif job.claim_token == token:
                 # Not merely settled meanwhile (a paid-mark that landed first): really lost.
+                job.claim_lost = True
                 log.error("claim_lost", order_id=order_id)
+        return count
+
+    async def _lease_for_charge(self, job: Job) -> bool:
+        """Make sure the claim's lease outlasts a whole charge; False if that cannot be had."""
+        store = self._lease_store
+        if store is None or job.claim_token is None:
+            return True
+        needed = self.settings.payment.timeout + self._beat_interval()
+        lease = self.settings.lease_seconds
+        failures = 0
+        while job.lease_until - time.time() < needed:
+            if self._stopping.is_set():
+                return False
+            if await self._renew_leases([job], store, lease, deadline=self._beat_interval()):
+                return True
+            if job.claim_token is None or job.claim_lost:
+                return False
+            failures += 1
+            if await sleep_unless(self._stopping, STATE_BACKOFF.delay(failures)):
+                return False
+        return True
 
 
 @asynccontextmanager
@@ -698,6 +878,8 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
                 ),
             )
         )
+        # One judge of permanent AWS errors for the process: SQS and DynamoDB alike.
+        health = AwsHealth()
         store = None
         if settings.orders_table is not None:
             dynamodb = await stack.enter_async_context(
@@ -710,9 +892,15 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
             )
             # No client waits on the worker's writes: a claim or paid-mark may wait a little
             # for others to share its call (fewer, fuller TransactWriteItems).
-            store = OrderStore(dynamodb, settings.orders_table, fill_wait=STATE_FILL_WAIT)
+            store = OrderStore(
+                dynamodb, settings.orders_table, fill_wait=STATE_FILL_WAIT, health=health
+            )
         queue = OrderQueue(
-            sqs, settings.queue_url, WorkerStats(), batched=settings.receive_strategy == "batched"
+            sqs,
+            settings.queue_url,
+            WorkerStats(),
+            batched=settings.receive_strategy == "batched",
+            health=health,
         )
         config = await queue.read_config()
         yield Worker(settings, queue, config, PaymentProcessor(settings.payment), store)

@@ -41,6 +41,11 @@ TOY = {
         "--rates", "5,10", "--duration", "1", "--slots", "20", "--payment-seconds", "0.1",
         "--min-rate", "10", "--warmup", "0.5", "--refine", "0",
     ],
+    # A few lines for the query: its scan-rate target is then not measured (not met).
+    "logs": [
+        "--rate", "5", "--duration", "1", "--payment-seconds", "0.1", "--slots", "5",
+        "--warmup", "0", "--query-lines", "2000",
+    ],
     "emulator": [
         "--backlogs", "10,100", "--samples", "2", "--stock-max-backlog", "100",
         "--ceiling-backlog", "100", "--ceiling-seconds", "1", "--idle-polls", "20",
@@ -130,3 +135,26 @@ def test_soak_keeps_its_invariants_from_the_ledger(tmp_path: Path) -> None:
 def test_the_emulator_scenario_runs_at_toy_size(tmp_path: Path) -> None:
     result = _run("emulator", _args("emulator", tmp_path))
     assert set(result["servers"]) == {"stock", "patched"}
+
+
+def test_logs_ships_every_line_with_shipping_on_and_none_with_it_off(tmp_path: Path) -> None:
+    result = _run("logs", _args("logs", tmp_path))
+    off, on = result["runs"]["off"], result["runs"]["on"]
+    assert off["shipping"] is False and on["shipping"] is True
+    # Off: the relays passed lines on and nothing was looked for in CloudWatch Logs.
+    assert off["lines_read"] > 0 and off["lines_stored"] is None
+    # On: every line the services wrote is in the log groups, counted by FilterLogEvents.
+    assert on["lines_read"] > 0 and on["lines_stored"] == on["lines_read"]
+    assert on["lines_in_window"] > 0 and on["dropped"] == 0
+    for run in (off, on):
+        assert run["accepted"] == run["paid"] == 5
+        # Every process was read (a relay may take less than psutil's 10 ms tick here).
+        assert all(v is not None for v in run["cpu_ms_per_order"].values())
+        assert run["cpu_ms_per_order"]["total"] > 0
+    assert result["query"]["lines_scanned"] == 2000
+    got = {t["name"]: t for t in result["targets"]}
+    lost = got["logs: lines written by the services and not in CloudWatch Logs"]
+    assert lost["measured"] == 0 and lost["met"]
+    # 2,000 lines are too few for the scan rate to count: not measured, not met.
+    scan = next(t for name, t in got.items() if "lines scanned per second" in name)
+    assert scan["measured"] is None and not scan["met"]

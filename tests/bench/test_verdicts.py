@@ -12,7 +12,7 @@ from bench.cli import code_changes
 from bench.harness.ledger import Ledger, ledger_targets
 from bench.harness.stats import drain_rate, sustained_rate
 from bench.report import readme
-from bench.scenarios import concurrency, pipeline, receive
+from bench.scenarios import concurrency, logs, pipeline, receive
 
 
 def _met(targets: list[Any]) -> dict[str, bool]:
@@ -225,3 +225,68 @@ def test_headline_figures_show_min_median_max_over_runs() -> None:
     single = readme.table([(Path("r.json"), runs[-1])], [runs[:1]])
     assert "runs |" not in single
     assert "Not met in every column: compare: x." in single
+
+
+def _shipping(total_ms: float | None) -> Any:
+    return {"cpu_ms_per_order": {"api": 1.0, "total": total_ms}}
+
+
+def test_shipping_that_costs_more_than_5_percent_cpu_per_order_fails() -> None:
+    overhead = logs.overhead_pct(_shipping(10.0), _shipping(10.6))
+    assert overhead == pytest.approx(6.0)
+    got = _met(logs.shipping_targets(overhead, lines_read=100, lines_stored=100))
+    assert got["CPU per order, shipping on vs off (API + worker + local AWS + log relays)"] is False
+    cheap = logs.overhead_pct(_shipping(10.0), _shipping(10.4))
+    assert all(_met(logs.shipping_targets(cheap, lines_read=100, lines_stored=100)).values())
+
+
+def test_shipping_cost_not_measured_fails() -> None:
+    # A process that was gone (total None) or an empty off run cannot pass.
+    assert logs.overhead_pct(_shipping(None), _shipping(10.0)) is None
+    assert logs.overhead_pct(_shipping(0.0), _shipping(10.0)) is None
+    got = _met(logs.shipping_targets(None, lines_read=100, lines_stored=100))
+    assert got["CPU per order, shipping on vs off (API + worker + local AWS + log relays)"] is False
+
+
+def test_a_line_missing_from_cloudwatch_logs_fails_and_an_uncounted_one_too() -> None:
+    name = "lines written by the services and not in CloudWatch Logs"
+    assert _met(logs.shipping_targets(1.0, lines_read=100, lines_stored=99))[name] is False
+    assert _met(logs.shipping_targets(1.0, lines_read=100, lines_stored=None))[name] is False
+    assert _met(logs.shipping_targets(1.0, lines_read=None, lines_stored=100))[name] is False
+
+
+def _query(scanned: int, per_s: int) -> dict[str, Any]:
+    return {"lines_scanned": scanned, "lines_per_s_wall": per_s, "lines_per_s_cpu": per_s}
+
+
+def test_a_slow_query_fails_and_a_fast_one_over_too_few_lines_is_not_measured() -> None:
+    assert logs.query_target(_query(200_000, 150_000), 200_000)["met"] is False
+    assert logs.query_target(_query(200_000, 250_000), 200_000)["met"] is True
+    few = logs.query_target(_query(2_000, 900_000), 200_000)
+    assert few["measured"] is None and few["met"] is False
+    assert logs.query_target(None, 200_000)["met"] is False
+
+
+def _round(total_ms: float, read: int, stored: int | None) -> Any:
+    return {
+        "cpu_ms_per_order": {"total": total_ms},
+        "lines_read": read,
+        "lines_stored": stored,
+        "lost": 0,
+        "charged_twice": 0,
+        "charges": 10,
+        "paid_reported": 10,
+    }
+
+
+def test_a_line_lost_in_any_round_fails_though_the_least_cpu_round_lost_none() -> None:
+    rounds = [
+        {"off": _round(10.0, 50, None), "on": _round(10.2, 50, 50)},
+        {"off": _round(11.0, 50, None), "on": _round(11.5, 50, 49)},
+    ]
+    runs = {mode: logs.least_cpu([r[mode] for r in rounds]) for mode in ("off", "on")}
+    assert runs["on"]["cpu_ms_per_order"]["total"] == 10.2
+    result: Any = {"rounds": rounds, "runs": runs, "cpu_overhead_pct": 2.0}
+    got = _met(logs.targets(result))
+    assert got["lines written by the services and not in CloudWatch Logs"] is False
+    assert got["CPU per order, shipping on vs off (API + worker + local AWS + log relays)"] is True

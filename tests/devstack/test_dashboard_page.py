@@ -84,7 +84,9 @@ async def tile(page: Page, name: str) -> str:
     return await page.text_content(f"#tile-{name}") or ""
 
 
-async def query_box_shows(page: Page, shipped: str, text: str, tries: int = 40) -> None:
+async def query_box_shows(
+    page: Page, shipped: str, text: str, rows: int | None = 1, tries: int = 40
+) -> None:
     """Pick a shipped query and run it until its table shows `text` (the logs ship in batches)."""
     await page.select_option("#query-shipped", label=shipped)
     for _ in range(tries):
@@ -94,7 +96,7 @@ async def query_box_shows(page: Page, shipped: str, text: str, tries: int = 40) 
         )
         if text in (await page.text_content("#query-result") or ""):
             status = await page.text_content("#query-status") or ""
-            assert status.startswith("1 rows;"), status
+            assert rows is None or status.startswith(f"{rows} rows;"), status
             return
         await asyncio.sleep(0.25)
     raise AssertionError(f"the query box never showed {text!r}")

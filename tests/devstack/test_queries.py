@@ -170,17 +170,19 @@ async def run() -> AsyncIterator[Run]:
         endpoint = ready["endpoint"]
         await drive(stack, endpoint, api)
         await stack.wait_for(lambda _: settled(stack.events), timeout=120)
+        # The run as taken: every line printed so far, each of which must reach the local AWS.
+        events = list(stack.events)
         async with aws_client(AwsSettings(REGION, endpoint), "logs") as logs:
 
             async def caught_up() -> bool:
                 for service, group in GROUPS.items():
                     sent = sum(len(m) for _, m in await shipped(logs, group))
-                    if sent < len([e for e in stack.events if e.get("service") == service]):
+                    if sent < len([e for e in events if e.get("service") == service]):
                         return False
                 return True
 
             await wait_until(caught_up, 60, "the shipper did not send every line")
-            yield Run(endpoint, list(stack.events), started, logs, api, ready["dashboard"], stack)
+            yield Run(endpoint, events, started, logs, api, ready["dashboard"], stack)
     finally:
         stack.signal(signal.SIGINT)
         code = await stack.wait(timeout=60)

@@ -160,6 +160,25 @@ async def test_dynamodb_call_fails_with_the_injected_error(
     assert "Item" not in await aws.dynamodb.get_item(TableName=table, Key={"pk": {"S": "a"}})
 
 
+async def test_a_lost_answer_applies_the_call_and_answers_the_error(aws: Aws) -> None:
+    table = await _table(aws)
+    rule = _rule("dynamodb", 400, "ThrottlingException", operation="PutItem", lost_answer=True)
+    async with faults(aws.endpoint, [rule]) as held:
+        assert held[0]["lost_answer"] is True
+        with pytest.raises(ClientError) as caught:
+            await aws.dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}})
+    _assert_error(caught.value, 400, "ThrottlingException")
+    # Served by moto all the same: the item is there.
+    assert "Item" in await aws.dynamodb.get_item(TableName=table, Key={"pk": {"S": "a"}})
+
+
+async def test_a_lost_answer_needs_an_error(aws: Aws) -> None:
+    with pytest.raises(Exception, match="lost_answer"):
+        await set_faults(
+            aws.endpoint, [{"service": "dynamodb", "lost_answer": True, "latency_ms": 1}]
+        )
+
+
 async def test_a_modelled_dynamodb_error_raises_its_own_exception_class(aws: Aws) -> None:
     code = "ProvisionedThroughputExceededException"
     async with faults(aws.endpoint, [_rule("dynamodb", 400, code)]):

@@ -108,6 +108,10 @@ async def test_a_long_dynamodb_outage_spends_no_receive_and_charges_once(
     assert (await queue_counts(sqs, topology.dlq_url))[0] == 0
 
 
+async def _queued(sqs: SQSClient, topology: Topology) -> bool:
+    return (await queue_counts(sqs, topology.queue_url))[0] > 0
+
+
 async def _drained(sqs: SQSClient, topology: Topology) -> bool:
     return await queue_counts(sqs, topology.queue_url) == (0, 0)
 
@@ -183,6 +187,8 @@ async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202
         await chaos([{"service": "sns", "operation": "PublishBatch", "latency_ms": 1500}])
         first = await api.post("/orders/async", json=body)
         assert first.status == 503
+        # Not "could not be queued": it was, and will be paid.
+        assert "may have been queued" in (await first.json())["error"]["message"]
         await chaos([])
         record = await store.get(order_id)
         assert record is not None and record.request_hash  # the fingerprint is kept
@@ -196,6 +202,43 @@ async def test_an_ambiguous_publish_keeps_the_order_and_an_honest_retry_gets_202
     # Two messages for one order (the late one and the retry): charged once.
     assert charges(logs) == {order_id: 1}
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
+
+
+async def test_an_ambiguous_publish_then_a_definite_failure_keeps_the_fingerprint(
+    aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore, chaos: Any
+) -> None:
+    settings = api_settings(aws, topology, publish_timeout=0.5)
+    order_id = str(uuid.uuid4())
+    body = order_body(order_id=order_id)
+    async with TestClient(TestServer(create_app(settings))) as api:
+        # 1. SNS publishes, but its answer is lost (a 500 instead): ambiguous.
+        lost = {"statusCode": 500, "code": "InternalError"}
+        await chaos(
+            [{"service": "sns", "operation": "PublishBatch", "lost_answer": True, "error": lost}]
+        )
+        assert (await api.post("/orders/async", json=body)).status == 503
+        # 2. The client's retry, once no longer "in progress", is refused by SNS outright.
+        refused = {"statusCode": 400, "code": "InvalidParameter"}
+        await chaos([{"service": "sns", "operation": "PublishBatch", "error": refused}])
+
+        async def retried() -> bool:
+            resp = await api.post("/orders/async", json=body)
+            return (
+                resp.status == 503 and (await resp.json())["error"]["code"] == "queue_unavailable"
+            )
+
+        await until(retried, timeout=20)
+        await chaos([])
+        # 3. The first publish did go through: a worker pays the order.
+        await until(lambda: _queued(sqs, topology), timeout=20)
+        with capture_logs() as logs:
+            async with open_worker(worker_settings(aws, topology, burst=True)) as worker:
+                await asyncio.wait_for(worker.run(), 60)
+        assert charges(logs) == {order_id: 1}
+        # 4. The client's next honest retry learns it was paid: not a 422.
+        again = await api.post("/orders/async", json=body)
+        assert again.status == 202, await again.text()
+        assert (await again.json())["order_id"] == order_id
 
 
 async def test_an_order_sns_acknowledged_is_shown_accepted_without_a_worker(

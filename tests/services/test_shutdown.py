@@ -42,7 +42,10 @@ async def all_paid(store: OrderStore, ids: set[str], timeout: float = 90) -> Non
 
 
 def paid_counts(*workers: ServiceProcess) -> Counter[str]:
-    return Counter(e["order_id"] for w in workers for e in w.events if e["event"] == "order_paid")
+    # The processor's own ledger (payment_charged), never the order_paid lines.
+    return Counter(
+        e["order_id"] for w in workers for e in w.events if e["event"] == "payment_charged"
+    )
 
 
 async def test_kill_9_mid_payment_loses_nothing_and_pays_once(

@@ -1,0 +1,454 @@
+"""logs: what shipping the services' logs to CloudWatch Logs costs, and Logs Insights' speed.
+
+Ingestion: the API and one worker under the same open-loop arrivals twice, each on a fresh
+local AWS, with every service's stdout through a log relay (bench/harness/logrelay.py):
+`LOG_SHIPPING=off` (lines only passed on) and then `on` (the same lines also shipped by
+devstack's `LogShipper`, as `make run`'s launcher ships them, into `/orderflow/api` and
+`/orderflow/worker`). Same processes either way, so on minus off is shipping's cost: CPU ms
+per order of the API, the worker, the local AWS and the relays, counted from the first
+arrival until every order is paid. With shipping on, the lines are counted where a user
+finds them (FilterLogEvents over both log groups once the services have stopped): lines/s
+stored with timestamps inside that window, and every line the relays read against the
+lines stored (lost). The rate is what the services wrote at this load, not a ceiling.
+
+Query speed: `python -m localaws.insights.bench --server` (reused, not rewritten): N
+service-shaped lines put into a fresh local AWS, then its `filter | stats pct() by bin()`
+query through StartQuery/GetQueryResults; lines scanned per second by wall clock (what a
+user waits for) and by the local AWS's CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import boto3
+
+from devstack.logship import log_group
+from localaws.insights.bench import QUERY, via_server
+
+from ..harness.ledger import Ledger, ledger_verdicts
+from ..harness.load import open_loop
+from ..harness.procstat import cpu_seconds
+from ..harness.results import Earlier, Result, TargetResult
+from ..harness.stack import ApiRun, LocalStack, WorkerRun, local_stack, order_state, wait_until_paid
+from ..harness.stats import summarize
+from ..harness.targets import target
+from ..report.markdown import table
+
+SHIPPING_CPU_LIMIT_PCT = 5.0
+"""Shipping may cost the services at most this much more CPU per order (issue 22)."""
+SCAN_LIMIT_PER_S = 200_000.0
+MIN_QUERY_LINES = 200_000
+PROCESSES = (
+    ("api", "API"),
+    ("worker", "worker"),
+    ("local_aws", "local AWS"),
+    ("relays", "log relays"),
+)
+GROUPS = ("api", "worker")
+
+
+class Settings(TypedDict):
+    rate: float
+    duration_s: float
+    payment_seconds: float
+    slots: int
+    warmup_s: float
+    timeout_s: float
+    query_lines: int
+    rounds: int
+    order_state: bool
+
+
+class Shipping(TypedDict):
+    shipping: bool
+    sent: int
+    accepted: int
+    paid: int
+    window_s: float
+    cpu_ms_per_order: dict[str, float | None]
+    """API, worker, local AWS, the relays (both) and `total`, over the window."""
+    lines_read: int | None
+    """Lines the relays read from the services (the whole run, warm-up included)."""
+    lines_stored: int | None
+    """Events in the log groups afterwards (shipping on; None off)."""
+    lines_in_window: int | None
+    lines_per_s: float | None
+    lines_per_order: float | None
+    ship_delay_ms: dict[str, Any] | None
+    """ingestionTime - timestamp of each stored line: how long a line waits to be sent."""
+    dropped: int | None
+    """Lines the shipper reported dropped (its own count)."""
+    charged_twice: int
+    charges: int
+    paid_reported: int
+    lost: int
+
+
+class LogsResult(Result, total=False):
+    settings: Settings
+    rounds: list[dict[str, Shipping]]
+    """Every round: "off" then "on", each on a fresh local AWS."""
+    runs: dict[str, Shipping]
+    """"off" and "on": each mode's round with the least total CPU per order (other load on
+    the machine only ever adds), which the overhead compares."""
+    cpu_overhead_pct: float | None
+    query: dict[str, Any]
+    """localaws.insights.bench's figures (lines_scanned, rows, wall_s, cpu_s, lines_per_s_wall,
+    lines_per_s_cpu) and the query."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=30.0, help="orders/s (default 30)")
+    parser.add_argument("--duration", type=float, help="seconds of arrivals (quick 20, full 60)")
+    parser.add_argument("--payment-seconds", type=float, default=0.5)
+    parser.add_argument("--slots", type=int, default=100, help="worker slots (default 100)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of 10 orders/s first, not counted"
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="client timeout (s)")
+    parser.add_argument(
+        "--query-lines",
+        type=int,
+        default=MIN_QUERY_LINES,
+        help=f"lines the query scans (default {MIN_QUERY_LINES:,}; 0 skips the query)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="off/on pairs, alternated; each mode's least CPU per order is compared (default 1)",
+    )
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    return {
+        "rate": args.rate,
+        "duration_s": float(args.duration or (20 if args.quick else 60)),
+        "payment_seconds": args.payment_seconds,
+        "slots": args.slots,
+        "warmup_s": args.warmup,
+        "timeout_s": args.timeout,
+        "query_lines": args.query_lines,
+        "rounds": max(1, args.rounds),
+        "order_state": order_state(args),
+    }
+
+
+def _cpu(pids: Mapping[str, list[int]]) -> dict[str, float | None]:
+    """CPU seconds of each group of processes (None if one of them is gone)."""
+    out: dict[str, float | None] = {}
+    for name, group in pids.items():
+        times = [cpu_seconds(pid) for pid in group]
+        out[name] = None if any(t is None for t in times) else sum(t or 0.0 for t in times)
+    return out
+
+
+def cpu_per_order(
+    before: Mapping[str, float | None], after: Mapping[str, float | None], orders: int
+) -> dict[str, float | None]:
+    """CPU ms per order of each process group, and `total` (None if any is unknown)."""
+    per: dict[str, float | None] = {}
+    for name, start in before.items():
+        end = after.get(name)
+        per[name] = (
+            (end - start) * 1000 / orders
+            if orders and start is not None and end is not None
+            else None
+        )
+    known = [v for v in per.values() if v is not None]
+    per["total"] = sum(known) if per and len(known) == len(per) else None
+    return per
+
+
+async def _orders(url: str, worker: WorkerRun, rate: float, duration: float, s: Settings) -> Any:
+    load = await open_loop(
+        url + "/orders/async",
+        rate=rate,
+        duration=duration,
+        request_timeout=s["timeout_s"],
+        desc=f"logs {rate:g}/s",
+    )
+    accepted = {o.order_id for o in load.outcomes if o.status == 202}
+    await wait_until_paid(worker, accepted, 2 * s["payment_seconds"] + 30)
+    return load, accepted
+
+
+def _stored(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every event in the services' log groups, as FilterLogEvents gives them."""
+    logs = boto3.client(
+        "logs",
+        endpoint_url=stack.aws.endpoint_url,
+        region_name=stack.aws.region,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+    events: list[dict[str, Any]] = []
+    for service in GROUPS:
+        group = log_group("orderflow", service)
+        try:
+            for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+                events += page["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            continue
+    return events
+
+
+def _one(shipping: bool, s: Settings) -> Shipping:
+    pay = s["payment_seconds"]
+    with (
+        local_stack("logs", order_state=s["order_state"], log_shipping=shipping) as stack,
+    ):
+        api: ApiRun
+        worker: WorkerRun
+        with (
+            stack.api(pay) as api,
+            stack.worker(slots=s["slots"], payment_seconds=pay, grace_seconds=pay) as worker,
+        ):
+            relays = [r.pid for r in (api.relay, worker.relay) if r is not None]
+            pids = {
+                "api": [api.pid],
+                "worker": [worker.pid],
+                "local_aws": [stack.aws_pid],
+                "relays": relays,
+            }
+            if s["warmup_s"] > 0:
+                asyncio.run(_orders(api.url, worker, 10.0, s["warmup_s"], s))
+            before = _cpu(pids)
+            started = time.time()
+            load, accepted = asyncio.run(_orders(api.url, worker, s["rate"], s["duration_s"], s))
+            after = _cpu(pids)
+            ended = time.time()
+        # The services and their relays have stopped: every line is sent, or counted dropped.
+        stored = _stored(stack) if shipping else None
+    ledger = Ledger.of(api.charges, worker.charges)
+    counts = [r.stats for r in (api.relay, worker.relay) if r is not None]
+    read = [st for st in counts if st is not None]
+    whole = bool(read) and len(read) == len(counts)
+    lines_read = sum(st["read"] for st in read) if whole else None
+    dropped = sum(st["dropped"] for st in read) if whole else None
+    in_window = (
+        None
+        if stored is None
+        else sum(1 for e in stored if started * 1000 <= e["timestamp"] <= ended * 1000)
+    )
+    window = ended - started
+    n = len(accepted)
+    return {
+        "shipping": shipping,
+        "sent": len(load.outcomes),
+        "accepted": n,
+        "paid": len(accepted & worker.charged_ids()),
+        "window_s": round(window, 3),
+        "cpu_ms_per_order": cpu_per_order(before, after, n),
+        "lines_read": lines_read,
+        "lines_stored": None if stored is None else len(stored),
+        "lines_in_window": in_window,
+        "lines_per_s": None if in_window is None or window <= 0 else in_window / window,
+        "lines_per_order": None if in_window is None or not n else in_window / n,
+        "ship_delay_ms": None
+        if not stored
+        else summarize([float(e["ingestionTime"] - e["timestamp"]) for e in stored]),
+        "dropped": dropped,
+        "charged_twice": len(ledger.twice()),
+        "charges": ledger.total,
+        "paid_reported": len(worker.paid),
+        "lost": len(ledger.lost(accepted)),
+    }
+
+
+def overhead_pct(off: Shipping, on: Shipping) -> float | None:
+    """How much more CPU per order (all processes) the services took with shipping on."""
+    a, b = off["cpu_ms_per_order"].get("total"), on["cpu_ms_per_order"].get("total")
+    return None if a is None or b is None or a <= 0 else 100 * (b / a - 1)
+
+
+def run(args: argparse.Namespace, earlier: Earlier) -> LogsResult:
+    s = settings(args)
+    rounds = [{"off": _one(False, s), "on": _one(True, s)} for _ in range(s["rounds"])]
+    runs = {mode: least_cpu([r[mode] for r in rounds]) for mode in ("off", "on")}
+    result: LogsResult = {
+        "settings": s,
+        "rounds": rounds,
+        "runs": runs,
+        "cpu_overhead_pct": overhead_pct(runs["off"], runs["on"]),
+    }
+    if s["query_lines"] > 0:
+        result["query"] = {
+            "query": QUERY,
+            "lines": s["query_lines"],
+            **via_server(s["query_lines"]),
+        }
+    result["targets"] = targets(result)
+    return result
+
+
+def least_cpu(runs: list[Shipping]) -> Shipping:
+    """The run with the least total CPU per order (one not measured counts as the most)."""
+    return min(runs, key=lambda r: r["cpu_ms_per_order"].get("total") or float("inf"))
+
+
+def _sum(values: list[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v or 0 for v in values)
+
+
+def shipping_targets(
+    overhead: float | None, lines_read: int | None, lines_stored: int | None
+) -> list[TargetResult]:
+    """Shipping's CPU cost per order, and every line the services wrote stored."""
+    lost = None if lines_read is None or lines_stored is None else lines_read - lines_stored
+    return [
+        target(
+            "logs: CPU per order, shipping on vs off (API + worker + local AWS + log relays)",
+            overhead,
+            "<=",
+            SHIPPING_CPU_LIMIT_PCT,
+            "% more",
+            "same processes, LOG_SHIPPING off then on",
+        ),
+        target(
+            "logs: lines written by the services and not in CloudWatch Logs",
+            lost,
+            "==",
+            0,
+            "lines",
+            "the relays' count against FilterLogEvents over /orderflow/api and /orderflow/worker",
+        ),
+    ]
+
+
+def query_target(query: Mapping[str, Any] | None, min_lines: int) -> TargetResult:
+    """Lines scanned per second by wall clock; not measured unless the query scanned at
+    least `min_lines` (a rate over a few lines says nothing about a flash sale's logs)."""
+    scanned = None if query is None else query.get("lines_scanned")
+    rate = None if query is None else query.get("lines_per_s_wall")
+    enough = scanned is not None and scanned >= min_lines
+    return target(
+        f"logs: Logs Insights lines scanned per second (filter | stats pct() by bin(), "
+        f"≥ {min_lines:,} lines)",
+        float(rate) if enough and rate is not None else None,
+        ">=",
+        SCAN_LIMIT_PER_S,
+        "lines/s",
+        "wall clock, StartQuery to Complete through the local AWS",
+    )
+
+
+def targets(result: LogsResult) -> list[TargetResult]:
+    rounds = result.get("rounds") or [result["runs"]]
+    shipped = [r["on"] for r in rounds]
+    found = shipping_targets(
+        result.get("cpu_overhead_pct"),
+        _sum([r["lines_read"] for r in shipped]),
+        _sum([r["lines_stored"] for r in shipped]),
+    )
+    found.append(query_target(result.get("query"), MIN_QUERY_LINES))
+    for mode in ("off", "on"):
+        each = [r[mode] for r in rounds]
+        found += ledger_verdicts(
+            f"logs (shipping {mode})",
+            lost=sum(r["lost"] for r in each),
+            twice=sum(r["charged_twice"] for r in each),
+            charges=sum(r["charges"] for r in each),
+            paid=sum(r["paid_reported"] for r in each),
+        )
+    return found
+
+
+def report(result: LogsResult) -> str:
+    s = result["settings"]
+    runs = result["runs"]
+    rows = []
+    for name, one in runs.items():
+        cpu = one["cpu_ms_per_order"]
+        rows.append(
+            [
+                name,
+                one["accepted"],
+                one["paid"],
+                *[cpu.get(key) for key, _ in PROCESSES],
+                cpu.get("total"),
+                one["lines_per_s"],
+                one["lines_per_order"],
+                one["lines_read"],
+                one["lines_stored"],
+                None if one["ship_delay_ms"] is None else one["ship_delay_ms"]["p50"],
+            ]
+        )
+    off, on = runs.get("off"), runs.get("on")
+    if off is not None and on is not None:
+        # The API and the worker do no extra work with shipping on (their stdout is the
+        # same): their difference here is the machine's noise, beside the real costs.
+        a, b = off["cpu_ms_per_order"], on["cpu_ms_per_order"]
+        delta = [_minus(b.get(key), a.get(key)) for key, _ in (*PROCESSES, ("total", ""))]
+        rows.append(["on - off", None, None, *delta, *[None] * 5])
+    headers = [
+        "shipping",
+        "accepted",
+        "paid",
+        *[f"{label} CPU ms/order" for _, label in PROCESSES],
+        "total CPU ms/order",
+        "lines/s shipped",
+        "lines/order",
+        "lines read",
+        "lines stored",
+        "delay p50 ms",
+    ]
+    lines = [
+        "## logs: shipping the services' logs, and querying them",
+        "",
+        f"The API and one worker ({s['slots']} slots, {s['payment_seconds']:g} s payments, "
+        f"order state {'on' if s['order_state'] else 'off'}), {s['rate']:g} orders/s open loop "
+        f"for {s['duration_s']:g} s after {s['warmup_s']:g} s at 10/s not counted, each "
+        "service's stdout through a log relay: LOG_SHIPPING off, then on (a fresh local AWS "
+        "each). CPU from the first arrival until every order is paid; lines counted in the "
+        "local AWS (FilterLogEvents) once the services stopped. "
+        f"With shipping on, CPU per order changed by **{_pct(result.get('cpu_overhead_pct'))}**"
+        + (
+            f" (each mode's least total of {s['rounds']} rounds, alternated)."
+            if s.get("rounds", 1) > 1
+            else " (one round: on a busy machine that cannot resolve a few percent)."
+        ),
+        "",
+        table(headers, rows, digits=2),
+        "",
+    ]
+    rounds = result.get("rounds") or []
+    if len(rounds) > 1:
+        each = [
+            [
+                i + 1,
+                r["off"]["cpu_ms_per_order"].get("total"),
+                r["on"]["cpu_ms_per_order"].get("total"),
+            ]
+            for i, r in enumerate(rounds)
+        ]
+        lines += [table(["round", "off CPU ms/order", "on CPU ms/order"], each, digits=2), ""]
+    query = result.get("query")
+    if query:
+        lines += [
+            f"Logs Insights (`python -m localaws.insights.bench --server --lines "
+            f"{query['lines']}`): {query['lines_scanned']:,} lines scanned, "
+            f"{query['rows']} rows, in {query['wall_s']} s "
+            f"(**{query['lines_per_s_wall']:,} lines/s** by wall clock, "
+            f"{query['lines_per_s_cpu']:,} lines/s of the local AWS's CPU; the wall clock "
+            "includes up to 0.25 s of GetQueryResults polling).",
+            "",
+            "```",
+            str(query["query"]),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f} %"

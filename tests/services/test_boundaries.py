@@ -1,0 +1,101 @@
+"""A message the table cannot store is dead-lettered at once, and never holds up the others."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from bench.harness.ledger import charges
+from devstack.topology import Topology
+from services.common.messages import (
+    InvalidInput,
+    OrderMessage,
+    OrderRequest,
+    decode_message,
+    encode_message,
+)
+from services.common.orders import OrderStore, StateRefused, Status
+from services.common.settings import AwsSettings
+from services.worker.worker import open_worker
+
+from ..helpers import order_body, queue_counts, worker_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_sqs import SQSClient
+
+
+def new_order() -> OrderMessage:
+    return OrderMessage.accept(OrderRequest.model_validate(order_body()))
+
+
+def with_total(order: OrderMessage, total: float) -> str:
+    """The order as another producer might send it: a total DynamoDB cannot hold."""
+    body = orjson.loads(encode_message(order))
+    body["total"] = total
+    return orjson.dumps(body).decode()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("total", [1e200, 1e-140])
+def test_a_total_dynamodb_cannot_store_is_an_invalid_message(total: float) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        decode_message(with_total(new_order(), total))
+    assert caught.value.code == "invalid_message" and caught.value.field == "total"
+
+
+async def test_a_bad_message_in_a_batch_of_good_ones_is_dead_lettered_at_once(
+    aws: AwsSettings, sqs: SQSClient, topology: Topology, store: OrderStore
+) -> None:
+    good = [new_order() for _ in range(8)]
+    bad = [new_order(), new_order()]
+    entries = [encode_message(o) for o in good[:4]]
+    entries += [with_total(bad[0], 1e200), with_total(bad[1], 1e-140)]
+    entries += [encode_message(o) for o in good[4:]]
+    await sqs.send_message_batch(
+        QueueUrl=topology.queue_url,
+        Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(entries)],
+    )
+    with capture_logs() as logs:
+        async with open_worker(worker_settings(aws, topology, burst=True)) as worker:
+            await asyncio.wait_for(worker.run(), 60)
+    assert charges(logs) == {o.order_id: 1 for o in good}
+    for order in good:
+        record = await store.get(order.order_id)
+        assert record is not None and record.status == Status.PAID
+    dead = [e for e in logs if e["event"] == "message_dead_lettered"]
+    assert len(dead) == 2 and all(e["reason"].startswith("invalid_message") for e in dead)
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
+    got = await sqs.receive_message(
+        QueueUrl=topology.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )
+    reasons = [m["MessageAttributes"]["failure_reason"]["StringValue"] for m in got["Messages"]]
+    assert len(reasons) == 2 and all(r.startswith("invalid_message") for r in reasons)
+
+
+async def test_a_write_dynamodb_refuses_fails_only_its_own_caller_in_a_transaction(
+    dynamodb: DynamoDBClient, topology: Topology
+) -> None:
+    # Writes that wait to share a call go out as one TransactWriteItems.
+    store = OrderStore(dynamodb, topology.table, fill_wait=0.2)
+    good = new_order()
+    # An item past DynamoDB's 400 KB: a ValidationException, for the whole transaction.
+    bad = good.model_copy(update={"order_id": new_order().order_id, "customer_id": "x" * 500_000})
+    results: Any = await asyncio.gather(
+        store.record_accepted(good), store.record_accepted(bad), return_exceptions=True
+    )
+    assert results[0] is None, results
+    assert isinstance(results[1], StateRefused) and results[1].code == "ValidationException"
+    record = await store.get(good.order_id)
+    assert record is not None and record.status == Status.ACCEPTED
