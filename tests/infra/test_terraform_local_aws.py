@@ -413,6 +413,8 @@ async def test_a_permission_removed_from_the_worker_role_fails_loudly(
     # Loud: an error line with the AWS code and what was refused, never a quiet retry.
     assert denied[0]["level"] == "error", denied[0]
     assert denied[0]["code"] == "AccessDeniedException", denied[0]
+    # The process stays named on the line; the AWS service has a field of its own.
+    assert (denied[0]["service"], denied[0]["aws_service"]) == ("worker", "dynamodb"), denied[0]
     assert "kms:Decrypt" in denied[0]["detail"], denied[0]
     assert not [line for line in worker if line.get("event") == "state_unavailable"], worker
     # Unhealthy: the image's own health check failed while the worker ran (ECS replaces it).
