@@ -97,7 +97,8 @@ class AwsHealth:
         error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
         log.error(
             "aws_permanent_error",
-            service=service,
+            # Not `service`: that field names the process (api, worker) on every line.
+            aws_service=service,
             # AWS's own name (UpdateItem), as CloudTrail and IAM policies spell it.
             operation=getattr(exc, "operation_name", None) or operation,
             code=error_code(exc),

@@ -408,17 +408,24 @@ async def test_a_permission_removed_from_the_worker_role_fails_loudly(
                 RoleName=role, PolicyName="worker-task", PolicyDocument=json.dumps(document)
             )
     worker = outcome.lines["worker"]
-    denied = [line for line in worker if "AccessDeniedException" in json.dumps(line)]
+    denied = [line for line in worker if line.get("event") == "aws_permanent_error"]
     assert denied, worker
-    # The AWS error code and what was refused, in the worker's own log line.
-    assert "kms:Decrypt" in json.dumps(denied[0]), denied[0]
+    # Loud: an error line with the AWS code and what was refused, never a quiet retry.
+    assert denied[0]["level"] == "error", denied[0]
+    assert denied[0]["code"] == "AccessDeniedException", denied[0]
+    # The process stays named on the line; the AWS service has a field of its own.
+    assert (denied[0]["service"], denied[0]["aws_service"]) == ("worker", "dynamodb"), denied[0]
+    assert "kms:Decrypt" in denied[0]["detail"], denied[0]
+    assert not [line for line in worker if line.get("event") == "state_unavailable"], worker
+    # Unhealthy: the image's own health check failed while the worker ran (ECS replaces it).
+    assert outcome.exit_codes["healthcheck"] != 0, worker
     assert not [line for line in worker if line.get("event") == "order_paid"]
 
 
 async def _order_under_task_roles(
     applied: Stack, aws: AwsSettings, tmp: Path, images: dict[str, BuiltImage]
 ) -> Outcome:
-    """Queue one order through the API, and run the worker until it logs an AWS denial."""
+    """Queue one order through the API, and run the worker until a denial makes it unhealthy."""
     port = free_port()
     base = service_env(aws, ORDERS_TABLE=applied.outputs["orders_table"])
     api_env = {
@@ -447,8 +454,10 @@ async def _order_under_task_roles(
             async with http.post(f"{url}/orders/async", json=order_body()) as resp:
                 assert resp.status == 202, await resp.text()
                 order_id = (await resp.json())["order_id"]
-        await worker.wait_for(lambda line: "AccessDeniedException" in json.dumps(line), within=60)
-        codes = {"api": api.terminate(), "worker": worker.terminate()}
+        await worker.wait_for(lambda line: line.get("event") == "liveness_failed", within=60)
+        # What ECS runs: the HEALTHCHECK command, beside the worker, with its environment.
+        checked = worker.healthcheck().returncode
+        codes = {"api": api.terminate(), "worker": worker.terminate(), "healthcheck": checked}
         return Outcome(order_id, codes, [], {"api": api.lines, "worker": worker.lines})
 
 

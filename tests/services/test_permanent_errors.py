@@ -126,7 +126,8 @@ async def test_access_denied_on_dynamodb_fails_the_worker_liveness_check(
             await running
     denied = [e for e in logs if e["event"] == "aws_permanent_error"]
     assert denied and all(e["log_level"] == "error" for e in denied)
-    assert {(e["service"], e["code"]) for e in denied} == {("dynamodb", "AccessDeniedException")}
+    refused = {(e["aws_service"], e["code"]) for e in denied}
+    assert refused == {("dynamodb", "AccessDeniedException")}
     assert "UpdateItem" in {e["operation"] for e in denied}
     assert any(e["event"] == "liveness_failed" for e in logs)
     assert charges(logs) == {order.order_id: 1}
