@@ -1,7 +1,7 @@
 """AWS client configuration shared by both services (one client per service per process).
 
 Per call, an aiobotocore client spends about 1 ms of CPU on its own (signing, serialising,
-hooks, parsing). `python -m bench.client_cost` measures it; what the profile showed worth
+hooks, parsing). `python -m bench.tools.client_cost` measures it; what the profile showed worth
 changing is kept here, each with its reason, as plain `Config` options (`LEAN_OPTIONS`).
 Together they cut the client's instructions per call (valgrind, sequential calls against
 the local AWS) from 3.6 to 2.7 million for SNS Publish and DynamoDB UpdateItem, 5.9 to 4.6
