@@ -217,7 +217,7 @@ async def test_a_crashed_receiver_stops_the_worker_loudly(
     settings = worker_settings(aws, topology)
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
-            monkeypatch.setattr(worker, "_prepare", broken)
+            monkeypatch.setattr(worker._processing, "prepare", broken)
             # Not a silent worker with fewer receivers: run() ends and says why.
             with pytest.raises(RuntimeError, match="a bug in the receive path"):
                 await asyncio.wait_for(worker.run(), timeout=30)
