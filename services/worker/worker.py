@@ -31,7 +31,7 @@ from services.common.orders import OrderStore
 from services.common.payment import PaymentProcessor
 
 from .holding import SETTLE_SECONDS, Holding
-from .liveness import Heartbeat, keep_alive
+from .liveness import LivenessFile, keep_alive
 from .outcomes import Unrecorded
 from .poller import Pacing, Poller, Slots, batched_poller, per_task_slot
 from .processing import Processor
@@ -64,7 +64,7 @@ class Worker:
         store: OrderStore | None = None,
     ) -> None:
         self.settings = settings
-        self.stats = queue.stats
+        self.stats = WorkerStats()
         self._queue = queue
         self._config = config
         self._store = store
@@ -130,7 +130,7 @@ class Worker:
         # Liveness for the container health check: a file the event loop keeps touching.
         alive = asyncio.create_task(
             keep_alive(
-                Heartbeat(settings.liveness.path),
+                LivenessFile(settings.liveness.path),
                 settings.liveness.interval_seconds,
                 lambda: self._queue.health.healthy and not any(b.done() for b in beats),
             )
@@ -164,6 +164,8 @@ class Worker:
             for task in (*beats, alive):
                 task.cancel()
             await asyncio.gather(*beats, alive, stop_waiter, return_exceptions=True)
+        self.stats.receive_calls = self._queue.receive_calls
+        self.stats.delete_calls = self._queue.delete_calls
         if self._store is not None:
             self.stats.state_batches = self._store.write_calls
         log.info("worker_stopped", **self.stats.as_dict())
@@ -242,7 +244,6 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
         queue = OrderQueue(
             sqs,
             settings.queue_url,
-            WorkerStats(),
             batched=settings.receive_strategy == "batched",
             health=health,
         )
