@@ -25,7 +25,7 @@ log = get_logger()
 
 
 def _default_path() -> Path:
-    # Per user, so two people's workers on one machine never read each other's heartbeat.
+    # Per user, so two people's workers on one machine never read each other's liveness file.
     return Path(tempfile.gettempdir()) / f"orderflow-worker-{os.getuid()}.heartbeat"
 
 
@@ -59,7 +59,7 @@ class LivenessSettings:
         )
 
 
-class Heartbeat:
+class LivenessFile:
     """The file's mtime is the last moment the loop ran; touch() is cheap enough to call often."""
 
     def __init__(self, path: Path) -> None:
@@ -83,19 +83,19 @@ def _always() -> bool:
 
 
 async def keep_alive(
-    heartbeat: Heartbeat, interval: float, healthy: Callable[[], bool] = _always
+    file: LivenessFile, interval: float, healthy: Callable[[], bool] = _always
 ) -> None:
-    """Touch the heartbeat every `interval` seconds while the loop runs and `healthy()`;
+    """Touch the liveness file every `interval` seconds while the loop runs and `healthy()`;
     remove it while not (and say so once per spell)."""
     was_healthy = True
     while True:
         now_healthy = healthy()
         if now_healthy:
-            heartbeat.touch()
+            file.touch()
         else:
-            heartbeat.clear()
+            file.clear()
             if was_healthy:
-                log.error("liveness_failed", path=str(heartbeat.path))
+                log.error("liveness_failed", path=str(file.path))
         was_healthy = now_healthy
         await asyncio.sleep(interval)
 

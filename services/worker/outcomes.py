@@ -1,7 +1,8 @@
 """What should happen to a message once the worker is done with it, decided in one value.
 
-Processing returns one of these; `Worker._settle` alone applies it (the SQS call, the
-counters, the log line), so the fate of every message is decided in one place.
+Processing returns one of these; `Settler.settle` (services/worker/settling.py) alone applies
+it (the SQS call, the counters, the log line), so the fate of every message is decided in one
+place.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from services.common.awserrors import AwsHealth
 from services.common.groupcommit import GroupCommit
 
 from .settings import SQS_BATCH
-from .stats import WorkerStats
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -62,7 +61,6 @@ class OrderQueue:
         self,
         sqs: SQSClient,
         url: str,
-        stats: WorkerStats,
         *,
         batched: bool,
         health: AwsHealth | None = None,
@@ -70,8 +68,10 @@ class OrderQueue:
         self._sqs = sqs
         self.health = health or AwsHealth()
         self.url = url
-        self.stats = stats
         self._batched = batched
+        # Counted here, where the calls are made; the worker copies them into its stats.
+        self.receive_calls = 0
+        self.delete_calls = 0
         # Deletes share DeleteMessageBatch calls: nobody waits on a delete, so a batch may
         # wait up to 50 ms to fill (arrivals x round trip alone would make batches of 1-2).
         self._deletes: GroupCommit[str, str | None] = GroupCommit(
@@ -116,7 +116,7 @@ class OrderQueue:
         return self.config
 
     async def receive(self, count: int, wait_seconds: int) -> list[Received]:
-        self.stats.receive_calls += 1
+        self.receive_calls += 1
         try:
             got = await self._sqs.receive_message(
                 QueueUrl=self.url,
@@ -141,7 +141,7 @@ class OrderQueue:
         """Delete one message; None, or SQS's reason when it refused this one (stale handle)."""
         if self._batched:
             return await self._deletes.submit(receipt_handle)
-        self.stats.delete_calls += 1
+        self.delete_calls += 1
         try:
             await self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
         except ClientError as exc:
@@ -154,7 +154,7 @@ class OrderQueue:
         return None
 
     async def _delete_batch(self, receipts: list[str]) -> list[str | None]:
-        self.stats.delete_calls += 1
+        self.delete_calls += 1
         entries = [{"Id": str(i), "ReceiptHandle": rh} for i, rh in enumerate(receipts)]
         try:
             response = await self._sqs.delete_message_batch(

@@ -18,11 +18,11 @@ from services.worker.liveness import LivenessSettings
 # call takes the loop (and the process stays up), as a synchronous hang in the worker would.
 _LOOP = """
 import asyncio, os, sys, time
-from services.worker.liveness import Heartbeat, LivenessSettings, keep_alive
+from services.worker.liveness import LivenessFile, LivenessSettings, keep_alive
 
 async def main():
     settings = LivenessSettings.from_env(os.environ)
-    beat = asyncio.create_task(keep_alive(Heartbeat(settings.path), settings.interval_seconds))
+    beat = asyncio.create_task(keep_alive(LivenessFile(settings.path), settings.interval_seconds))
     while not os.path.exists(sys.argv[1]):
         await asyncio.sleep(0.02)
     time.sleep(3600)

@@ -188,7 +188,7 @@ async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             # Nothing would keep held messages invisible: the worker must not run on.
-            monkeypatch.setattr(worker, "_keep_invisible", broken)
+            monkeypatch.setattr(worker._holding, "keep_invisible", broken)
             with pytest.raises(RuntimeError, match="visibility extension broke"):
                 await asyncio.wait_for(worker.run(), 30)
     assert any(e["event"] == "heartbeat_crashed" and e["log_level"] == "error" for e in logs)
@@ -208,7 +208,7 @@ async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
 
     with capture_logs() as logs:
         async with open_worker(worker_settings(aws, topology)) as worker:
-            monkeypatch.setattr(worker, "_record_paid", broken)
+            monkeypatch.setattr(worker._processing, "record_paid", broken)
             running = asyncio.create_task(worker.run())
 
             async def kept() -> bool:
@@ -216,7 +216,7 @@ async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
 
             await until(kept)
             # Not held for the life of the process, and not handed back: hidden.
-            assert not worker._jobs
+            assert not worker._holding.jobs
             assert await queue_counts(sqs, topology.queue_url) == (0, 1)
             worker.stop()
             await running

@@ -14,7 +14,6 @@ from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.worker.queue import OrderQueue
-from services.worker.stats import WorkerStats
 from services.worker.worker import open_worker
 
 from ..helpers import order_body, queue_counts, worker_settings
@@ -130,12 +129,11 @@ async def test_queue_deletes_ten_per_call(sqs: SQSClient, topology: Topology) ->
     while len(handles) < 25:
         got = await sqs.receive_message(QueueUrl=topology.queue_url, MaxNumberOfMessages=10)
         handles += [m["ReceiptHandle"] for m in got.get("Messages", [])]
-    stats = WorkerStats()
-    queue = OrderQueue(sqs, topology.queue_url, stats, batched=True)
+    queue = OrderQueue(sqs, topology.queue_url, batched=True)
     results = await asyncio.gather(*(queue.delete(h) for h in handles))
     await queue.close()
     assert results == [None] * 25
-    assert stats.delete_calls == 3  # 10 + 10 at once, the last 5 after the linger
+    assert queue.delete_calls == 3  # 10 + 10 at once, the last 5 after the linger
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
@@ -217,7 +215,7 @@ async def test_a_crashed_receiver_stops_the_worker_loudly(
     settings = worker_settings(aws, topology)
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
-            monkeypatch.setattr(worker, "_prepare", broken)
+            monkeypatch.setattr(worker._processing, "prepare", broken)
             # Not a silent worker with fewer receivers: run() ends and says why.
             with pytest.raises(RuntimeError, match="a bug in the receive path"):
                 await asyncio.wait_for(worker.run(), timeout=30)
