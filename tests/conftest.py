@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from devstack.env import REGION
 from devstack.local_aws import local_aws_process
 from devstack.topology import Topology, create_topology, unique_names
+from localaws.client import set_faults
 from services.api.app import create_app
 from services.common.orders import OrderStore
 from services.common.settings import AwsSettings
@@ -33,6 +34,19 @@ def endpoint() -> Iterator[str]:
     """The local AWS, started once per test session on a free loopback port."""
     with local_aws_process() as url:
         yield url
+
+
+@pytest.fixture
+async def chaos(endpoint: str) -> AsyncIterator[Callable[[list[dict[str, Any]]], Awaitable[None]]]:
+    """Set fault rules on the local AWS for this test; cleared afterwards, whatever happens."""
+
+    async def install(rules: list[dict[str, Any]]) -> None:
+        await set_faults(endpoint, rules)
+
+    try:
+        yield install
+    finally:
+        await set_faults(endpoint, [])
 
 
 @pytest.fixture(scope="session")

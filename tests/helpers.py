@@ -6,8 +6,9 @@ the bench: the harness (local AWS, topology, processes) is `devstack`.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,3 +91,12 @@ def order_body(**overrides: Any) -> dict[str, Any]:
         ],
     }
     return body | overrides
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], timeout: float = 60, interval: float = 0.05
+) -> None:
+    """Wait until `check()` holds: a condition polled with a deadline, never a fixed sleep."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(interval)

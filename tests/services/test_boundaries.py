@@ -25,8 +25,6 @@ from services.worker.worker import open_worker
 from ..helpers import order_body, queue_counts, worker_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -40,12 +38,6 @@ def with_total(order: OrderMessage, total: float) -> str:
     body = orjson.loads(encode_message(order))
     body["total"] = total
     return orjson.dumps(body).decode()
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("total", [1e200, 1e-140])

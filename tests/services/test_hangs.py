@@ -16,38 +16,18 @@ import pytest
 from bench.harness.ledger import Ledger, charges
 from devstack.follow import ServiceProcess
 from devstack.topology import Topology, create_topology, unique_names
-from localaws.client import set_faults
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
 
-from ..helpers import order_body, queue_counts, service_env
+from ..helpers import order_body, queue_counts, service_env, until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
-
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
 
 # Past the worker's DynamoDB read timeout (10 s) on every attempt: calls hang, then time out.
 DYNAMODB_HANGS = [{"service": "dynamodb", "latency_ms": 60_000}]
-
-
-@pytest.fixture
-async def chaos(endpoint: str) -> AsyncIterator[Callable[[list[dict[str, Any]]], Awaitable[Any]]]:
-    async def install(rules: list[dict[str, Any]]) -> None:
-        await set_faults(endpoint, rules)
-
-    try:
-        yield install
-    finally:
-        await set_faults(endpoint, [])
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.2)
 
 
 def new_order() -> OrderMessage:

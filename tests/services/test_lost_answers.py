@@ -9,22 +9,20 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from structlog.testing import capture_logs
 
 from bench.harness.ledger import charges
 from devstack.topology import Topology
-from localaws.client import set_faults
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.worker.worker import open_worker
 
-from ..helpers import order_body, queue_counts, worker_settings
+from ..helpers import order_body, queue_counts, until, worker_settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+    from collections.abc import Awaitable, Callable, MutableMapping
 
     from types_aiobotocore_sqs import SQSClient
 
@@ -37,23 +35,6 @@ UPDATE_ANSWER_LOST = [
         "error": {"statusCode": 500, "code": "InternalServerError"},
     }
 ]
-
-
-@pytest.fixture
-async def chaos(endpoint: str) -> AsyncIterator[Callable[[list[dict[str, Any]]], Awaitable[Any]]]:
-    async def install(rules: list[dict[str, Any]]) -> None:
-        await set_faults(endpoint, rules)
-
-    try:
-        yield install
-    finally:
-        await set_faults(endpoint, [])
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 def status_is(store: OrderStore, order_id: str, status: Status) -> Callable[[], Awaitable[bool]]:

@@ -19,7 +19,6 @@ from structlog.testing import capture_logs
 from bench.harness.ledger import charges
 from devstack.follow import ServiceProcess, api_process
 from devstack.topology import Topology
-from localaws.client import set_faults
 from services.api.app import create_app
 from services.common.messages import OrderMessage, OrderRequest, encode_message
 from services.common.orders import OrderStore, Status
@@ -27,11 +26,9 @@ from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.worker.worker import Worker, open_worker
 
-from ..helpers import api_settings, order_body, queue_counts, service_env, worker_settings
+from ..helpers import api_settings, order_body, queue_counts, service_env, until, worker_settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from types_aiobotocore_sqs import SQSClient
 
 DYNAMODB_DOWN = [
@@ -44,27 +41,8 @@ def dynamodb_failing(*operations: str) -> list[dict[str, Any]]:
     return [{"service": "dynamodb", "operation": op, "error": error} for op in operations]
 
 
-@pytest.fixture
-async def chaos(endpoint: str) -> AsyncIterator[Any]:
-    """Set fault rules on the local AWS for this test; cleared afterwards, whatever happens."""
-
-    async def install(rules: list[dict[str, Any]]) -> None:
-        await set_faults(endpoint, rules)
-
-    try:
-        yield install
-    finally:
-        await set_faults(endpoint, [])
-
-
 def new_order(**overrides: Any) -> OrderMessage:
     return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
-
-
-async def until(check: Any, timeout: float = 60, interval: float = 0.1) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(interval)
 
 
 async def all_paid(store: OrderStore, ids: set[str]) -> bool:

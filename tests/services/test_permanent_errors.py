@@ -20,7 +20,6 @@ from structlog.testing import capture_logs
 
 from bench.harness.ledger import charges
 from devstack.topology import Topology
-from localaws.client import set_faults
 from services.api.app import create_app
 from services.common.awserrors import AwsHealth, is_permanent
 from services.common.messages import OrderMessage, OrderRequest, encode_message
@@ -29,31 +28,12 @@ from services.common.settings import AwsSettings
 from services.worker.liveness import LivenessSettings, age_seconds
 from services.worker.worker import open_worker
 
-from ..helpers import api_settings, order_body, queue_counts, worker_settings
+from ..helpers import api_settings, order_body, queue_counts, until, worker_settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
-
     from types_aiobotocore_sqs import SQSClient
 
 DENIED = {"statusCode": 400, "code": "AccessDeniedException", "message": "not authorized"}
-
-
-@pytest.fixture
-async def chaos(endpoint: str) -> AsyncIterator[Callable[[list[dict[str, Any]]], Awaitable[Any]]]:
-    async def install(rules: list[dict[str, Any]]) -> None:
-        await set_faults(endpoint, rules)
-
-    try:
-        yield install
-    finally:
-        await set_faults(endpoint, [])
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def _client_error(code: str, status: int) -> ClientError:
