@@ -12,21 +12,13 @@ period holding only those), trimmed means and the other extended statistics
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
 from typing import Any
 
+# One nearest-rank for the whole local AWS: Logs Insights' pct() computes the same figure.
+from .insights.aggregates import nearest_rank
+
 PERCENTILE = re.compile(r"p(100|\d{1,2}(?:\.\d+)?)")
-
-
-def nearest_rank(values: Sequence[float], pct: float) -> float | None:
-    """The nearest-rank percentile of `values`; None for none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def install() -> None:

@@ -8,7 +8,7 @@ standard deviation (n - 1). `count_distinct` is exact (AWS approximates high car
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .values import number, sort_key
@@ -154,7 +154,7 @@ class Percentile(Accumulator):
         return nearest_rank(self.values, self.p)
 
 
-def nearest_rank(values: list[int | float], p: float) -> int | float | None:
+def nearest_rank(values: Sequence[float], p: float) -> float | None:
     """The nearest-rank percentile: sorted values, rank ceil(p/100 x n), at least 1."""
     if not values:
         return None

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from localaws.emf import InvalidEmf, extract
-from localaws.percentiles import nearest_rank
+from localaws.insights.aggregates import nearest_rank
 from services.common.metrics import HTTP_REQUEST, emf
 from services.common.settings import AwsSettings
 
