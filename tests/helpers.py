@@ -19,19 +19,24 @@ from devstack.env import REGION, aws_variables, client_args, service_env
 from devstack.topology import Topology, queue_counts, unique_names
 from services.api.settings import ApiSettings
 from services.common.aws import client_config
+from services.common.messages import OrderMessage, OrderRequest
+from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.worker.settings import WorkerSettings
 
 __all__ = [
     "REGION",
+    "all_paid",
     "api_settings",
     "aws_client",
     "isolate_aws_env",
+    "new_order",
     "order_body",
     "queue_counts",
     "service_env",
     "unique_names",
+    "until",
     "worker_settings",
 ]
 
@@ -100,3 +105,17 @@ async def until(
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(interval)
+
+
+def new_order(**overrides: Any) -> OrderMessage:
+    """An order as the API accepts it (`order_body` with `overrides`)."""
+    return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
+
+
+async def all_paid(store: OrderStore, ids: set[str]) -> bool:
+    """Whether every order in `ids` is recorded as paid."""
+    for order_id in ids:
+        record = await store.get(order_id)
+        if record is None or record.status != Status.PAID:
+            return False
+    return True

@@ -14,7 +14,6 @@ from devstack.topology import Topology
 from services.common.messages import (
     InvalidInput,
     OrderMessage,
-    OrderRequest,
     decode_message,
     encode_message,
 )
@@ -22,15 +21,11 @@ from services.common.orders import OrderStore, StateRefused, Status
 from services.common.settings import AwsSettings
 from services.worker.worker import open_worker
 
-from ..helpers import order_body, queue_counts, worker_settings
+from ..helpers import new_order, queue_counts, worker_settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
-
-
-def new_order() -> OrderMessage:
-    return OrderMessage.accept(OrderRequest.model_validate(order_body()))
 
 
 def with_total(order: OrderMessage, total: float) -> str:

@@ -15,21 +15,17 @@ from structlog.testing import capture_logs
 from bench.harness.ledger import charges
 from devstack.follow import run_to_exit
 from devstack.topology import Topology
-from services.common.messages import OrderMessage, OrderRequest, encode_message
+from services.common.messages import encode_message
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
 from services.worker.worker import open_worker
 
-from ..helpers import order_body, queue_counts, service_env, worker_settings
+from ..helpers import new_order, order_body, queue_counts, service_env, worker_settings
 from .test_faults import run_until
 
 if TYPE_CHECKING:
     from aiohttp.test_utils import TestClient
     from types_aiobotocore_sqs import SQSClient
-
-
-def new_order(**overrides: Any) -> OrderMessage:
-    return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
 
 
 async def test_worker_refuses_a_queue_without_a_redrive_policy(

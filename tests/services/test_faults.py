@@ -9,22 +9,18 @@ from structlog.testing import capture_logs
 
 from bench.harness.ledger import charges
 from devstack.topology import Topology, create_topology, ensure_table
-from services.common.messages import OrderMessage, OrderRequest, encode_message
+from services.common.messages import OrderMessage, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.worker.worker import open_worker
 
-from ..helpers import order_body, queue_counts, unique_names, worker_settings
+from ..helpers import new_order, queue_counts, unique_names, worker_settings
 from .test_worker import run_burst
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
-
-
-def new_order(**overrides: Any) -> OrderMessage:
-    return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
 
 
 async def send(sqs: SQSClient, queue_url: str, order: OrderMessage, copies: int = 1) -> None:

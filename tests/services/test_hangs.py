@@ -16,11 +16,11 @@ import pytest
 from bench.harness.ledger import Ledger, charges
 from devstack.follow import ServiceProcess
 from devstack.topology import Topology, create_topology, unique_names
-from services.common.messages import OrderMessage, OrderRequest, encode_message
+from services.common.messages import OrderMessage, encode_message
 from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
 
-from ..helpers import order_body, queue_counts, service_env, until
+from ..helpers import all_paid, new_order, queue_counts, service_env, until
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
 
 # Past the worker's DynamoDB read timeout (10 s) on every attempt: calls hang, then time out.
 DYNAMODB_HANGS = [{"service": "dynamodb", "latency_ms": 60_000}]
-
-
-def new_order() -> OrderMessage:
-    return OrderMessage.accept(OrderRequest.model_validate(order_body()))
 
 
 def worker_env(aws: AwsSettings, topology: Topology, beat: Path, **extra: str) -> dict[str, str]:
@@ -46,14 +42,6 @@ def worker_env(aws: AwsSettings, topology: Topology, beat: Path, **extra: str) -
         HEARTBEAT_FILE=str(beat),
         **extra,
     )
-
-
-async def all_paid(store: OrderStore, ids: set[str]) -> bool:
-    for order_id in ids:
-        record = await store.get(order_id)
-        if record is None or record.status != Status.PAID:
-            return False
-    return True
 
 
 @pytest.mark.slow

@@ -20,13 +20,22 @@ from bench.harness.ledger import charges
 from devstack.follow import ServiceProcess, api_process
 from devstack.topology import Topology
 from services.api.app import create_app
-from services.common.messages import OrderMessage, OrderRequest, encode_message
+from services.common.messages import encode_message
 from services.common.orders import OrderStore, Status
 from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
 from services.worker.worker import Worker, open_worker
 
-from ..helpers import api_settings, order_body, queue_counts, service_env, until, worker_settings
+from ..helpers import (
+    all_paid,
+    api_settings,
+    new_order,
+    order_body,
+    queue_counts,
+    service_env,
+    until,
+    worker_settings,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -39,18 +48,6 @@ DYNAMODB_DOWN = [
 def dynamodb_failing(*operations: str) -> list[dict[str, Any]]:
     error = {"statusCode": 500, "code": "InternalServerError"}
     return [{"service": "dynamodb", "operation": op, "error": error} for op in operations]
-
-
-def new_order(**overrides: Any) -> OrderMessage:
-    return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
-
-
-async def all_paid(store: OrderStore, ids: set[str]) -> bool:
-    for order_id in ids:
-        record = await store.get(order_id)
-        if record is None or record.status != Status.PAID:
-            return False
-    return True
 
 
 async def running_worker(worker: Worker) -> asyncio.Task[Any]:
