@@ -70,6 +70,37 @@ async def _drain(sqs: SQSClient, queue_url: str, within: float, count: int = 1) 
     return bodies
 
 
+def service_envs(
+    aws: AwsSettings,
+    port: int,
+    *,
+    topic_arn: str,
+    queue_url: str,
+    extra_env: dict[str, str] | None = None,
+    api_extra: dict[str, str] | None = None,
+    worker_extra: dict[str, str] | None = None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The API's and the worker's variables on one topology; `*_extra` win over the defaults."""
+    base = service_env(aws, **(extra_env or {}))
+    api_env = {
+        **base,
+        "ORDER_TOPIC_ARN": topic_arn,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        **(api_extra or {}),
+    }
+    worker_env = {
+        **base,
+        "ORDER_QUEUE_URL": queue_url,
+        "NUM_WORKERS": "4",
+        "PAYMENT_SECONDS": "0.2",
+        "WAIT_TIME_SECONDS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        **(worker_extra or {}),
+    }
+    return api_env, worker_env
+
+
 async def order_journey(
     aws: AwsSettings,
     sns: SNSClient,
@@ -91,23 +122,15 @@ async def order_journey(
     `decline`: also order one whose payment is declined, which the worker dead-letters.
     """
     port = free_port()
-    base = service_env(aws, **(extra_env or {}))
-    api_env = {
-        **base,
-        "ORDER_TOPIC_ARN": topic_arn,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        **(api_extra or {}),
-    }
-    worker_env = {
-        **base,
-        "ORDER_QUEUE_URL": queue_url,
-        "NUM_WORKERS": "4",
-        "PAYMENT_SECONDS": "0.2",
-        "WAIT_TIME_SECONDS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        **(worker_extra or {}),
-    }
+    api_env, worker_env = service_envs(
+        aws,
+        port,
+        topic_arn=topic_arn,
+        queue_url=queue_url,
+        extra_env=extra_env,
+        api_extra=api_extra,
+        worker_extra=worker_extra,
+    )
     url = f"http://127.0.0.1:{port}"
     with (
         Service(images["api"], api_env, tmp) as api,

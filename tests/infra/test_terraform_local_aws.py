@@ -26,9 +26,17 @@ from devstack.local_aws import local_aws_process
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
 
-from ..helpers import aws_client, order_body, service_env
+from ..helpers import aws_client, order_body
 from .images import BuiltImage, Service
-from .scenario import DECLINED_CUSTOMER, POISON, Outcome, free_port, order_journey, wait_healthy
+from .scenario import (
+    DECLINED_CUSTOMER,
+    POISON,
+    Outcome,
+    free_port,
+    order_journey,
+    service_envs,
+    wait_healthy,
+)
 from .tf import TERRAFORM_DIR, Terraform, resource_addresses
 
 if TYPE_CHECKING:
@@ -427,23 +435,16 @@ async def _order_under_task_roles(
 ) -> Outcome:
     """Queue one order through the API, and run the worker until a denial makes it unhealthy."""
     port = free_port()
-    base = service_env(aws, ORDERS_TABLE=applied.outputs["orders_table"])
-    api_env = {
-        **base,
-        "ORDER_TOPIC_ARN": applied.outputs["topic_arn"],
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        **await _task_credentials(aws, f"{applied.name}-api-task"),
-    }
-    worker_env = {
-        **base,
-        "ORDER_QUEUE_URL": applied.outputs["queue_url"],
-        "NUM_WORKERS": "2",
-        "PAYMENT_SECONDS": "0.2",
-        "WAIT_TIME_SECONDS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "2",
-        **await _task_credentials(aws, f"{applied.name}-worker-task"),
-    }
+    worker_role = await _task_credentials(aws, f"{applied.name}-worker-task")
+    api_env, worker_env = service_envs(
+        aws,
+        port,
+        topic_arn=applied.outputs["topic_arn"],
+        queue_url=applied.outputs["queue_url"],
+        extra_env={"ORDERS_TABLE": applied.outputs["orders_table"]},
+        api_extra=await _task_credentials(aws, f"{applied.name}-api-task"),
+        worker_extra={**worker_role, "NUM_WORKERS": "2", "SHUTDOWN_GRACE_SECONDS": "2"},
+    )
     url = f"http://127.0.0.1:{port}"
     with (
         Service(images["api"], api_env, tmp) as api,
