@@ -10,7 +10,7 @@ replaces the task and the deployment circuit breaker and the error-line alarm se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -73,27 +73,37 @@ def is_permanent(exc: BaseException) -> bool:
 
 @dataclass
 class AwsHealth:
-    """Permanent AWS errors of one process: counted, logged, and judged for liveness."""
+    """Permanent AWS errors of one process: counted, logged, and judged for liveness.
+
+    Runs are counted per call (service and operation): a success of one call says nothing
+    about another. An API whose DynamoDB writes succeed while every SNS publish is denied, or
+    a worker that receives fine but may not write to its dead-letter queue, is unhealthy.
+    """
 
     threshold: int = UNHEALTHY_AFTER
     permanent_errors: int = 0
     """All permanent errors seen since start."""
-    in_a_row: int = 0
-    """Permanent errors since the last call that succeeded."""
+    runs: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Permanent errors of each (service, operation) since its last success."""
+
+    @property
+    def in_a_row(self) -> int:
+        """The longest run of permanent errors of any one call."""
+        return max(self.runs.values(), default=0)
 
     @property
     def healthy(self) -> bool:
         return self.in_a_row < self.threshold
 
-    def succeeded(self) -> None:
-        self.in_a_row = 0
+    def succeeded(self, service: str, operation: str) -> None:
+        self.runs.pop((service, operation), None)
 
     def failed(self, service: str, operation: str, exc: BaseException) -> bool:
         """Note a failed call; True (after logging it at error) if it is permanent."""
         if not is_permanent(exc):
             return False
         self.permanent_errors += 1
-        self.in_a_row += 1
+        run = self.runs[service, operation] = self.runs.get((service, operation), 0) + 1
         error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
         log.error(
             "aws_permanent_error",
@@ -103,7 +113,7 @@ class AwsHealth:
             operation=getattr(exc, "operation_name", None) or operation,
             code=error_code(exc),
             detail=str(error.get("Message", ""))[:300],
-            in_a_row=self.in_a_row,
+            in_a_row=run,
             healthy=self.healthy,
         )
         return True

@@ -265,14 +265,14 @@ class OrderStore:
             result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
         except ClientError as exc:
             if _conditional_failed(exc):
-                self.health.succeeded()  # DynamoDB answered: the table is usable
+                self.health.succeeded("dynamodb", operation)  # answered: the call is allowed
                 raise
             if self.health.failed("dynamodb", operation, exc):
                 raise StateRefused(f"{operation}: {exc}", error_code(exc) or "") from exc
             raise StateUnavailable(f"{operation}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"{operation}: {exc}") from exc
-        self.health.succeeded()
+        self.health.succeeded("dynamodb", operation)
         return result
 
     async def get(self, order_id: str) -> OrderRecord | None:

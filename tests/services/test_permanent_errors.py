@@ -71,11 +71,21 @@ def test_connection_errors_are_transient_and_a_success_resets_the_run() -> None:
     health = AwsHealth(threshold=2)
     denied = _client_error("AccessDeniedException", 400)
     assert health.failed("dynamodb", "UpdateItem", denied) and health.healthy
-    health.succeeded()
+    health.succeeded("dynamodb", "UpdateItem")
     health.failed("dynamodb", "UpdateItem", denied)
     assert health.healthy
     health.failed("dynamodb", "UpdateItem", denied)
     assert not health.healthy and health.permanent_errors == 3
+
+
+def test_a_success_of_another_call_does_not_hide_a_denied_one() -> None:
+    # The API writes DynamoDB fine while every publish is denied: unhealthy all the same.
+    health = AwsHealth(threshold=2)
+    refused = _client_error("AuthorizationError", 403)
+    for _ in range(2):
+        health.succeeded("dynamodb", "PutItem")
+        health.failed("sns", "PublishBatch", refused)
+    assert not health.healthy and health.in_a_row == 2
 
 
 async def test_access_denied_on_dynamodb_fails_the_worker_liveness_check(
