@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from services.common.orders import OrderStore, StateUnavailable
 from services.common.retry import Backoff, sleep_unless
 
 from .queue import OrderQueue, QueueConfig, QueueUnavailable, Received
-from .settings import WorkerSettings
+from .settings import LEASE_MARGIN_SECONDS, WorkerSettings
 from .stats import WorkerStats
 
 log = get_logger()
@@ -76,9 +77,20 @@ class Holding:
         self.lease_store = store.batched(0.0) if store is not None else None
         self.jobs: dict[str, Job] = {}
 
+    @property
+    def receive_visibility(self) -> int:
+        """The visibility timeout a receive asks for: the queue's, or a whole lease if longer.
+
+        A message hidden as long as its claim's lease needs no extension while its payment
+        runs (one ChangeMessageVisibility less per order when payments are long), and shows
+        again no later than its lease lets another delivery take the order over.
+        """
+        return max(self._config.visibility_timeout, math.ceil(self.settings.lease_seconds))
+
     def hold(self, message: Received) -> Job:
         """Start keeping `message` invisible (the heartbeat extends it) until it is settled."""
-        job = Job(message, time.monotonic() + self._config.visibility_timeout)
+        # Counted from now, a little after the receive: extensions come a little early.
+        job = Job(message, time.monotonic() + message.visibility)
         self.jobs[message.receipt_handle] = job
         return job
 
@@ -183,7 +195,10 @@ class Holding:
         store = self.lease_store
         if store is None or job.claim_token is None:
             return True
-        needed = self.settings.payment.timeout + self.beat_interval()
+        # The charge itself, with half the lease's margin to spare: a fresh claim (its lease is
+        # the timeout plus the whole margin) needs no renewal first. The paid-mark after the
+        # charge is covered by keep_leased, which renews once half a lease is left.
+        needed = self.settings.payment.timeout + LEASE_MARGIN_SECONDS / 2
         lease = self.settings.lease_seconds
         failures = 0
         while job.lease_until - time.time() < needed:

@@ -112,7 +112,11 @@ class Poller:
 
     async def receive(self, count: int) -> list[Received]:
         """One ReceiveMessage, abandoned (and its catch handed back) if stop() comes first."""
-        call = asyncio.ensure_future(self._queue.receive(count, self.settings.wait_time_seconds))
+        call = asyncio.ensure_future(
+            self._queue.receive(
+                count, self.settings.wait_time_seconds, self._holding.receive_visibility
+            )
+        )
         try:
             await asyncio.wait({call, self._stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
             if not call.done():

@@ -52,6 +52,8 @@ class Received:
     receipt_handle: str
     body: str
     receive_count: int
+    visibility: int
+    """Seconds the receive hid it for (the queue's visibility timeout unless asked)."""
 
 
 class OrderQueue:
@@ -115,13 +117,15 @@ class OrderQueue:
         )
         return self.config
 
-    async def receive(self, count: int, wait_seconds: int) -> list[Received]:
+    async def receive(self, count: int, wait_seconds: int, visibility: int) -> list[Received]:
+        """Up to `count` messages, each hidden for `visibility` s from now."""
         self.receive_calls += 1
         try:
             got = await self._sqs.receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=count,
                 WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
         except (BotoCoreError, ClientError) as exc:
@@ -133,6 +137,7 @@ class OrderQueue:
                 receipt_handle=m["ReceiptHandle"],
                 body=m["Body"],
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                visibility=visibility,
             )
             for m in got.get("Messages", [])
         ]

@@ -26,6 +26,10 @@ _STRATEGIES: dict[str, ReceiveStrategy] = {"per-task": "per-task", "batched": "b
 # SQS returns at most 10 messages per ReceiveMessage and deletes at most 10 per batch.
 SQS_BATCH = 10
 
+# A claim's lease is the payment timeout plus this: a claim written up to half of it before
+# its charge starts covers the charge without a renewal (see Holding.lease_for_charge).
+LEASE_MARGIN_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -94,7 +98,7 @@ class WorkerSettings:
     @property
     def lease_seconds(self) -> float:
         # A payment always ends by its timeout; the margin covers the writes around it.
-        return self.payment.timeout + 5.0
+        return self.payment.timeout + LEASE_MARGIN_SECONDS
 
     @property
     def pool_size(self) -> int:

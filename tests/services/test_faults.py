@@ -201,8 +201,12 @@ async def test_worker_survives_sqs_errors_and_backs_off(aws: AwsSettings, sqs: S
     assert all(0 <= e["retry_in_s"] <= 10 for e in failures)
 
 
-async def test_heartbeat_keeps_a_slow_payment_invisible(aws: AwsSettings, sqs: SQSClient) -> None:
-    # Visibility 2 s, payment 5 s: without the heartbeat the message would reappear mid-payment.
+async def test_a_slow_payment_stays_invisible_without_extensions(
+    aws: AwsSettings, sqs: SQSClient
+) -> None:
+    # Queue visibility 2 s, payment 5 s: the receive itself hides the message for a whole
+    # lease (timeout + margin), so it never reappears mid-payment and needs no extension.
+    # (Extensions of messages held past that, through an outage: test_outages.py.)
     topology = await create_topology(aws, unique_names(visibility_timeout=2))
     order = new_order()
     await send(sqs, topology.queue_url, order)
@@ -229,5 +233,5 @@ async def test_heartbeat_keeps_a_slow_payment_invisible(aws: AwsSettings, sqs: S
             worker.stop()
             stats = await running
     assert stolen == []
-    assert stats.heartbeats >= 2
+    assert stats.heartbeats == 0
     assert charges(logs) == {order.order_id: 1}
