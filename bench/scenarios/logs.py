@@ -435,7 +435,8 @@ def report(result: LogsResult) -> str:
     if query:
         lines += [
             f"Logs Insights (`python -m localaws.insights.bench --server --lines "
-            f"{query['lines']}`): {query['lines_scanned']:,} lines scanned, "
+            f"{query['lines']} --runs {query.get('runs', 1)}`): "
+            f"{query['lines_scanned']:,} lines scanned, "
             f"{query['rows']} rows, in {query['wall_s']} s "
             f"(**{query['lines_per_s_wall']:,} lines/s** by wall clock, "
             f"{query['lines_per_s_cpu']:,} lines/s of the local AWS's CPU; the median of "
