@@ -183,12 +183,22 @@ def _compile_period_function(node: ast.Call, scope: _Scope) -> Getter:
             size = count * PERIOD_MS[unit]
             origin = floor_time(0, count, unit)
 
+            # The last bin made, and the times it covers: events come mostly in time
+            # order, so most share their predecessor's bin (one query, one thread).
+            low, high, last = 1, 0, Timestamp(0)
+
             def bin_fixed(record: Record) -> Any:
+                nonlocal low, high, last
                 event = record.event
                 ts = event.timestamp if event is not None else _timestamp_of(record)
                 if ts is None:
                     return None
-                return Timestamp((ts - origin) // size * size + origin)
+                if low <= ts < high:
+                    return last
+                start = (ts - origin) // size * size + origin
+                last = Timestamp(start)
+                low, high = start, start + size
+                return last
 
             return bin_fixed
         return lambda record: _floor(_timestamp_of(record), count, unit)

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localaws.insights import engine
-from localaws.insights.compiler import Plan
+from localaws.insights.compiler import Plan, StatsOp
 from localaws.insights.engine import Cancelled, Statistics, Stream, compile_text, render_rows, run
-from localaws.insights.records import Source
+from localaws.insights.records import Record, Source
+from localaws.insights.values import Timestamp
 
 WORDS = ["order_paid", "order_claimed", "async", "sync", "x y", "7"]
 CONJUNCTS = [
@@ -137,3 +138,16 @@ def test_cancel_is_seen_within_one_slice(monkeypatch: pytest.MonkeyPatch) -> Non
     already.set()
     with pytest.raises(Cancelled):
         run(plan, streams, 0, 10**12, Statistics(), already)
+
+
+@given(st.lists(st.integers(-(10**13), 10**13) | st.floats(-1e12, 1e12), max_size=30))
+def test_bin_reuses_its_last_bin_only_for_the_times_it_covers(times: list[float]) -> None:
+    """`bin()` keeps the last bin it made: events in any order get the bin of their own time."""
+    plan = compile_text("stats count(*) by bin(5s)")
+    stats = plan.tail[0]
+    assert isinstance(stats, StatsOp)
+    bin_of = stats.groups[0][1]
+    for ts in times:
+        event = SimpleNamespace(timestamp=ts, message="", ingestion_time=0, event_id=0)
+        got = bin_of(Record(event, None))
+        assert (type(got), got) == (Timestamp, int(ts // 5_000 * 5_000))
