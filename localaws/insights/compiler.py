@@ -183,12 +183,22 @@ def _compile_period_function(node: ast.Call, scope: _Scope) -> Getter:
             size = count * PERIOD_MS[unit]
             origin = floor_time(0, count, unit)
 
+            # The last bin made, and the times it covers: events come mostly in time
+            # order, so most share their predecessor's bin (one query, one thread).
+            low, high, last = 1, 0, Timestamp(0)
+
             def bin_fixed(record: Record) -> Any:
+                nonlocal low, high, last
                 event = record.event
                 ts = event.timestamp if event is not None else _timestamp_of(record)
                 if ts is None:
                     return None
-                return Timestamp((ts - origin) // size * size + origin)
+                if low <= ts < high:
+                    return last
+                start = (ts - origin) // size * size + origin
+                last = Timestamp(start)
+                low, high = start, start + size
+                return last
 
             return bin_fixed
         return lambda record: _floor(_timestamp_of(record), count, unit)
@@ -384,13 +394,14 @@ class StatsOp:
     def run(self, records: Iterable[Record]) -> tuple[list[Record], int]:
         """Aggregate `records`; the rows, one per group, and how many records fed them."""
         groups: dict[Any, list[Accumulator]] = {}
+        # Per group, each accumulator's bound `add` beside its argument: no indexing and
+        # no method lookup per event and aggregate.
+        feeds: dict[Any, list[tuple[Callable[[Any, int], None], Getter]]] = {}
         factories = [a.factory for a in self.aggregates]
         arguments = [a.argument for a in self.aggregates]
-        pairs = list(range(len(arguments)))
         getters = [g for _, g in self.groups]
         single = getters[0] if len(getters) == 1 else None
         matched = 0
-        only = (arguments[0], factories[0]) if len(arguments) == 1 else None
         for record in records:
             matched += 1
             if single is not None:
@@ -402,16 +413,16 @@ class StatsOp:
                 key = tuple([_hashable(g(record)) for g in getters])
             else:
                 key = ()
-            accumulators = groups.get(key)
-            if accumulators is None:
+            feed = feeds.get(key)
+            if feed is None:
                 accumulators = groups[key] = [f() for f in factories]
+                feed = feeds[key] = [
+                    (a.add, g) for a, g in zip(accumulators, arguments, strict=True)
+                ]
             event = record.event
             ts = event.timestamp if event is not None else (_timestamp_of(record) or 0)
-            if only is not None:
-                accumulators[0].add(only[0](record), ts)
-                continue
-            for i in pairs:
-                accumulators[i].add(arguments[i](record), ts)
+            for add, argument in feed:
+                add(argument(record), ts)
         if not groups and not self.groups:
             # An ungrouped stats over nothing still answers one row (count 0).
             groups[()] = [f() for f in factories]

@@ -41,6 +41,11 @@ def _lark() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
+def warm() -> None:
+    """Build the parser now (~0.1 s of CPU), so the first StartQuery does not wait for it."""
+    _lark()
+
+
 def _unquote(text: str) -> str:
     body = text[1:-1]
     return re.sub(r"\\(.)", r"\1", body, flags=re.S) if "\\" in body else body
