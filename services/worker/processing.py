@@ -41,7 +41,7 @@ from services.domain.orders import (
 )
 from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
-from .holding import STATE_BACKOFF, Holding, Job
+from .holding import Holding, Job
 from .outcomes import (
     DeadLetter,
     Duplicate,
@@ -324,6 +324,5 @@ class Processor:
             retry_on=(StateUnavailable,),
             stop=stop,
             on_error=on_error,
-            backoff=STATE_BACKOFF,
             attempts=attempts,
         )
