@@ -10,15 +10,15 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from services.adapters.publisher import PublishAmbiguous, PublishFailed
 from services.common.logging import get_logger
-from services.common.messages import InvalidInput, OrderRequest, parse_order_request
-from services.common.orders import Status
-from services.common.payment import PaymentDeclined, PaymentUnavailable
+from services.domain.messages import InvalidInput, OrderRequest, parse_order_request
+from services.domain.orders import Status
+from services.domain.payment import PaymentDeclined, PaymentUnavailable
+from services.domain.workflow import InProgress, KeyReused
 
 from .errors import ApiError, json_response
 from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
-from .publisher import PublishAmbiguous, PublishFailed
-from .workflow import InProgress, KeyReused
 
 log = get_logger()
 routes = web.RouteTableDef()
@@ -159,7 +159,7 @@ async def get_order(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such order") from None
     # An order this process just accepted: its mark may still be on its way to DynamoDB.
     await request.app[WORKFLOW].marked(order_id)
-    record = await store.get(order_id) if store is not None else None
+    record = await store.get(order_id)
     # A pending order was never acknowledged by SNS: it was not accepted, so it is not shown.
     if record is None or record.status == Status.PENDING:
         raise ApiError(404, "not_found", "no such order")

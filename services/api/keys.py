@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from services.common.awserrors import AwsHealth
-from services.common.orders import OrderStore
-from services.common.payment import PaymentProcessor
+from services.domain.orders import OrderStore
+from services.domain.payment import PaymentProcessor
+from services.domain.workflow import OrderWorkflow
 
 from .settings import ApiSettings
 from .settler import Settler
-from .workflow import OrderWorkflow
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -23,6 +23,6 @@ AWS_HEALTH = web.AppKey("aws_health", AwsHealth)
 SNS: web.AppKey[SNSClient] = web.AppKey("sns")
 PAYMENTS = web.AppKey("payments", PaymentProcessor)
 # None when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.
-ORDERS: web.AppKey[OrderStore | None] = web.AppKey("orders")
+ORDERS: web.AppKey[OrderStore] = web.AppKey("orders")
 SETTLER = web.AppKey("settler", Settler)
 WORKFLOW = web.AppKey("workflow", OrderWorkflow)

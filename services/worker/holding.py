@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.common.logging import get_logger
-from services.common.messages import OrderMessage
-from services.common.orders import OrderStore, StateUnavailable
 from services.common.retry import Backoff, sleep_unless
+from services.domain.messages import OrderMessage
+from services.domain.orders import OrderStore, StateUnavailable
+from services.domain.payment import LEASE_MARGIN_SECONDS
 
 from .queue import OrderQueue, QueueConfig, QueueUnavailable, Received
-from .settings import LEASE_MARGIN_SECONDS, WorkerSettings
+from .settings import WorkerSettings
 from .stats import WorkerStats
 
 log = get_logger()
@@ -33,9 +34,9 @@ log = get_logger()
 MAX_VISIBILITY = 43_200
 # After the grace period, how long best-effort calls at shutdown get before giving up.
 SETTLE_SECONDS = 2.0
-# Backoff of state writes and SQS settles retried in process: short, so work resumes soon
-# after an outage ends.
-STATE_BACKOFF = Backoff(base=0.1, cap=2.0)
+# Backoff of state writes and SQS settles retried in process: retry()'s own (short, so work
+# resumes soon after an outage ends), named for the waits outside retry().
+STATE_BACKOFF = Backoff()
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Holding:
         queue: OrderQueue,
         config: QueueConfig,
         stats: WorkerStats,
-        store: OrderStore | None,
+        store: OrderStore,
     ) -> None:
         self.settings = settings
         self.stats = stats
@@ -74,7 +75,7 @@ class Holding:
         self._config = config
         self._store = store
         # Renewals travel on their own group commit: never queued behind paid-marks or claims.
-        self.lease_store = store.batched(0.0) if store is not None else None
+        self.lease_store = store.batched(0.0)
         self.jobs: dict[str, Job] = {}
 
     @property
@@ -116,8 +117,9 @@ class Holding:
                 # the next beat time to try again before any of them reappears.
                 await self.extend_visibility(due, timeout, now, deadline=interval)
 
-    async def keep_leased(self, store: OrderStore) -> None:
+    async def keep_leased(self) -> None:
         """Renew every claim held until it is settled; never holds up visibility extension."""
+        store = self.lease_store
         lease = self.settings.lease_seconds
         interval = self.beat_interval()
         while True:
@@ -193,7 +195,7 @@ class Holding:
     async def lease_for_charge(self, job: Job, stopping: asyncio.Event) -> bool:
         """Make sure the claim's lease outlasts a whole charge; False if that cannot be had."""
         store = self.lease_store
-        if store is None or job.claim_token is None:
+        if job.claim_token is None:
             return True
         # The charge itself, with half the lease's margin to spare: a fresh claim (its lease is
         # the timeout plus the whole margin) needs no renewal first. The paid-mark after the
@@ -217,8 +219,6 @@ class Holding:
 
     async def release_claims(self, jobs: Sequence[Job]) -> None:
         """Give back the claims of jobs being handed back (once, not retried)."""
-        if self._store is None:
-            return
         for job in jobs:
             if job.order is not None and job.claim_token is not None:
                 token, job.claim_token = job.claim_token, None
@@ -227,7 +227,7 @@ class Holding:
 
     async def keep_claim_unrecorded(self, job: Job) -> None:
         """A charge never recorded keeps its claim: one last renewal, best effort, briefly."""
-        if self.lease_store is None or job.claim_token is None or job.order is None:
+        if job.claim_token is None or job.order is None:
             return
         with contextlib.suppress(StateUnavailable, TimeoutError):
             async with asyncio.timeout(SETTLE_SECONDS):

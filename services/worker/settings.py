@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.common.payment import PaymentSettings
 from services.common.settings import (
     AwsSettings,
     env_bool,
@@ -17,6 +16,7 @@ from services.common.settings import (
     env_str,
     log_level,
 )
+from services.domain.payment import PaymentSettings
 
 from .liveness import LivenessSettings
 
@@ -25,10 +25,6 @@ _STRATEGIES: dict[str, ReceiveStrategy] = {"per-task": "per-task", "batched": "b
 
 # SQS returns at most 10 messages per ReceiveMessage and deletes at most 10 per batch.
 SQS_BATCH = 10
-
-# A claim's lease is the payment timeout plus this: a claim written up to half of it before
-# its charge starts covers the charge without a renewal (see Holding.lease_for_charge).
-LEASE_MARGIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,8 +93,7 @@ class WorkerSettings:
 
     @property
     def lease_seconds(self) -> float:
-        # A payment always ends by its timeout; the margin covers the writes around it.
-        return self.payment.timeout + LEASE_MARGIN_SECONDS
+        return self.payment.lease_seconds
 
     @property
     def pool_size(self) -> int:

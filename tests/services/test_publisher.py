@@ -14,7 +14,7 @@ from aiobotocore.session import get_session
 
 from devstack.env import CLIENT_CREDENTIALS
 from devstack.topology import Topology
-from services.api.publisher import (
+from services.adapters.publisher import (
     MAX_BATCH_BYTES,
     PublishAmbiguous,
     Publisher,

@@ -17,10 +17,10 @@ from structlog.testing import capture_logs
 from bench.harness.ledger import charges
 from devstack.topology import MAX_RECEIVE_COUNT, Topology
 from services.api.app import create_app
-from services.common.messages import encode_message
-from services.common.orders import OrderStore
-from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
+from services.domain.messages import encode_message
+from services.domain.orders import OrderStore
+from services.domain.payment import PaymentSettings
 from services.worker.liveness import LivenessSettings, age_seconds
 from services.worker.worker import open_worker
 

@@ -20,9 +20,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .logging import get_logger
+from services.common.logging import get_logger
+from services.common.settings import env_float, env_int
+
 from .messages import OrderMessage
-from .settings import env_float, env_int
 
 log = get_logger()
 
@@ -39,6 +40,11 @@ class PaymentUnavailable(PaymentError):
     """Transient: the processor failed or timed out; the same order may be retried."""
 
 
+# A claim's lease is the payment timeout plus this: a claim written up to half of it before
+# its charge starts covers the charge without a renewal (see the worker's lease_for_charge).
+LEASE_MARGIN_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class PaymentSettings:
     seconds: float = 3.0
@@ -53,6 +59,12 @@ class PaymentSettings:
     """PAYMENT_TIMEOUT_RATE: share of payments that hang until PAYMENT_TIMEOUT_SECONDS."""
     seed: int | None = None
     """PAYMENT_SEED: makes the failure draws repeatable."""
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim to pay is leased, by the worker and /orders/sync alike: a payment
+        always ends by its timeout; the margin covers the writes around it."""
+        return self.timeout + LEASE_MARGIN_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PaymentSettings:
