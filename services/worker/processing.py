@@ -152,7 +152,7 @@ class Processor:
             return DeadLetter(record.failure_reason or "failed")
         # Another claimant holds it: look again once its lease (and, for anyone but the
         # claimant's own message, the takeover grace) has run out, not every second.
-        self.stats.claims_lost += 1
+        self.stats.claims_refused += 1
         lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
         own = record is not None and record.claim_message == job.message.message_id
         if lease_left > 0 or own:

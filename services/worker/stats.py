@@ -12,7 +12,7 @@ class WorkerStats:
     failed: int = 0
     duplicates: int = 0
     """Redeliveries of orders already paid, deleted without paying again."""
-    claims_lost: int = 0
+    claims_refused: int = 0
     """Claims refused because another claimant holds the order (the message waits)."""
     claims_lost_after_payment: int = 0
     """Charged, then found the claim taken over: an alert, never counted as paid."""
