@@ -4,8 +4,8 @@ Every message held is kept invisible, and every claim renewed, until the message
 a charged order's lease cannot run out while its paid-mark is retried. Visibility extension
 and lease renewal are two loops, each on its own deadline, and neither waits on the other:
 a hung DynamoDB call never lets a message reappear, and a slow SQS call never lets a lease
-lapse. (This is the "heartbeat"; the liveness file the container health check reads is
-services/worker/liveness.py.)
+lapse. (This is "renewal"; the "heartbeat" is only the liveness file the container health
+check reads, services/worker/liveness.py.)
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Job:
 
 
 class Holding:
-    """The held jobs, by receipt handle, and the heartbeat that keeps them held."""
+    """The held jobs, by receipt handle, and the renewal that keeps them held."""
 
     def __init__(
         self,
@@ -77,7 +77,7 @@ class Holding:
         self.jobs: dict[str, Job] = {}
 
     def hold(self, message: Received) -> Job:
-        """Start keeping `message` invisible (the heartbeat extends it) until it is settled."""
+        """Start keeping `message` invisible (renewal extends it) until it is settled."""
         job = Job(message, time.monotonic() + self._config.visibility_timeout)
         self.jobs[message.receipt_handle] = job
         return job
@@ -86,28 +86,28 @@ class Holding:
         """Settled: no longer kept invisible nor leased."""
         self.jobs.pop(job.message.receipt_handle, None)
 
-    def beat_interval(self) -> float:
+    def renewal_interval(self) -> float:
         return max(0.5, min(self._config.visibility_timeout, self.settings.lease_seconds) / 4)
 
-    # -- the heartbeat: visibility and leases, each on its own deadline -----------------------
+    # -- renewal: visibility and leases, each on its own deadline -----------------------------
 
     async def keep_invisible(self) -> None:
         """Keep every held message invisible until it is settled; never waits on DynamoDB."""
         timeout = self._config.visibility_timeout
-        interval = self.beat_interval()
+        interval = self.renewal_interval()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             due = [j for j in self.jobs.values() if j.visible_until - now < timeout / 2]
             if due:
                 # Due with at least timeout/2 left: a call cut off after one interval leaves
-                # the next beat time to try again before any of them reappears.
+                # the next round time to try again before any of them reappears.
                 await self.extend_visibility(due, timeout, now, deadline=interval)
 
     async def keep_leased(self, store: OrderStore) -> None:
         """Renew every claim held until it is settled; never holds up visibility extension."""
         lease = self.settings.lease_seconds
-        interval = self.beat_interval()
+        interval = self.renewal_interval()
         while True:
             await asyncio.sleep(interval)
             now = time.time()
@@ -128,7 +128,7 @@ class Holding:
                     )
             if renew:
                 # Due with lease/2 left; a renewal that has not landed after one interval is
-                # given up (the next beat tries again) rather than queued behind a hung call.
+                # given up (the next round tries again) rather than queued behind a hung call.
                 await self.renew_leases(renew, store, lease, deadline=interval)
 
     async def extend_visibility(
@@ -140,16 +140,16 @@ class Holding:
                     [j.message.receipt_handle for j in due], seconds
                 )
         except (QueueUnavailable, TimeoutError) as exc:
-            # Not fatal yet: the next beat tries again while the messages are still hidden.
+            # Not fatal yet: the next round tries again while the messages are still hidden.
             log.warning("visibility_change_failed", count=len(due), detail=str(exc) or "timeout")
             return
         for job in due:
-            # Only the entries SQS accepted: a failed entry is tried again next beat.
+            # Only the entries SQS accepted: a failed entry is tried again next round.
             if job.message.receipt_handle in extended:
                 job.visible_until = now + seconds
         if len(extended) < len(due):
             log.warning("visibility_change_failed", count=len(due) - len(extended))
-        self.stats.heartbeats += len(extended)
+        self.stats.visibility_extensions += len(extended)
 
     async def renew_leases(
         self, jobs: list[Job], store: OrderStore, lease: float, *, deadline: float
@@ -183,13 +183,13 @@ class Holding:
         store = self.lease_store
         if store is None or job.claim_token is None:
             return True
-        needed = self.settings.payment.timeout + self.beat_interval()
+        needed = self.settings.payment.timeout + self.renewal_interval()
         lease = self.settings.lease_seconds
         failures = 0
         while job.lease_until - time.time() < needed:
             if stopping.is_set():
                 return False
-            if await self.renew_leases([job], store, lease, deadline=self.beat_interval()):
+            if await self.renew_leases([job], store, lease, deadline=self.renewal_interval()):
                 return True
             if job.claim_token is None or job.claim_lost:
                 return False

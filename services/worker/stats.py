@@ -22,7 +22,8 @@ class WorkerStats:
     """DynamoDB calls retried in process through an outage."""
     lease_renewals: int = 0
     payment_retries: int = 0
-    heartbeats: int = 0
+    visibility_extensions: int = 0
+    """Held messages whose visibility timeout renewal extended."""
     undecodable: int = 0
     delete_failures: int = 0
     handed_back: int = 0

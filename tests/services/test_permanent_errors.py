@@ -155,7 +155,7 @@ async def _paid(store: OrderStore, order_id: str) -> bool:
     return record is not None and record.status == Status.PAID
 
 
-async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
+async def test_a_renewal_that_dies_stops_the_worker_with_an_error(
     aws: AwsSettings, topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     beat = tmp_path / "worker.heartbeat"
@@ -171,7 +171,7 @@ async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
             monkeypatch.setattr(worker._holding, "keep_invisible", broken)
             with pytest.raises(RuntimeError, match="visibility extension broke"):
                 await asyncio.wait_for(worker.run(), 30)
-    assert any(e["event"] == "heartbeat_crashed" and e["log_level"] == "error" for e in logs)
+    assert any(e["event"] == "renewal_crashed" and e["log_level"] == "error" for e in logs)
 
 
 async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
