@@ -13,8 +13,8 @@ from devstack.local_aws import local_aws_process
 from devstack.topology import Topology, create_topology, unique_names
 from localaws.client import set_faults
 from services.api.app import create_app
-from services.common.orders import OrderStore
 from services.common.settings import AwsSettings
+from services.domain.orders import OrderStore
 
 from .helpers import api_settings, aws_client, isolate_aws_env
 

@@ -19,10 +19,10 @@ from devstack.env import REGION, aws_variables, client_args, service_env
 from devstack.topology import Topology, queue_counts, unique_names
 from services.api.settings import ApiSettings
 from services.common.aws import client_config
-from services.common.messages import OrderMessage, OrderRequest
-from services.common.orders import OrderStore, Status
-from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderMessage, OrderRequest
+from services.domain.orders import OrderStore, Status
+from services.domain.payment import PaymentSettings
 from services.worker.settings import WorkerSettings
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The payment processor's ledger, read back from log lines: what was really charged.
 
 Every process that pays (workers, the API's /orders/sync) writes one `payment_charged` line
-per charge it made (services/common/payment.py). Charges are counted here from those lines,
+per charge it made (services/domain/payment.py). Charges are counted here from those lines,
 across every process of a run, and never from the order record the workflow writes.
 """
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypedDict
 from tqdm import tqdm
 
 from devstack.topology import queue_counts
-from services.common.messages import OrderItem, OrderMessage, encode_message
+from services.domain.messages import OrderItem, OrderMessage, encode_message
 from services.worker.settings import SQS_BATCH
 
 if TYPE_CHECKING:

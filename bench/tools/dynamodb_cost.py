@@ -31,8 +31,8 @@ from devstack.env import client_args
 from devstack.local_aws import local_aws_server
 from devstack.topology import TopologyNames, ensure_topology
 from services.common.aws import client_config
-from services.common.messages import OrderItem, OrderMessage
-from services.common.orders import OrderStore
+from services.domain.messages import OrderItem, OrderMessage
+from services.domain.orders import OrderStore
 
 from ..harness.procstat import live_cpu_seconds
 

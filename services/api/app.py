@@ -9,8 +9,9 @@ from aiohttp import web
 
 from services.common.aws import client_config
 from services.common.awserrors import AwsHealth
-from services.common.orders import OrderStore
-from services.common.payment import PaymentProcessor
+from services.domain.orders import OrderStore
+from services.domain.payment import PaymentProcessor
+from services.domain.workflow import OrderWorkflow
 
 from .checks import check_table, check_topic
 from .errors import error_middleware
@@ -19,7 +20,6 @@ from .keys import AWS_HEALTH, ORDERS, PAYMENTS, SETTINGS, SETTLER, SNS, WORKFLOW
 from .publisher import Publisher
 from .settings import ApiSettings
 from .settler import Settler
-from .workflow import OrderWorkflow
 
 # Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in
 # flight before they queue for a connection. Both clients share the publish timeout: it is

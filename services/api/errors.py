@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from services.common.logging import get_logger
 from services.common.metrics import HTTP_DIMENSIONS, HTTP_REQUEST, emf, route_fields
-from services.common.orders import StateRefused, StateUnavailable
+from services.domain.orders import StateRefused, StateUnavailable
 
 log = get_logger()
 

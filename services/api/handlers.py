@@ -11,14 +11,14 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from services.common.logging import get_logger
-from services.common.messages import InvalidInput, OrderRequest, parse_order_request
-from services.common.orders import Status
-from services.common.payment import PaymentDeclined, PaymentUnavailable
+from services.domain.messages import InvalidInput, OrderRequest, parse_order_request
+from services.domain.orders import Status
+from services.domain.payment import PaymentDeclined, PaymentUnavailable
+from services.domain.workflow import InProgress, KeyReused
 
 from .errors import ApiError, json_response
 from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
 from .publisher import PublishAmbiguous, PublishFailed
-from .workflow import InProgress, KeyReused
 
 log = get_logger()
 routes = web.RouteTableDef()

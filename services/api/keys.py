@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from services.common.awserrors import AwsHealth
-from services.common.orders import OrderStore
-from services.common.payment import PaymentProcessor
+from services.domain.orders import OrderStore
+from services.domain.payment import PaymentProcessor
+from services.domain.workflow import OrderWorkflow
 
 from .settings import ApiSettings
 from .settler import Settler
-from .workflow import OrderWorkflow
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.payment import PaymentSettings
 from services.common.settings import (
     AwsSettings,
     env_float,
@@ -13,6 +12,7 @@ from services.common.settings import (
     env_str,
     log_level,
 )
+from services.domain.payment import PaymentSettings
 
 
 @dataclass(frozen=True)

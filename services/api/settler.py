@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from services.common.logging import get_logger
-from services.common.orders import StateUnavailable
 from services.common.retry import Stopped, retry
+from services.domain.orders import StateUnavailable
 
 log = get_logger()
 

@@ -1,1 +1,1 @@
-"""What the API and the worker share: settings, the order message, AWS clients, logs."""
+"""Plumbing the API and the worker share: settings, AWS clients and errors, retry, logs."""

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.common.logging import get_logger
-from services.common.messages import OrderMessage
-from services.common.orders import OrderStore, StateUnavailable
 from services.common.retry import Backoff, sleep_unless
+from services.domain.messages import OrderMessage
+from services.domain.orders import OrderStore, StateUnavailable
 
 from .queue import OrderQueue, QueueConfig, QueueUnavailable, Received
 from .settings import WorkerSettings

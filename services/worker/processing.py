@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from services.common.logging import get_logger
-from services.common.messages import InvalidInput, decode_message
-from services.common.orders import (
+from services.common.retry import Stopped, retry
+from services.domain.messages import InvalidInput, decode_message
+from services.domain.orders import (
     TAKEOVER_GRACE_SECONDS,
     OrderRecord,
     OrderStore,
@@ -38,8 +39,7 @@ from services.common.orders import (
     StateUnavailable,
     Status,
 )
-from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
-from services.common.retry import Stopped, retry
+from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
 from .holding import STATE_BACKOFF, Holding, Job
 from .outcomes import (

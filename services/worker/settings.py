@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.common.payment import PaymentSettings
 from services.common.settings import (
     AwsSettings,
     env_bool,
@@ -17,6 +16,7 @@ from services.common.settings import (
     env_str,
     log_level,
 )
+from services.domain.payment import PaymentSettings
 
 from .liveness import LivenessSettings
 

@@ -27,8 +27,8 @@ from aiobotocore.session import get_session
 from services.common.aws import client_config
 from services.common.awserrors import AwsHealth
 from services.common.logging import get_logger
-from services.common.orders import OrderStore
-from services.common.payment import PaymentProcessor
+from services.domain.orders import OrderStore
+from services.domain.payment import PaymentProcessor
 
 from .holding import SETTLE_SECONDS, Holding
 from .liveness import LivenessFile, keep_alive

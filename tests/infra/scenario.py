@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 POISON = "this is not an order"
 DECLINED_CUSTOMER = "decline@test"
-"""The fake payment processor declines this customer's payments (services/common/payment.py)."""
+"""The fake payment processor declines this customer's payments (services/domain/payment.py)."""
 
 
 @dataclass

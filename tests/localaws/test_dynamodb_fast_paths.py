@@ -2,7 +2,7 @@
 
 The side-by-side tests prove the answers equal stock moto's whichever path ran; this pins
 down that the services' own expressions are the ones compiled, so a change to an
-expression in `services/common/orders.py` that falls off the fast path is noticed here.
+expression in `services/domain/orders.py` that falls off the fast path is noticed here.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from localaws import dynamodb_expressions, dynamodb_update
-from services.common.messages import OrderItem, OrderMessage
-from services.common.orders import OrderStore
+from services.domain.messages import OrderItem, OrderMessage
+from services.domain.orders import OrderStore
 
 
 class _Capture:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from services.common import orders
-from services.common.messages import OrderItem, OrderMessage
-from services.common.orders import OrderStore
+from services.domain import orders
+from services.domain.messages import OrderItem, OrderMessage
+from services.domain.orders import OrderStore
 
 from .clients import Clients
 from .transcript import Transcript

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from devstack.topology import Topology
 from services.api.app import create_app
-from services.common.messages import decode_message
 from services.common.settings import AwsSettings
+from services.domain.messages import decode_message
 
 from ..helpers import api_settings, order_body, queue_counts
 

@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 from bench.harness.ledger import charges
 from devstack.follow import run_to_exit
 from devstack.topology import Topology
-from services.common.messages import encode_message
-from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
+from services.domain.messages import encode_message
+from services.domain.orders import OrderStore, Status
 from services.worker.worker import open_worker
 
 from ..helpers import new_order, order_body, queue_counts, service_env, worker_settings

@@ -9,10 +9,10 @@ from structlog.testing import capture_logs
 
 from bench.harness.ledger import charges
 from devstack.topology import Topology, create_topology, ensure_table
-from services.common.messages import OrderMessage, encode_message
-from services.common.orders import OrderStore, Status
-from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderMessage, encode_message
+from services.domain.orders import OrderStore, Status
+from services.domain.payment import PaymentSettings
 from services.worker.worker import open_worker
 
 from ..helpers import new_order, queue_counts, unique_names, worker_settings

@@ -16,9 +16,9 @@ import pytest
 from bench.harness.ledger import Ledger, charges
 from devstack.follow import ServiceProcess
 from devstack.topology import Topology, create_topology, unique_names
-from services.common.messages import OrderMessage, encode_message
-from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderMessage, encode_message
+from services.domain.orders import OrderStore, Status
 
 from ..helpers import all_paid, new_order, queue_counts, service_env, until
 

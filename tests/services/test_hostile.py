@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from devstack.follow import ServiceProcess, api_process
 from devstack.topology import Topology, create_topology
 from services.api.app import create_app
-from services.common.messages import (
+from services.common.settings import AwsSettings
+from services.domain.messages import (
     InvalidInput,
     OrderMessage,
     decode_message,
     encode_message,
     parse_order_request,
 )
-from services.common.settings import AwsSettings
 
 from ..helpers import api_settings, isolate_aws_env, order_body, unique_names
 

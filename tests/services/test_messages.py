@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.messages import (
+from services.domain.messages import (
     MIN_NONZERO_PRICE,
     InvalidInput,
     OrderMessage,

@@ -17,8 +17,8 @@ from devstack.follow import api_process
 from devstack.topology import Topology
 from services.api.app import create_app
 from services.api.handlers import OPENAPI
-from services.common.messages import OrderRequest
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderRequest
 
 from ..helpers import api_settings
 

@@ -13,8 +13,8 @@ from bench.harness.ledger import charges
 from devstack.topology import Topology, ensure_table
 from localaws.client import counts_between, request_counts
 from services.api.app import create_app
-from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
+from services.domain.orders import OrderStore, Status
 
 from ..helpers import api_settings, order_body, queue_counts
 from .test_worker import run_burst

@@ -20,10 +20,10 @@ from bench.harness.ledger import charges
 from devstack.follow import ServiceProcess, api_process
 from devstack.topology import Topology
 from services.api.app import create_app
-from services.common.messages import encode_message
-from services.common.orders import OrderStore, Status
-from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
+from services.domain.messages import encode_message
+from services.domain.orders import OrderStore, Status
+from services.domain.payment import PaymentSettings
 from services.worker.worker import Worker, open_worker
 
 from ..helpers import (

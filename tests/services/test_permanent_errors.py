@@ -22,9 +22,9 @@ from bench.harness.ledger import charges
 from devstack.topology import Topology
 from services.api.app import create_app
 from services.common.awserrors import AwsHealth, is_permanent
-from services.common.messages import OrderMessage, OrderRequest, encode_message
-from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderMessage, OrderRequest, encode_message
+from services.domain.orders import OrderStore, Status
 from services.worker.liveness import LivenessSettings, age_seconds
 from services.worker.worker import open_worker
 

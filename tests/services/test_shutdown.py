@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from bench.harness.ledger import charges
 from devstack.follow import ServiceProcess
 from devstack.topology import Topology, create_topology
-from services.common.orders import OrderStore, Status
 from services.common.settings import AwsSettings
+from services.domain.orders import OrderStore, Status
 
 from ..helpers import queue_counts, service_env, unique_names
 from .test_worker import publish_orders

@@ -10,9 +10,9 @@ from structlog.testing import capture_logs
 
 from devstack.topology import Topology
 from localaws.client import counts_between, request_counts
-from services.common.messages import OrderMessage, OrderRequest, encode_message
-from services.common.payment import PaymentSettings
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderMessage, OrderRequest, encode_message
+from services.domain.payment import PaymentSettings
 from services.worker.queue import OrderQueue
 from services.worker.worker import open_worker
 

@@ -14,7 +14,7 @@ resolve:
 - sync: the order is claimed with a one-off claimant id, charged, then marked. A transient
   processor failure gives the claim back as `pending` (not shown, retryable); once charged,
   the answer is 200 `paid` and a failed paid-mark is retried in the background, while the
-  claim stays closed to a retry (see the takeover rule in services/common/orders.py).
+  claim stays closed to a retry (see the takeover rule in services/domain/orders.py).
 """
 
 from __future__ import annotations
@@ -27,19 +27,18 @@ from datetime import datetime
 
 import structlog
 
+from services.api.publisher import PublishAmbiguous, PublishFailed
+from services.api.settler import Settler
 from services.common.logging import get_logger
-from services.common.messages import OrderMessage, OrderRequest, encode_message
-from services.common.orders import (
+from services.domain.messages import OrderMessage, OrderRequest, encode_message
+from services.domain.orders import (
     OrderRecord,
     OrderStore,
     StateUnavailable,
     Status,
     request_hash,
 )
-from services.common.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
-
-from .publisher import PublishAmbiguous, PublishFailed
-from .settler import Settler
+from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
 
 log = get_logger()
 

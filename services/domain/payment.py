@@ -20,9 +20,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .logging import get_logger
+from services.common.logging import get_logger
+from services.common.settings import env_float, env_int
+
 from .messages import OrderMessage
-from .settings import env_float, env_int
 
 log = get_logger()
 

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .awserrors import AwsHealth, error_code
-from .groupcommit import GroupCommit
+from services.common.awserrors import AwsHealth, error_code
+from services.common.groupcommit import GroupCommit
+from services.common.retry import Backoff
+
 from .messages import OrderMessage, OrderRequest
-from .retry import Backoff
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
