@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from services.common.logging import get_logger
 from services.common.retry import Stopped, retry
-from services.domain.orders import StateUnavailable
+from services.domain.errors import StateUnavailable
 
 log = get_logger()
 

@@ -36,6 +36,7 @@ from services.common.awserrors import AwsHealth, error_code
 from services.common.groupcommit import GroupCommit
 from services.common.retry import Backoff
 
+from .errors import StateRefused, StateUnavailable
 from .messages import OrderMessage, OrderRequest
 
 if TYPE_CHECKING:
@@ -53,20 +54,6 @@ class Status(StrEnum):
     PAYING = "paying"
     PAID = "paid"
     FAILED = "failed"
-
-
-class StateUnavailable(Exception):
-    """DynamoDB could not be reached or refused the call: an outage, not the client's fault."""
-
-
-class StateRefused(StateUnavailable):
-    """DynamoDB refused the call for a reason retrying cannot fix (access denied, KMS, a
-    missing table, a request it will never take): logged at error and counted where the
-    call was made (services/common/awserrors.py); `code` is AWS's error code."""
-
-    def __init__(self, detail: str, code: str) -> None:
-        super().__init__(detail)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The order workflow behind both POST endpoints: register, publish or claim, charge, mark.
 
-The handlers only translate what these methods return or raise into HTTP. Every path leaves
-the order in a state a client's retry (same Idempotency-Key, or same order_id, and body) can
-resolve:
+The handlers only answer what these methods return; what they raise is an order error
+(services/domain/errors.py), mapped to HTTP in one table (services/api/errors.py). Every path
+leaves the order in a state a client's retry (same Idempotency-Key, or same order_id, and
+body) can resolve:
 
 - async: a keyed order is registered `pending`, published, then marked `accepted`. A publish
   SNS refused is forgotten (the retry starts afresh); a publish that timed out may have gone
@@ -27,18 +28,20 @@ from datetime import datetime
 
 import structlog
 
-from services.api.publisher import PublishAmbiguous, PublishFailed
 from services.api.settler import Settler
 from services.common.logging import get_logger
-from services.domain.messages import OrderMessage, OrderRequest, encode_message
-from services.domain.orders import (
-    OrderRecord,
-    OrderStore,
+from services.domain.errors import (
+    InProgress,
+    KeyReused,
+    PaymentDeclined,
+    PaymentUnavailable,
+    PublishAmbiguous,
+    PublishError,
     StateUnavailable,
-    Status,
-    request_hash,
 )
-from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
+from services.domain.messages import OrderMessage, OrderRequest, encode_message
+from services.domain.orders import OrderRecord, OrderStore, Status, request_hash
+from services.domain.payment import PaymentProcessor
 
 log = get_logger()
 
@@ -48,15 +51,7 @@ log = get_logger()
 ACCEPTED_FILL_WAIT = 0.02
 
 Publish = Callable[[str], Awaitable[object]]
-"""Publishes one encoded order message; raises PublishFailed (services/api/publisher.py)."""
-
-
-class KeyReused(Exception):
-    """The key (or order_id) was used with a different request."""
-
-
-class InProgress(Exception):
-    """The first request with this key is still being processed."""
+"""Publishes one encoded order message; raises PublishFailed or PublishAmbiguous."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +148,7 @@ class OrderWorkflow:
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         try:
             await self._publish(encode_message(order))
-        except PublishFailed as exc:
+        except PublishError as exc:
             ambiguous = isinstance(exc, PublishAmbiguous)
             log.error("publish_failed", error=exc.code, ambiguous=ambiguous, detail=str(exc))
             if store is not None and keyed and not ambiguous and not earlier_in_doubt:

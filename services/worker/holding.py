@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from services.common.logging import get_logger
 from services.common.retry import Backoff, sleep_unless
+from services.domain.errors import StateUnavailable
 from services.domain.messages import OrderMessage
-from services.domain.orders import OrderStore, StateUnavailable
+from services.domain.orders import OrderStore
 
 from .queue import OrderQueue, QueueConfig, QueueUnavailable, Received
 from .settings import WorkerSettings

@@ -30,16 +30,15 @@ from typing import TypeVar
 
 from services.common.logging import get_logger
 from services.common.retry import Stopped, retry
-from services.domain.messages import InvalidInput, decode_message
-from services.domain.orders import (
-    TAKEOVER_GRACE_SECONDS,
-    OrderRecord,
-    OrderStore,
+from services.domain.errors import (
+    PaymentDeclined,
+    PaymentUnavailable,
     StateRefused,
     StateUnavailable,
-    Status,
 )
-from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
+from services.domain.messages import InvalidInput, decode_message
+from services.domain.orders import TAKEOVER_GRACE_SECONDS, OrderRecord, OrderStore, Status
+from services.domain.payment import PaymentProcessor
 
 from .holding import STATE_BACKOFF, Holding, Job
 from .outcomes import (
