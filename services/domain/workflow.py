@@ -10,7 +10,7 @@ body) can resolve:
   through, so its pending record stays and the retry publishes again (the worker pays an
   order id once). Once SNS acknowledged, the order is queued and the answer is 202 at once:
   the accepted-mark is written after the answer, batched with other orders' marks (see
-  ACCEPTED_FILL_WAIT), and a failed one is retried in the background (services/api/settler.py).
+  ACCEPTED_FILL_WAIT), and a failed one is retried in the background (services/api/latewrites.py).
   Within this process, a GET or a retry of the order waits for its mark first.
 - sync: the order is claimed with a one-off claimant id, charged, then marked. A transient
   processor failure gives the claim back as `pending` (not shown, retryable); once charged,
@@ -28,7 +28,7 @@ from datetime import datetime
 
 import structlog
 
-from services.api.settler import Settler
+from services.api.latewrites import LateWrites
 from services.common.logging import get_logger
 from services.domain.errors import (
     InProgress,
@@ -79,14 +79,14 @@ class OrderWorkflow:
         store: OrderStore | None,
         publish: Publish,
         payments: PaymentProcessor,
-        settler: Settler,
+        late_writes: LateWrites,
         *,
         publish_timeout: float,
     ) -> None:
         self._store = store
         self._publish = publish
         self._payments = payments
-        self._settler = settler
+        self._late_writes = late_writes
         self._publish_timeout = publish_timeout
         # Accepted-marks share calls: a second path on the same client whose batches wait.
         self._marks = store.batched(ACCEPTED_FILL_WAIT) if store is not None else None
@@ -162,10 +162,10 @@ class OrderWorkflow:
         return Accepted(order.order_id, order.total)
 
     def _mark_later(self, order: OrderMessage, keyed: bool, marks: OrderStore) -> None:
-        """Write the accepted-mark after the answer; retried by the settler if it fails."""
+        """Write the accepted-mark after the answer; retried as a late write if it fails."""
         order_id = order.order_id
         task = asyncio.create_task(
-            self._write_or_settle(
+            self._write_now_or_late(
                 "mark_accepted",
                 order_id,
                 (lambda: marks.mark_accepted(order_id))
@@ -186,7 +186,7 @@ class OrderWorkflow:
         return True
 
     async def close(self) -> None:
-        """Wait for the accepted-marks still on their way (a failed one goes to the settler)."""
+        """Wait for the accepted-marks still on their way (a failed one goes to late writes)."""
         while self._marking:
             await asyncio.gather(*self._marking.values(), return_exceptions=True)
 
@@ -199,7 +199,7 @@ class OrderWorkflow:
             payment_ms = await self._charge(order)
             return PaidNow(order.order_id, order.total, round(payment_ms, 3))
         order, existing = await self._register(store, order, wanted, key, path)
-        if existing is not None and (answer := self._settled(existing)) is not None:
+        if existing is not None and (answer := self._replayed(existing)) is not None:
             return answer
         lease = self._payments.settings.timeout + 5
         # Derived from the request, so a retry of it is the same claimant: once the lease of
@@ -207,7 +207,7 @@ class OrderWorkflow:
         claimant = f"sync:key:{key}" if key else f"sync:order:{order.order_id}"
         claim = await store.claim(order, lease, claimant=claimant)
         if not claim.won:
-            if claim.record is not None and (answer := self._settled(claim.record)) is not None:
+            if claim.record is not None and (answer := self._replayed(claim.record)) is not None:
                 return answer
             raise InProgress
         token = claim.token
@@ -216,25 +216,25 @@ class OrderWorkflow:
             payment_ms = await self._charge(order)
         except PaymentDeclined as exc:
             reason = str(exc)
-            await self._write_or_settle(
+            await self._write_now_or_late(
                 "mark_failed", order_id, lambda: store.mark_failed(order_id, token, reason)
             )
             raise
         except PaymentUnavailable as exc:
             reason = str(exc)
             # Back to pending: not shown, and the client's retry claims it again.
-            await self._write_or_settle(
+            await self._write_now_or_late(
                 "release",
                 order_id,
                 lambda: store.release(order_id, token, reason, to=Status.PENDING),
             )
             raise
-        await self._write_or_settle(
+        await self._write_now_or_late(
             "mark_paid", order_id, lambda: store.mark_paid(order_id, token, payment_ms)
         )
         return PaidNow(order_id, order.total, round(payment_ms, 3))
 
-    def _settled(self, record: OrderRecord) -> PaidNow | None:
+    def _replayed(self, record: OrderRecord) -> PaidNow | None:
         """The answer for an order already paid (a replay); raises for one already failed."""
         if record.status == Status.PAID:
             log.info("order_replayed", status=str(record.status))
@@ -255,12 +255,12 @@ class OrderWorkflow:
         log.info("order_paid", mode="sync", payment_ms=round(payment_ms, 3), queue_ms=0.0)
         return payment_ms
 
-    async def _write_or_settle(
+    async def _write_now_or_late(
         self, what: str, order_id: str, write: Callable[[], Awaitable[object]]
     ) -> None:
-        """A state write after the outcome is decided: now if DynamoDB answers, else later."""
+        """A state write after the outcome is decided: now if DynamoDB takes it, else late
+        (retried in the background, which logs the failure by its kind)."""
         try:
             await write()
         except StateUnavailable as exc:
-            log.warning("state_unavailable", operation=what, detail=str(exc), settling=True)
-            self._settler.submit(what, order_id, write)
+            self._late_writes.submit(what, order_id, write, exc)
