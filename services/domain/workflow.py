@@ -116,7 +116,7 @@ class OrderWorkflow:
 
     async def accept(self, wanted: OrderRequest, key: str | None, path: str) -> Accepted:
         """Queue an order: SNS acknowledged it when this returns."""
-        order = OrderMessage.accept(wanted)
+        order = OrderMessage.from_request(wanted)
         store = self._store
         # Only a request that names itself (a key, or its own order_id) can be a retry: only
         # those pay for the pending write that lets a retry find it. Others cost one write,
@@ -192,7 +192,7 @@ class OrderWorkflow:
 
     async def pay_now(self, wanted: OrderRequest, key: str | None, path: str) -> PaidNow:
         """Charge an order while the client waits; raises PaymentDeclined/PaymentUnavailable."""
-        order = OrderMessage.accept(wanted)
+        order = OrderMessage.from_request(wanted)
         store = self._store
         if store is None:
             structlog.contextvars.bind_contextvars(order_id=order.order_id)

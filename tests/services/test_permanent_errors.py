@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,7 @@ async def test_access_denied_on_dynamodb_fails_the_worker_liveness_check(
     chaos: Any,
     tmp_path: Path,
 ) -> None:
-    order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+    order = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
     beat = tmp_path / "worker.heartbeat"
     liveness = LivenessSettings(path=beat, interval_seconds=0.05, max_age_seconds=1)
     settings = worker_settings(aws, topology, liveness=liveness)
@@ -155,7 +156,7 @@ async def test_a_refused_late_mark_is_an_error_paced_slowly_and_makes_the_api_un
             assert resp.status == 202, await resp.text()
             order_id = (await resp.json())["order_id"]
 
-            def refused() -> list[dict[str, Any]]:
+            def refused() -> list[MutableMapping[str, Any]]:
                 return [e for e in logs if e["event"] == "late_write_refused"]
 
             async def refused_thrice() -> bool:
@@ -227,7 +228,7 @@ async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
     topology: Topology,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+    order = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
 
     async def broken(*_: object) -> None:
