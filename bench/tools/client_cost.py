@@ -17,7 +17,7 @@ bench.tools.client_cost --skip-load --rounds 1 --config lean --ops sns.publish -
 
 Then (unless `--skip-load`) the API's publish path under open-loop arrivals, with the lean
 config and the services' topology (topic -> SQS subscription): one `sns.publish` per order
-against `services.api.publisher.Publisher` (group-committed PublishBatch) at several
+against `services.adapters.publisher.Publisher` (group-committed PublishBatch) at several
 concurrencies. Per rate and mode: SNS calls per message, client CPU ms per message (net of
 the same arrival loop with a no-op publish), and p50/p99 latency from each scheduled arrival.
 """
@@ -44,7 +44,7 @@ from aiobotocore.session import get_session
 from devstack.env import REGION, isolate
 from devstack.local_aws import local_aws_server
 from devstack.topology import TopologyNames, create_topology
-from services.api.publisher import Publisher
+from services.adapters.publisher import Publisher
 from services.common.aws import LEAN_OPTIONS, client_config
 from services.common.settings import AwsSettings
 

@@ -79,7 +79,7 @@ data "aws_iam_policy_document" "api_task" {
   statement {
     # PublishBatch is authorized by sns:Publish; conditional writes share TransactWriteItems
     # calls, authorized as the Put/Update/DeleteItems inside them.
-    # DeleteItem: a pending order whose publish failed is forgotten (services/domain/orders.py);
+    # DeleteItem: a pending order whose publish failed is forgotten (services/domain/transitions.py);
     # DescribeTable: the start-up check of the table.
     sid = "OrderState"
     actions = [

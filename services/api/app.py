@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from aiobotocore.session import get_session
 from aiohttp import web
 
+from services.adapters.publisher import Publisher
 from services.common.aws import client_config
 from services.common.awserrors import AwsHealth
-from services.domain.orders import OrderStore
+from services.domain.orders import NullStore, OrderStore
 from services.domain.payment import PaymentProcessor
 from services.domain.workflow import OrderWorkflow
 
@@ -18,7 +19,6 @@ from .errors import error_middleware
 from .handlers import routes
 from .keys import AWS_HEALTH, LATE_WRITES, ORDERS, PAYMENTS, SETTINGS, SNS, WORKFLOW
 from .latewrites import LateWrites
-from .publisher import Publisher
 from .settings import ApiSettings
 
 # Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in
@@ -44,7 +44,7 @@ async def _sns_client(app: web.Application) -> AsyncIterator[None]:
 async def _order_store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.orders_table is None:
-        app[ORDERS] = None
+        app[ORDERS] = NullStore()
         yield
         return
     config = client_config(pool_size=AWS_POOL_SIZE, read_timeout=settings.publish_timeout)

@@ -118,7 +118,7 @@ async def get_order(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such order") from None
     # An order this process just accepted: its mark may still be on its way to DynamoDB.
     await request.app[WORKFLOW].marked(order_id)
-    record = await store.get(order_id) if store is not None else None
+    record = await store.get(order_id)
     # A pending order was never acknowledged by SNS: it was not accepted, so it is not shown.
     if record is None or record.status == Status.PENDING:
         raise ApiError(404, "not_found", "no such order")

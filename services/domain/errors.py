@@ -1,8 +1,8 @@
 """The order error family: every way an order request ends without its success answer.
 
-Raised by the domain (the workflow, order state, payment) and by the adapter that publishes
-for it (services/api/publisher.py), each in the domain's words: what happened to the order,
-never which HTTP status that is. The API chooses status, body `code`, message and Retry-After
+Raised by the domain (the workflow, order state, payment) and by the adapters that call AWS
+for it (services/adapters/), each in the domain's words: what happened to the order, never
+which HTTP status that is. The API chooses status, body `code`, message and Retry-After
 for each in one table (services/api/errors.py); the worker reads the same errors as outcomes.
 """
 

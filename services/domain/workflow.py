@@ -51,7 +51,8 @@ log = get_logger()
 ACCEPTED_FILL_WAIT = 0.02
 
 Publish = Callable[[str], Awaitable[object]]
-"""Publishes one encoded order message; raises PublishFailed or PublishAmbiguous."""
+"""Publishes one encoded order message; raises PublishFailed or PublishAmbiguous
+(services/adapters/publisher.py)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _age_seconds(iso: str) -> float:
 class OrderWorkflow:
     def __init__(
         self,
-        store: OrderStore | None,
+        store: OrderStore,
         publish: Publish,
         payments: PaymentProcessor,
         late_writes: LateWrites,
@@ -89,19 +90,19 @@ class OrderWorkflow:
         self._late_writes = late_writes
         self._publish_timeout = publish_timeout
         # Accepted-marks share calls: a second path on the same client whose batches wait.
-        self._marks = store.batched(ACCEPTED_FILL_WAIT) if store is not None else None
+        self._marks = store.batched(ACCEPTED_FILL_WAIT)
         # Marks not yet written, by order id: what a GET or retry of the order waits for.
         self._marking: dict[str, asyncio.Task[None]] = {}
 
     async def _register(
         self,
-        store: OrderStore,
         order: OrderMessage,
         wanted: OrderRequest,
         key: str | None,
         path: str,
     ) -> tuple[OrderMessage, OrderRecord | None]:
         """Record the order as pending, or find the order this request is a retry of."""
+        store = self._store
         fingerprint = request_hash(path, wanted)
         if key is not None:
             order_id, bound = await store.bind_idempotency_key(key, order.order_id, fingerprint)
@@ -110,7 +111,14 @@ class OrderWorkflow:
             order = order.model_copy(update={"order_id": order_id})
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         existing = await store.create_pending(order, fingerprint)
-        if existing is not None and existing.request_hash != fingerprint:
+        # An order id this API made for a key (the body named none) can only be the key's: the
+        # key's fingerprint, checked above, is the proof. One the client named is checked
+        # against the order's own (a worker's claim that recreated the item wrote the same).
+        if (
+            existing is not None
+            and wanted.order_id is not None
+            and existing.request_hash != fingerprint
+        ):
             raise KeyReused("this order_id was used with a different request")
         return order, existing
 
@@ -121,12 +129,12 @@ class OrderWorkflow:
         # Only a request that names itself (a key, or its own order_id) can be a retry: only
         # those pay for the pending write that lets a retry find it. Others cost one write,
         # after SNS.
-        keyed = store is not None and (wanted.order_id is not None or key is not None)
+        keyed = wanted.order_id is not None or key is not None
         # A retry of a pending order whose earlier publish may have gone through: a definite
         # failure of this publish proves nothing about that one.
         earlier_in_doubt = False
-        if store is not None and keyed:
-            order, existing = await self._register(store, order, wanted, key, path)
+        if keyed:
+            order, existing = await self._register(order, wanted, key, path)
             # Pending, but perhaps acknowledged by SNS here, its mark not yet written.
             if (
                 existing is not None
@@ -151,13 +159,12 @@ class OrderWorkflow:
         except PublishError as exc:
             ambiguous = isinstance(exc, PublishAmbiguous)
             log.error("publish_failed", error=exc.code, ambiguous=ambiguous, detail=str(exc))
-            if store is not None and keyed and not ambiguous and not earlier_in_doubt:
+            if keyed and not ambiguous and not earlier_in_doubt:
                 # Certainly not queued: a retry (same key or order_id) starts afresh. Kept when
                 # an earlier attempt may have been: its fingerprint must stay for the retry.
                 await store.forget_pending(order.order_id)
             raise
-        if self._marks is not None:
-            self._mark_later(order, keyed, self._marks)
+        self._mark_later(order, keyed, self._marks)
         log.info("order_accepted", total=order.total, items=len(order.items))
         return Accepted(order.order_id, order.total)
 
@@ -194,18 +201,15 @@ class OrderWorkflow:
         """Charge an order while the client waits; raises PaymentDeclined/PaymentUnavailable."""
         order = OrderMessage.from_request(wanted)
         store = self._store
-        if store is None:
-            structlog.contextvars.bind_contextvars(order_id=order.order_id)
-            payment_ms = await self._charge(order)
-            return PaidNow(order.order_id, order.total, round(payment_ms, 3))
-        order, existing = await self._register(store, order, wanted, key, path)
+        order, existing = await self._register(order, wanted, key, path)
         if existing is not None and (answer := self._replayed(existing)) is not None:
             return answer
         lease = self._payments.settings.timeout + 5
         # Derived from the request, so a retry of it is the same claimant: once the lease of
         # an attempt whose answer was lost runs out, the retry takes over (not 10 min later).
         claimant = f"sync:key:{key}" if key else f"sync:order:{order.order_id}"
-        claim = await store.claim(order, lease, claimant=claimant)
+        fingerprint = request_hash(path, wanted)
+        claim = await store.claim(order, lease, claimant, fingerprint=fingerprint)
         if not claim.won:
             if claim.record is not None and (answer := self._replayed(claim.record)) is not None:
                 return answer

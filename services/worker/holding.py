@@ -66,7 +66,7 @@ class Holding:
         queue: OrderQueue,
         config: QueueConfig,
         stats: WorkerStats,
-        store: OrderStore | None,
+        store: OrderStore,
     ) -> None:
         self.settings = settings
         self.stats = stats
@@ -74,7 +74,7 @@ class Holding:
         self._config = config
         self._store = store
         # Renewals travel on their own group commit: never queued behind paid-marks or claims.
-        self.lease_store = store.batched(0.0) if store is not None else None
+        self.lease_store = store.batched(0.0)
         self.jobs: dict[str, Job] = {}
 
     def hold(self, message: Received) -> Job:
@@ -105,8 +105,9 @@ class Holding:
                 # the next round time to try again before any of them reappears.
                 await self.extend_visibility(due, timeout, now, deadline=interval)
 
-    async def keep_leased(self, store: OrderStore) -> None:
+    async def keep_leased(self) -> None:
         """Renew every claim held until it is settled; never holds up visibility extension."""
+        store = self.lease_store
         lease = self.settings.lease_seconds
         interval = self.renewal_interval()
         while True:
@@ -182,7 +183,7 @@ class Holding:
     async def lease_for_charge(self, job: Job, stopping: asyncio.Event) -> bool:
         """Make sure the claim's lease outlasts a whole charge; False if that cannot be had."""
         store = self.lease_store
-        if store is None or job.claim_token is None:
+        if job.claim_token is None:
             return True
         needed = self.settings.payment.timeout + self.renewal_interval()
         lease = self.settings.lease_seconds
@@ -203,8 +204,6 @@ class Holding:
 
     async def release_claims(self, jobs: Sequence[Job]) -> None:
         """Give back the claims of jobs being handed back (once, not retried)."""
-        if self._store is None:
-            return
         for job in jobs:
             if job.order is not None and job.claim_token is not None:
                 token, job.claim_token = job.claim_token, None
@@ -213,7 +212,7 @@ class Holding:
 
     async def keep_claim_unrecorded(self, job: Job) -> None:
         """A charge never recorded keeps its claim: one last renewal, best effort, briefly."""
-        if self.lease_store is None or job.claim_token is None or job.order is None:
+        if job.claim_token is None or job.order is None:
             return
         with contextlib.suppress(StateUnavailable, TimeoutError):
             async with asyncio.timeout(SETTLE_SECONDS):

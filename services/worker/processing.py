@@ -75,7 +75,7 @@ class Processor:
         config: QueueConfig,
         stats: WorkerStats,
         payments: PaymentProcessor,
-        store: OrderStore | None,
+        store: OrderStore,
         holding: Holding,
         settle: Settle,
         stopping: asyncio.Event,
@@ -115,11 +115,12 @@ class Processor:
                 await self._settle(job, DeadLetter(f"{exc.code}: {exc.message}"))
                 continue
             jobs.append(job)
-        if self._store is None or not jobs:
+        if not jobs:
             return jobs
-        return await self.claim(jobs, self._store)
+        return await self.claim(jobs)
 
-    async def claim(self, jobs: list[Job], store: OrderStore) -> list[Job]:
+    async def claim(self, jobs: list[Job]) -> list[Job]:
+        store = self._store
         lease = self.settings.lease_seconds
         wanted = [(job.order, job.message.message_id) for job in jobs if job.order is not None]
         # One token per receive, the same on every retry: a retry after a lost answer
@@ -135,7 +136,11 @@ class Processor:
             return []
         ready = []
         for job, claim in zip(jobs, claims, strict=True):
-            if claim.won:
+            if claim.refused is not None:
+                # DynamoDB will never take this one claim (a value it cannot hold): only its
+                # own message goes to the DLQ, with the reason; the others are paid.
+                await self._settle(job, DeadLetter(f"state_refused: {claim.refused}"))
+            elif claim.won:
                 job.claim_token = claim.token
                 job.lease_until = claim.lease_until
                 ready.append(job)
@@ -214,7 +219,7 @@ class Processor:
 
     async def record_paid(self, job: Job, payment_ms: float) -> Outcome:
         store, token = self._store, job.claim_token
-        if store is None or token is None:
+        if token is None:
             return Paid(payment_ms)
         assert job.order is not None
         order_id = job.order.order_id
@@ -249,7 +254,7 @@ class Processor:
             reason=reason,
         )
         store, token = self._store, job.claim_token
-        if store is not None and token is not None:
+        if token is not None:
             try:
                 await self._retry_state(
                     lambda: store.mark_failed(order_id, token, reason, retryable=retryable),
@@ -275,7 +280,7 @@ class Processor:
     async def _release(self, job: Job, reason: str) -> None:
         """Give the claim back, retried until shutdown; then the lease runs out by itself."""
         store, token = self._store, job.claim_token
-        if store is None or token is None or job.order is None:
+        if token is None or job.order is None:
             return
         order_id = job.order.order_id
         job.claim_token = None

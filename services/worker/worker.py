@@ -27,7 +27,7 @@ from aiobotocore.session import get_session
 from services.common.aws import client_config
 from services.common.awserrors import AwsHealth
 from services.common.logging import get_logger
-from services.domain.orders import OrderStore
+from services.domain.orders import NullStore, OrderStore
 from services.domain.payment import PaymentProcessor
 
 from .holding import SETTLE_SECONDS, Holding
@@ -67,6 +67,7 @@ class Worker:
         self.stats = WorkerStats()
         self._queue = queue
         self._config = config
+        store = store if store is not None else NullStore()
         self._store = store
         # Set by stop(): take no more work. Set when the grace period is over: give up what
         # is still being retried and hand it back.
@@ -125,10 +126,8 @@ class Worker:
         receivers = [asyncio.create_task(loop) for loop in self._receivers(stop_waiter)]
         # Holding: visibility and leases, each its own task so neither waits on the other.
         renewals = [asyncio.create_task(self._holding.keep_invisible())]
-        if self._holding.lease_store is not None:
-            renewals.append(
-                asyncio.create_task(self._holding.keep_leased(self._holding.lease_store))
-            )
+        if self._store.stateful:
+            renewals.append(asyncio.create_task(self._holding.keep_leased()))
         # Liveness for the container health check: a file the event loop keeps touching.
         alive = asyncio.create_task(
             keep_alive(
@@ -145,7 +144,7 @@ class Worker:
             payment_seconds=settings.payment.seconds,
             visibility_timeout=self._config.visibility_timeout,
             max_receive_count=self._config.max_receive_count,
-            order_state=self._store is not None,
+            order_state=self._store.stateful,
         )
         crashed: BaseException | None = None
         try:
@@ -168,7 +167,7 @@ class Worker:
             await asyncio.gather(*renewals, alive, stop_waiter, return_exceptions=True)
         self.stats.receive_calls = self._queue.receive_calls
         self.stats.delete_calls = self._queue.delete_calls
-        if self._store is not None:
+        if self._store.stateful:
             self.stats.state_batches = self._store.write_calls
         log.info("worker_stopped", **self.stats.as_dict())
         if crashed is not None:
@@ -228,7 +227,7 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
         )
         # One judge of permanent AWS errors for the process: SQS and DynamoDB alike.
         health = AwsHealth()
-        store = None
+        store: OrderStore = NullStore()
         if settings.orders_table is not None:
             dynamodb = await stack.enter_async_context(
                 session.create_client(

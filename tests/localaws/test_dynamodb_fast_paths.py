@@ -2,7 +2,7 @@
 
 The side-by-side tests prove the answers equal stock moto's whichever path ran; this pins
 down that the services' own expressions are the ones compiled, so a change to an
-expression in `services/domain/orders.py` that falls off the fast path is noticed here.
+expression in `services/domain/transitions.py` that falls off the fast path is noticed here.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from services.domain import orders
+from services.domain import orders, transitions
 from services.domain.messages import OrderItem, OrderMessage
 from services.domain.orders import OrderStore
 
@@ -572,8 +572,10 @@ SCENARIOS: list[Scenario] = [order_store, value_types, conditions, errors, trans
 @pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """The order store's clock stands still, so both servers are sent the same values."""
-    monkeypatch.setattr(orders, "time", types.SimpleNamespace(time=lambda: NOW))
-    monkeypatch.setattr(orders, "_now_iso", lambda: "2027-01-15T08:00:00.250Z")
+    clock = types.SimpleNamespace(time=lambda: NOW)
+    monkeypatch.setattr(orders, "time", clock)
+    monkeypatch.setattr(transitions, "time", clock)
+    monkeypatch.setattr(transitions, "now_iso", lambda: "2027-01-15T08:00:00.250Z")
 
 
 @pytest.mark.usefixtures("frozen_clock")

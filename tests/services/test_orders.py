@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
@@ -14,12 +15,14 @@ from devstack.topology import Topology, ensure_table
 from localaws.client import counts_between, request_counts
 from services.api.app import create_app
 from services.common.settings import AwsSettings
+from services.domain.messages import OrderItem, OrderMessage
 from services.domain.orders import OrderStore, Status
 
 from ..helpers import api_settings, order_body, queue_counts
 from .test_worker import run_burst
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
 
 Client = TestClient[Any, Any]
@@ -217,3 +220,31 @@ async def test_accepted_marks_share_calls_and_land_before_the_api_stops(
     marks = dynamodb.get("UpdateItem", 0) + dynamodb.get("TransactWriteItems", 0)
     assert dynamodb.get("TransactWriteItems", 0) >= 1
     assert marks < orders
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["key", "order_id"])
+async def test_an_honest_retry_matches_an_order_a_claim_recreated(
+    api: Client, dynamodb: DynamoDBClient, topology: Topology, store: OrderStore, named: bool
+) -> None:
+    key = None if named else f"checkout-{uuid.uuid4()}"
+    body = order_body(order_id=str(uuid.uuid4())) if named else order_body()
+    status, first, _ = await _post(api, "/orders/async", body, key)
+    assert status == 202
+    order_id = first["order_id"]
+    record = await store.get(order_id)
+    assert record is not None
+    message = OrderMessage(
+        order_id=order_id,
+        customer_id=body["customer_id"],
+        items=tuple(OrderItem(**i) for i in body["items"]),
+        total=first["total"],
+        accepted_at=0.0,
+    )
+    # The item gone (a retry's definite publish failure forgot its pending record) and made
+    # again by a worker's claim of the message an earlier, ambiguous publish did queue.
+    await dynamodb.delete_item(TableName=topology.table, Key={"pk": {"S": f"order#{order_id}"}})
+    [claim] = await store.claim_many([(message, "m-1")], 60)
+    assert claim.won
+    status, again, _ = await _post(api, "/orders/async", body, key)
+    assert status == 202, again
+    assert again["order_id"] == order_id

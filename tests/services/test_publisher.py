@@ -14,7 +14,7 @@ from aiobotocore.session import get_session
 
 from devstack.env import CLIENT_CREDENTIALS
 from devstack.topology import Topology
-from services.api.publisher import MAX_BATCH_BYTES, Publisher
+from services.adapters.publisher import MAX_BATCH_BYTES, Publisher
 from services.common.aws import client_config
 from services.domain.errors import PublishAmbiguous, PublishFailed
 
