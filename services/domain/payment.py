@@ -44,6 +44,12 @@ class PaymentSettings:
     seed: int | None = None
     """PAYMENT_SEED: makes the failure draws repeatable."""
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim to pay is leased, by the worker and /orders/sync alike: a payment
+        always ends by its timeout; the margin covers the writes around it."""
+        return self.timeout + 5.0
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PaymentSettings:
         def rate(name: str) -> float:

@@ -204,7 +204,7 @@ class OrderWorkflow:
         order, existing = await self._register(order, wanted, key, path)
         if existing is not None and (answer := self._replayed(existing)) is not None:
             return answer
-        lease = self._payments.settings.timeout + 5
+        lease = self._payments.settings.lease_seconds
         # Derived from the request, so a retry of it is the same claimant: once the lease of
         # an attempt whose answer was lost runs out, the retry takes over (not 10 min later).
         claimant = f"sync:key:{key}" if key else f"sync:order:{order.order_id}"
@@ -251,7 +251,7 @@ class OrderWorkflow:
         try:
             payment_ms = await self._payments.charge(order, idempotency_key=order.order_id)
         except PaymentDeclined as exc:
-            log.info("order_failed", mode="sync", reason=str(exc))
+            log.warning("order_failed", mode="sync", reason=str(exc))
             raise
         except PaymentUnavailable as exc:
             log.warning("payment_unavailable", mode="sync", reason=str(exc))

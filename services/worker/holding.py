@@ -33,9 +33,9 @@ log = get_logger()
 MAX_VISIBILITY = 43_200
 # After the grace period, how long best-effort calls at shutdown get before giving up.
 SETTLE_SECONDS = 2.0
-# Backoff of state writes and SQS settles retried in process: short, so work resumes soon
-# after an outage ends.
-STATE_BACKOFF = Backoff(base=0.1, cap=2.0)
+# Backoff of state writes and SQS settles retried in process: retry()'s own (short, so work
+# resumes soon after an outage ends), named for the waits outside retry().
+STATE_BACKOFF = Backoff()
 
 
 @dataclass

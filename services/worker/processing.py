@@ -40,7 +40,7 @@ from services.domain.messages import InvalidInput, decode_message
 from services.domain.orders import TAKEOVER_GRACE_SECONDS, OrderRecord, OrderStore, Status
 from services.domain.payment import PaymentProcessor
 
-from .holding import STATE_BACKOFF, Holding, Job
+from .holding import Holding, Job
 from .outcomes import (
     DeadLetter,
     Duplicate,
@@ -323,6 +323,5 @@ class Processor:
             retry_on=(StateUnavailable,),
             stop=stop,
             on_error=on_error,
-            backoff=STATE_BACKOFF,
             attempts=attempts,
         )

@@ -93,8 +93,7 @@ class WorkerSettings:
 
     @property
     def lease_seconds(self) -> float:
-        # A payment always ends by its timeout; the margin covers the writes around it.
-        return self.payment.timeout + 5.0
+        return self.payment.lease_seconds
 
     @property
     def pool_size(self) -> int:

@@ -25,7 +25,7 @@ from services.common.logging import get_logger
 from services.common.metrics import ORDER_PAID, emf
 from services.common.retry import Stopped, retry
 
-from .holding import MAX_VISIBILITY, SETTLE_SECONDS, STATE_BACKOFF, Holding, Job
+from .holding import MAX_VISIBILITY, SETTLE_SECONDS, Holding, Job
 from .outcomes import DeadLetter, Duplicate, HandBack, Keep, Outcome, Paid, RetryAfter, Unrecorded
 from .queue import OrderQueue, QueueUnavailable
 from .stats import WorkerStats
@@ -131,7 +131,6 @@ class Settler:
             retry_on=(QueueUnavailable,),
             stop=self._abandon,
             on_error=on_error,
-            backoff=STATE_BACKOFF,
         )
 
     async def _keep_unrecorded(self, job: Job) -> None:
