@@ -20,7 +20,7 @@ import orjson
 from services.common.settings import AwsSettings
 
 from .env import LOOPBACK, service_env
-from .services import MODULES, command
+from .processes import MODULES, command
 from .topology import Topology
 
 Event = dict[str, Any]

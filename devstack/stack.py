@@ -28,12 +28,12 @@ import orjson
 
 from services.common.settings import AwsSettings, SettingsError, env_int
 
-from . import services
+from . import processes
 from .dashboard import Dashboard, DashboardSettings
 from .env import isolated, isolated_process_env
 from .local_aws import local_aws_process
 from .logship import LogShipper, ShipSettings, log_group
-from .services import Service
+from .processes import Service
 from .topology import TopologyNames, create_topology
 
 CHILDREN: tuple[Service, ...] = ("api", "worker")
@@ -77,7 +77,7 @@ def shipped_groups(shipping: ShipSettings) -> list[str]:
 
 def start_children(env: Mapping[str, str], stdout: int | IO[bytes] | None = None) -> Children:
     """Start the API and the worker; their log lines go to `stdout` (this one's by default)."""
-    return {name: services.start(name, env, stdout=stdout) for name in CHILDREN}
+    return {name: processes.start(name, env, stdout=stdout) for name in CHILDREN}
 
 
 def watch(children: Children, stop_requested: Callable[[], bool]) -> int:
@@ -93,7 +93,7 @@ def watch(children: Children, stop_requested: Callable[[], bool]) -> int:
 
 def stop_children(children: Children) -> None:
     """SIGTERM to every child still running, then wait for each to finish its own shutdown."""
-    services.stop_all(children.values())
+    processes.stop_all(children.values())
 
 
 def run(settings: StackSettings, stop_requested: Callable[[], bool]) -> int:

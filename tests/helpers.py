@@ -109,7 +109,7 @@ async def until(
 
 def new_order(**overrides: Any) -> OrderMessage:
     """An order as the API accepts it (`order_body` with `overrides`)."""
-    return OrderMessage.accept(OrderRequest.model_validate(order_body(**overrides)))
+    return OrderMessage.from_request(OrderRequest.model_validate(order_body(**overrides)))
 
 
 async def all_paid(store: OrderStore, ids: set[str]) -> bool:

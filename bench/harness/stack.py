@@ -27,10 +27,10 @@ import orjson
 from aiobotocore.session import ClientCreatorContext, get_session
 from tqdm import tqdm
 
-from devstack import services
+from devstack import processes
 from devstack.env import LOOPBACK, REGION, client_args, isolated_process_env, service_env
 from devstack.local_aws import local_aws_server
-from devstack.services import free_port
+from devstack.processes import free_port
 from devstack.topology import Topology, TopologyNames, create_topology, unique_names
 from services.common.aws import client_config
 from services.common.settings import AwsSettings
@@ -148,7 +148,7 @@ def start_relay(
     os.close(fd)
     env = service_env(aws, LOG_SHIPPING="on" if shipping else "off")
     proc = subprocess.Popen(
-        [*services.command("bench.harness.logrelay"), service, name],
+        [*processes.command("bench.harness.logrelay"), service, name],
         env=env,
         stdin=source,
         stdout=stdout,
@@ -208,18 +208,18 @@ def api_process(
     with tempfile.TemporaryFile(prefix="bench-api-") as log:
         relay = None
         if shipping is None:
-            proc = services.start("api", env, stdout=log)
+            proc = processes.start("api", env, stdout=log)
         else:
-            proc = services.start("api", env, stdout=subprocess.PIPE)
+            proc = processes.start("api", env, stdout=subprocess.PIPE)
             assert proc.stdout is not None
             relay = start_relay("api", aws, shipping=shipping, source=proc.stdout, stdout=log)
             proc.stdout.close()  # the relay holds it now
         run = ApiRun(url=f"http://{LOOPBACK}:{port}", pid=proc.pid, relay=relay)
         try:
-            services.wait_listening(proc, port, timeout=30)
+            processes.wait_listening(proc, port, timeout=30)
             yield run
         finally:
-            services.stop(proc, timeout=15)
+            processes.stop(proc, timeout=15)
             if relay is not None:
                 finish_relay(relay)
             log.seek(0)
@@ -339,7 +339,7 @@ def worker_process(
         SHUTDOWN_GRACE_SECONDS=str(grace_seconds),
         **(extra or {}),
     )
-    proc = services.start("worker", env, stdout=subprocess.PIPE)
+    proc = processes.start("worker", env, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     lines: IO[bytes] = proc.stdout
     relay = None
@@ -364,7 +364,7 @@ def worker_process(
             os.kill(proc.pid, signal.SIGTERM)
         # Join the reader before reaping, so it can read the zombie's CPU time.
         reader.join(timeout=grace_seconds + 30)
-        services.stop(proc, timeout=5)
+        processes.stop(proc, timeout=5)
         lines.close()
         if relay is not None:
             finish_relay(relay)

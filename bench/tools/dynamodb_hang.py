@@ -42,7 +42,7 @@ from aiobotocore.session import get_session
 
 from bench.harness.load import order_body
 from devstack.env import LOOPBACK, client_args
-from devstack.services import free_port
+from devstack.processes import free_port
 from localaws.client import set_faults
 from services.common.aws import client_config
 

@@ -1,14 +1,14 @@
 """Order messages to SNS through group commit: concurrent publishes share one PublishBatch.
 
 Each publish is answered from its own batch entry: SNS's message id, or that entry's error.
-Errors come in two kinds, because the API's promise (a 202 only for a queued order, and a
-retry never queues it twice unnoticed) depends on which one it is:
+Errors come in two sibling kinds (services/domain/errors.py), because the API's promise (a
+202 only for a queued order, and a retry never queues it twice unnoticed) depends on which:
 
 - `PublishFailed`: definitely not published. SNS answered an error for the entry or the call
   (a 4xx), or no request ever reached it (the connection was refused, the entry never left).
-- `PublishAmbiguous` (a `PublishFailed`): it may have been published. A request went out and
-  no answer came back (timeout, connection lost), SNS answered a 5xx, or an earlier attempt
-  of the same call (botocore retries) ended that way.
+- `PublishAmbiguous`: it may have been published. A request went out and no answer came back
+  (timeout, connection lost), SNS answered a 5xx, or an earlier attempt of the same call
+  (botocore retries) ended that way.
 
 The kind is judged per attempt, from botocore's own events on the client, so a retried call
 that ends in a clean 4xx is still ambiguous if an earlier attempt timed out after sending.
@@ -26,6 +26,7 @@ from botocore.exceptions import ConnectionError as ConnectError
 
 from services.common.awserrors import AwsHealth
 from services.common.groupcommit import GroupCommit, GroupCommitClosed, GroupCommitStats
+from services.domain.errors import PublishAmbiguous, PublishError, PublishFailed
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -34,18 +35,6 @@ if TYPE_CHECKING:
 # SNS's limits for one PublishBatch: 10 entries, 256 KiB of messages in all.
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 262_144
-
-
-class PublishFailed(Exception):
-    """The message was not published; `code` is SNS's error code or the failure's kind."""
-
-    def __init__(self, detail: str, code: str) -> None:
-        super().__init__(detail)
-        self.code = code
-
-
-class PublishAmbiguous(PublishFailed):
-    """The message may or may not have been published: a request went out, no answer came."""
 
 
 @dataclass(slots=True, eq=False)
@@ -147,7 +136,7 @@ class Publisher:
         return self._commit.stats
 
     async def publish(self, message: str) -> str:
-        """Publish `message` and return SNS's message id; raise PublishFailed/Ambiguous."""
+        """Publish `message` and return SNS's message id; raise PublishFailed/PublishAmbiguous."""
         entry = _Entry(message, len(message.encode()))
         try:
             async with asyncio.timeout(self.timeout):
@@ -164,7 +153,7 @@ class Publisher:
         """Refuse new publishes and wait for those in flight."""
         await self._commit.close()
 
-    async def _send(self, batch: list[_Entry]) -> list[str | PublishFailed]:
+    async def _send(self, batch: list[_Entry]) -> list[str | PublishError]:
         entries: list[PublishBatchRequestEntryTypeDef] = [
             {"Id": str(i), "Message": entry.message} for i, entry in enumerate(batch)
         ]
@@ -188,7 +177,7 @@ class Publisher:
         # A clean answer after an ambiguous attempt: a failed entry may still have been
         # published by the attempt whose answer was lost.
         failed_kind = PublishAmbiguous if attempts.ambiguous else PublishFailed
-        results: dict[str, str | PublishFailed] = {
+        results: dict[str, str | PublishError] = {
             ok["Id"]: ok["MessageId"] for ok in response.get("Successful", []) if "MessageId" in ok
         }
         for bad in response.get("Failed", []):

@@ -18,7 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.common.awserrors import AwsHealth, error_code
 from services.common.groupcommit import GroupCommit
 from services.common.retry import Backoff
-from services.domain.records import Item, StateRefused, StateUnavailable
+from services.domain.errors import StateRefused, StateUnavailable
+from services.domain.records import Item
 from services.domain.transitions import Write
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from services.domain.workflow import OrderWorkflow
 from .checks import check_table, check_topic
 from .errors import error_middleware
 from .handlers import routes
-from .keys import AWS_HEALTH, ORDERS, PAYMENTS, SETTINGS, SETTLER, SNS, WORKFLOW
+from .keys import AWS_HEALTH, LATE_WRITES, ORDERS, PAYMENTS, SETTINGS, SNS, WORKFLOW
+from .latewrites import LateWrites
 from .settings import ApiSettings
-from .settler import Settler
 
 # Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in
 # flight before they queue for a connection. Both clients share the publish timeout: it is
@@ -62,7 +62,7 @@ async def _order_store(app: web.Application) -> AsyncIterator[None]:
 async def _workflow(app: web.Application) -> AsyncIterator[None]:
     """The order workflow over the clients opened before it; its late writes land on close."""
     settings = app[SETTINGS]
-    settler = app[SETTLER] = Settler()
+    late_writes = app[LATE_WRITES] = LateWrites()
     # Concurrent orders share PublishBatch calls; a lone order is published at once.
     publisher = Publisher(
         app[SNS], settings.topic_arn, settings.publish_timeout, health=app[AWS_HEALTH]
@@ -71,14 +71,14 @@ async def _workflow(app: web.Application) -> AsyncIterator[None]:
         app[ORDERS],
         publisher.publish,
         app[PAYMENTS],
-        settler,
+        late_writes,
         publish_timeout=settings.publish_timeout,
     )
     yield
     # Runs before the clients close (cleanup_ctx unwinds in reverse).
     await publisher.close()
     await app[WORKFLOW].close()
-    await settler.close(settings.shutdown_timeout)
+    await late_writes.close(settings.shutdown_timeout)
 
 
 def create_app(settings: ApiSettings) -> web.Application:

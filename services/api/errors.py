@@ -1,9 +1,15 @@
-"""JSON errors for every failure and the canonical one-line log per request."""
+"""JSON errors for every failure and the canonical one-line log per request.
+
+This is where an HTTP status is chosen: ANSWERS maps each order error (services/domain/
+errors.py) to its status, body `code`, message and Retry-After; the middleware renders those,
+the handlers' own ApiErrors (malformed requests) and aiohttp's HTTP exceptions alike.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import orjson
@@ -13,12 +19,25 @@ from aiohttp.typedefs import Handler
 
 from services.common.logging import get_logger
 from services.common.metrics import HTTP_DIMENSIONS, HTTP_REQUEST, emf, route_fields
-from services.domain.orders import StateRefused, StateUnavailable
+from services.domain.errors import (
+    InProgress,
+    KeyReused,
+    OrderError,
+    PaymentDeclined,
+    PaymentUnavailable,
+    PublishAmbiguous,
+    PublishFailed,
+    StateRefused,
+    StateUnavailable,
+)
 
 log = get_logger()
 
 # Paths whose requests are logged but not counted in the request metrics.
 UNMETERED_PATHS = frozenset({"/health"})
+
+# Seconds a client should wait before retrying after an outage answer (or a 409).
+RETRY_AFTER = "1"
 
 _CODES = {
     400: "bad_request",
@@ -41,6 +60,67 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the API answers one kind of order error."""
+
+    status: int
+    code: str
+    message: str = "{error}"
+    """The body's message; `{error}` is the error's own text."""
+    retry_after: str | None = None
+
+
+# The one table of order errors to HTTP, looked up along the error's class hierarchy: the
+# most specific row wins (StateRefused, a StateUnavailable, has its own).
+ANSWERS: dict[type[OrderError], Answer] = {
+    KeyReused: Answer(422, "idempotency_key_reused"),
+    InProgress: Answer(
+        409,
+        "request_in_progress",
+        "the first request with this key is still being processed",
+        RETRY_AFTER,
+    ),
+    # SNS's answer was lost: the order may well be queued (and will then be paid). The
+    # client must not take this for "not queued": its retry, same key or order_id, tells.
+    PublishAmbiguous: Answer(
+        503,
+        "queue_unavailable",
+        "SNS did not confirm the order: it may have been queued, and then it will be paid; "
+        "retry with the same Idempotency-Key or order_id to learn which",
+        RETRY_AFTER,
+    ),
+    # No 202 unless SNS acknowledged: the client must know the order was not queued.
+    PublishFailed: Answer(
+        503, "queue_unavailable", "the order could not be queued; retry later", RETRY_AFTER
+    ),
+    PaymentDeclined: Answer(402, "payment_declined"),
+    PaymentUnavailable: Answer(503, "payment_unavailable", "{error}; retry later", RETRY_AFTER),
+    # Logged at error where DynamoDB refused it (aws_permanent_error): not an outage a retry
+    # rides out, but our setting or our bug.
+    StateRefused: Answer(500, "state_refused", "order state refused the call; see the logs"),
+    StateUnavailable: Answer(
+        503,
+        "state_unavailable",
+        "order state is unreachable; retry later",
+        RETRY_AFTER,
+    ),
+}
+
+
+def answer(error: OrderError) -> ApiError | None:
+    """The answer ANSWERS gives `error`; None for an order error it lacks (a bug)."""
+    row = next((ANSWERS[kind] for kind in type(error).__mro__ if kind in ANSWERS), None)
+    if row is None:
+        return None
+    if isinstance(error, StateUnavailable) and not isinstance(error, StateRefused):
+        # The one line about an outage this request could not ride out (a refused call was
+        # logged where it was refused, as aws_permanent_error).
+        log.error("state_unavailable", detail=str(error))
+    headers = {"Retry-After": row.retry_after} if row.retry_after is not None else None
+    return ApiError(row.status, row.code, row.message.format(error=error), headers)
 
 
 def json_response(
@@ -74,25 +154,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except ApiError as exc:
         error = exc
-    except StateRefused:
-        # Logged at error where DynamoDB refused it (aws_permanent_error): not an outage a
-        # retry rides out, but our setting or our bug.
-        error = ApiError(500, "state_refused", "order state refused the call; see the logs")
-    except StateUnavailable as exc:
-        log.error("state_unavailable", detail=str(exc))
-        error = ApiError(
-            503,
-            "state_unavailable",
-            "order state is unreachable; retry later",
-            {"Retry-After": "1"},
-        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         error = _from_http_exception(exc)
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        error = ApiError(500, "internal_error", "internal error")
+    except Exception as exc:
+        error = answer(exc) if isinstance(exc, OrderError) else None
+        if error is None:
+            log.exception("unhandled_error", method=request.method, path=request.path)
+            error = ApiError(500, "internal_error", "internal error")
     if error is not None:
         response = error_response(error)
         if 400 <= error.status < 500 and request.path.startswith("/orders"):

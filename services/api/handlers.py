@@ -10,12 +10,9 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from services.adapters.publisher import PublishAmbiguous, PublishFailed
 from services.common.logging import get_logger
 from services.domain.messages import InvalidInput, OrderRequest, parse_order_request
 from services.domain.orders import Status
-from services.domain.payment import PaymentDeclined, PaymentUnavailable
-from services.domain.workflow import InProgress, KeyReused
 
 from .errors import ApiError, json_response
 from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
@@ -23,8 +20,6 @@ from .keys import AWS_HEALTH, ORDERS, SETTINGS, WORKFLOW
 log = get_logger()
 routes = web.RouteTableDef()
 
-# Seconds a client should wait before retrying after an outage answer.
-RETRY_AFTER = "1"
 # Printable ASCII, as the IETF Idempotency-Key draft suggests; long enough for any UUID scheme.
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 OPENAPI = Path(__file__).with_name("openapi.json")
@@ -34,10 +29,6 @@ CONTENT_CODINGS = frozenset({"identity", "gzip", "deflate"})
 # Not an answer anyone receives: the canonical log line's status when the client went away
 # mid-body (nginx's convention), so a hang-up is not counted as a server error.
 CLIENT_CLOSED_REQUEST = 499
-
-
-def _outage(code: str, message: str) -> ApiError:
-    return ApiError(503, code, message, {"Retry-After": RETRY_AFTER})
 
 
 async def _read_order(request: web.Request) -> OrderRequest:
@@ -90,15 +81,6 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-def _in_progress() -> ApiError:
-    return ApiError(
-        409,
-        "request_in_progress",
-        "the first request with this key is still being processed",
-        {"Retry-After": RETRY_AFTER},
-    )
-
-
 def _answer(order_id: str, status: str, total: float, **extra: object) -> dict[str, object]:
     return {"order_id": order_id, "status": status, "total": total, **extra}
 
@@ -107,23 +89,8 @@ def _answer(order_id: str, status: str, total: float, **extra: object) -> dict[s
 async def create_order_async(request: web.Request) -> web.Response:
     wanted = await _read_order(request)
     key = _idempotency_key(request)
-    try:
-        accepted = await request.app[WORKFLOW].accept(wanted, key, request.path)
-    except KeyReused as exc:
-        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-    except InProgress:
-        raise _in_progress() from None
-    except PublishAmbiguous:
-        # SNS's answer was lost: the order may well be queued (and will then be paid). The
-        # client must not take this for "not queued": its retry, same key or order_id, tells.
-        raise _outage(
-            "queue_unavailable",
-            "SNS did not confirm the order: it may have been queued, and then it will be paid; "
-            "retry with the same Idempotency-Key or order_id to learn which",
-        ) from None
-    except PublishFailed:
-        # No 202 unless SNS acknowledged: the client must know the order was not queued.
-        raise _outage("queue_unavailable", "the order could not be queued; retry later") from None
+    # An order error (not queued, key reused, ...) is answered by the middleware's table.
+    accepted = await request.app[WORKFLOW].accept(wanted, key, request.path)
     return json_response(
         _answer(accepted.order_id, "accepted", accepted.total),
         202,
@@ -135,16 +102,8 @@ async def create_order_async(request: web.Request) -> web.Response:
 async def create_order_sync(request: web.Request) -> web.Response:
     wanted = await _read_order(request)
     key = _idempotency_key(request)
-    try:
-        paid = await request.app[WORKFLOW].pay_now(wanted, key, request.path)
-    except KeyReused as exc:
-        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-    except InProgress:
-        raise _in_progress() from None
-    except PaymentDeclined as exc:
-        raise ApiError(402, "payment_declined", str(exc)) from None
-    except PaymentUnavailable as exc:
-        raise _outage("payment_unavailable", f"{exc}; retry later") from None
+    # An order error (declined, processor down, ...) is answered by the middleware's table.
+    paid = await request.app[WORKFLOW].pay_now(wanted, key, request.path)
     return json_response(_answer(paid.order_id, "paid", paid.total, payment_ms=paid.payment_ms))
 
 

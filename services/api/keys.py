@@ -11,8 +11,8 @@ from services.domain.orders import OrderStore
 from services.domain.payment import PaymentProcessor
 from services.domain.workflow import OrderWorkflow
 
+from .latewrites import LateWrites
 from .settings import ApiSettings
-from .settler import Settler
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -24,5 +24,5 @@ SNS: web.AppKey[SNSClient] = web.AppKey("sns")
 PAYMENTS = web.AppKey("payments", PaymentProcessor)
 # None when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.
 ORDERS: web.AppKey[OrderStore] = web.AppKey("orders")
-SETTLER = web.AppKey("settler", Settler)
+LATE_WRITES = web.AppKey("late_writes", LateWrites)
 WORKFLOW = web.AppKey("workflow", OrderWorkflow)

@@ -27,10 +27,14 @@ class Backoff:
     """First ceiling of the jittered delay, in seconds; it doubles per failure."""
     cap: float = 2.0
     """The most a single wait can last: short, so work resumes soon after an outage ends."""
+    equal_jitter: bool = False
+    """Wait at least half the ceiling ("equal jitter"), for errors a quick retry cannot fix."""
 
     def delay(self, failures: int) -> float:
-        """Full jitter (AWS's recommendation): uniform between 0 and the doubled ceiling."""
-        return random.uniform(0, min(self.cap, self.base * 2 ** min(failures, 30)))
+        """Full jitter (AWS's recommendation): uniform between 0 (or, with equal jitter, half
+        the ceiling) and the doubled ceiling."""
+        ceiling = min(self.cap, self.base * 2 ** min(failures, 30))
+        return random.uniform(ceiling / 2 if self.equal_jitter else 0, ceiling)
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
@@ -46,13 +50,14 @@ async def retry(
     retry_on: tuple[type[BaseException], ...],
     stop: asyncio.Event,
     on_error: Callable[[BaseException, int, float], None],
-    backoff: Backoff = Backoff(),
+    backoff: Backoff | Callable[[BaseException], Backoff] = Backoff(),
     attempts: int | None = None,
 ) -> T:
     """Await `call()` until it succeeds; errors of `retry_on` wait and go again.
 
     Raises Stopped once `stop` is set while waiting, and re-raises the last error after
     `attempts` failures (None: no limit). `on_error(error, failures, delay)` is told of each.
+    `backoff` may be chosen per error (a callable), so errors of different kinds pace apart.
     """
     failures = 0
     while True:
@@ -62,7 +67,8 @@ async def retry(
             failures += 1
             if attempts is not None and failures >= attempts:
                 raise
-            wait = backoff.delay(failures)
+            pace = backoff if isinstance(backoff, Backoff) else backoff(exc)
+            wait = pace.delay(failures)
             on_error(exc, failures, wait)
             if await sleep_unless(stop, wait):
                 raise Stopped from exc

@@ -137,7 +137,8 @@ class OrderMessage(BaseModel):
     """Unix time (seconds) at which the API accepted the order."""
 
     @classmethod
-    def accept(cls, request: OrderRequest, *, now: float | None = None) -> OrderMessage:
+    def from_request(cls, request: OrderRequest, *, now: float | None = None) -> OrderMessage:
+        """The message for a request the API takes: its order_id (or a new one) and total."""
         return cls(
             order_id=request.order_id or str(uuid.uuid4()),
             customer_id=request.customer_id,

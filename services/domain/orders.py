@@ -20,12 +20,11 @@ from services.adapters.transactions import NullWriter, TransactionWriter
 from services.common.awserrors import AwsHealth
 
 from . import transitions
+from .errors import StateRefused, StateUnavailable
 from .messages import OrderMessage
 from .records import (
     RETENTION_SECONDS,
     OrderRecord,
-    StateRefused,
-    StateUnavailable,
     Status,
     key_key,
     order_key,
@@ -45,8 +44,6 @@ __all__ = [
     "NullStore",
     "OrderRecord",
     "OrderStore",
-    "StateRefused",
-    "StateUnavailable",
     "Status",
     "request_hash",
 ]

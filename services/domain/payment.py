@@ -23,21 +23,10 @@ from dataclasses import dataclass
 from services.common.logging import get_logger
 from services.common.settings import env_float, env_int
 
+from .errors import PaymentDeclined, PaymentError, PaymentUnavailable
 from .messages import OrderMessage
 
 log = get_logger()
-
-
-class PaymentError(Exception):
-    """The payment did not go through."""
-
-
-class PaymentDeclined(PaymentError):
-    """Permanent: retrying cannot help (card declined, fraud check)."""
-
-
-class PaymentUnavailable(PaymentError):
-    """Transient: the processor failed or timed out; the same order may be retried."""
 
 
 # A claim's lease is the payment timeout plus this: a claim written up to half of it before

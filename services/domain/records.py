@@ -32,20 +32,6 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-class StateUnavailable(Exception):
-    """DynamoDB could not be reached or refused the call: an outage, not the client's fault."""
-
-
-class StateRefused(StateUnavailable):
-    """DynamoDB refused the call for a reason retrying cannot fix (access denied, KMS, a
-    missing table, a request it will never take): logged at error and counted where the
-    call was made (services/common/awserrors.py); `code` is AWS's error code."""
-
-    def __init__(self, detail: str, code: str) -> None:
-        super().__init__(detail)
-        self.code = code
-
-
 @dataclass(frozen=True)
 class OrderRecord:
     order_id: str

@@ -1,15 +1,16 @@
 """The order workflow behind both POST endpoints: register, publish or claim, charge, mark.
 
-The handlers only translate what these methods return or raise into HTTP. Every path leaves
-the order in a state a client's retry (same Idempotency-Key, or same order_id, and body) can
-resolve:
+The handlers only answer what these methods return; what they raise is an order error
+(services/domain/errors.py), mapped to HTTP in one table (services/api/errors.py). Every path
+leaves the order in a state a client's retry (same Idempotency-Key, or same order_id, and
+body) can resolve:
 
 - async: a keyed order is registered `pending`, published, then marked `accepted`. A publish
   SNS refused is forgotten (the retry starts afresh); a publish that timed out may have gone
   through, so its pending record stays and the retry publishes again (the worker pays an
   order id once). Once SNS acknowledged, the order is queued and the answer is 202 at once:
   the accepted-mark is written after the answer, batched with other orders' marks (see
-  ACCEPTED_FILL_WAIT), and a failed one is retried in the background (services/api/settler.py).
+  ACCEPTED_FILL_WAIT), and a failed one is retried in the background (services/api/latewrites.py).
   Within this process, a GET or a retry of the order waits for its mark first.
 - sync: the order is claimed with a one-off claimant id, charged, then marked. A transient
   processor failure gives the claim back as `pending` (not shown, retryable); once charged,
@@ -27,18 +28,20 @@ from datetime import datetime
 
 import structlog
 
-from services.adapters.publisher import PublishAmbiguous, PublishFailed
-from services.api.settler import Settler
+from services.api.latewrites import LateWrites
 from services.common.logging import get_logger
-from services.domain.messages import OrderMessage, OrderRequest, encode_message
-from services.domain.orders import (
-    OrderRecord,
-    OrderStore,
+from services.domain.errors import (
+    InProgress,
+    KeyReused,
+    PaymentDeclined,
+    PaymentUnavailable,
+    PublishAmbiguous,
+    PublishError,
     StateUnavailable,
-    Status,
-    request_hash,
 )
-from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
+from services.domain.messages import OrderMessage, OrderRequest, encode_message
+from services.domain.orders import OrderRecord, OrderStore, Status, request_hash
+from services.domain.payment import PaymentProcessor
 
 log = get_logger()
 
@@ -48,15 +51,8 @@ log = get_logger()
 ACCEPTED_FILL_WAIT = 0.02
 
 Publish = Callable[[str], Awaitable[object]]
-"""Publishes one encoded order message; raises PublishFailed (services/adapters/publisher.py)."""
-
-
-class KeyReused(Exception):
-    """The key (or order_id) was used with a different request."""
-
-
-class InProgress(Exception):
-    """The first request with this key is still being processed."""
+"""Publishes one encoded order message; raises PublishFailed or PublishAmbiguous
+(services/adapters/publisher.py)."""
 
 
 @dataclass(frozen=True)
@@ -84,14 +80,14 @@ class OrderWorkflow:
         store: OrderStore,
         publish: Publish,
         payments: PaymentProcessor,
-        settler: Settler,
+        late_writes: LateWrites,
         *,
         publish_timeout: float,
     ) -> None:
         self._store = store
         self._publish = publish
         self._payments = payments
-        self._settler = settler
+        self._late_writes = late_writes
         self._publish_timeout = publish_timeout
         # Accepted-marks share calls: a second path on the same client whose batches wait.
         self._marks = store.batched(ACCEPTED_FILL_WAIT)
@@ -128,7 +124,7 @@ class OrderWorkflow:
 
     async def accept(self, wanted: OrderRequest, key: str | None, path: str) -> Accepted:
         """Queue an order: SNS acknowledged it when this returns."""
-        order = OrderMessage.accept(wanted)
+        order = OrderMessage.from_request(wanted)
         store = self._store
         # Only a request that names itself (a key, or its own order_id) can be a retry: only
         # those pay for the pending write that lets a retry find it. Others cost one write,
@@ -160,7 +156,7 @@ class OrderWorkflow:
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         try:
             await self._publish(encode_message(order))
-        except PublishFailed as exc:
+        except PublishError as exc:
             ambiguous = isinstance(exc, PublishAmbiguous)
             log.error("publish_failed", error=exc.code, ambiguous=ambiguous, detail=str(exc))
             if keyed and not ambiguous and not earlier_in_doubt:
@@ -173,10 +169,10 @@ class OrderWorkflow:
         return Accepted(order.order_id, order.total)
 
     def _mark_later(self, order: OrderMessage, keyed: bool, marks: OrderStore) -> None:
-        """Write the accepted-mark after the answer; retried by the settler if it fails."""
+        """Write the accepted-mark after the answer; retried as a late write if it fails."""
         order_id = order.order_id
         task = asyncio.create_task(
-            self._write_or_settle(
+            self._write_now_or_late(
                 "mark_accepted",
                 order_id,
                 (lambda: marks.mark_accepted(order_id))
@@ -197,16 +193,16 @@ class OrderWorkflow:
         return True
 
     async def close(self) -> None:
-        """Wait for the accepted-marks still on their way (a failed one goes to the settler)."""
+        """Wait for the accepted-marks still on their way (a failed one goes to late writes)."""
         while self._marking:
             await asyncio.gather(*self._marking.values(), return_exceptions=True)
 
     async def pay_now(self, wanted: OrderRequest, key: str | None, path: str) -> PaidNow:
         """Charge an order while the client waits; raises PaymentDeclined/PaymentUnavailable."""
-        order = OrderMessage.accept(wanted)
+        order = OrderMessage.from_request(wanted)
         store = self._store
         order, existing = await self._register(order, wanted, key, path)
-        if existing is not None and (answer := self._settled(existing)) is not None:
+        if existing is not None and (answer := self._replayed(existing)) is not None:
             return answer
         lease = self._payments.settings.lease_seconds
         # Derived from the request, so a retry of it is the same claimant: once the lease of
@@ -215,7 +211,7 @@ class OrderWorkflow:
         fingerprint = request_hash(path, wanted)
         claim = await store.claim(order, lease, claimant, fingerprint=fingerprint)
         if not claim.won:
-            if claim.record is not None and (answer := self._settled(claim.record)) is not None:
+            if claim.record is not None and (answer := self._replayed(claim.record)) is not None:
                 return answer
             raise InProgress
         token = claim.token
@@ -224,25 +220,25 @@ class OrderWorkflow:
             payment_ms = await self._charge(order)
         except PaymentDeclined as exc:
             reason = str(exc)
-            await self._write_or_settle(
+            await self._write_now_or_late(
                 "mark_failed", order_id, lambda: store.mark_failed(order_id, token, reason)
             )
             raise
         except PaymentUnavailable as exc:
             reason = str(exc)
             # Back to pending: not shown, and the client's retry claims it again.
-            await self._write_or_settle(
+            await self._write_now_or_late(
                 "release",
                 order_id,
                 lambda: store.release(order_id, token, reason, to=Status.PENDING),
             )
             raise
-        await self._write_or_settle(
+        await self._write_now_or_late(
             "mark_paid", order_id, lambda: store.mark_paid(order_id, token, payment_ms)
         )
         return PaidNow(order_id, order.total, round(payment_ms, 3))
 
-    def _settled(self, record: OrderRecord) -> PaidNow | None:
+    def _replayed(self, record: OrderRecord) -> PaidNow | None:
         """The answer for an order already paid (a replay); raises for one already failed."""
         if record.status == Status.PAID:
             log.info("order_replayed", status=str(record.status))
@@ -263,12 +259,12 @@ class OrderWorkflow:
         log.info("order_paid", mode="sync", payment_ms=round(payment_ms, 3), queue_ms=0.0)
         return payment_ms
 
-    async def _write_or_settle(
+    async def _write_now_or_late(
         self, what: str, order_id: str, write: Callable[[], Awaitable[object]]
     ) -> None:
-        """A state write after the outcome is decided: now if DynamoDB answers, else later."""
+        """A state write after the outcome is decided: now if DynamoDB takes it, else late
+        (retried in the background, which logs the failure by its kind)."""
         try:
             await write()
         except StateUnavailable as exc:
-            log.warning("state_unavailable", operation=what, detail=str(exc), settling=True)
-            self._settler.submit(what, order_id, write)
+            self._late_writes.submit(what, order_id, write, exc)

@@ -4,8 +4,8 @@ Every message held is kept invisible, and every claim renewed, until the message
 a charged order's lease cannot run out while its paid-mark is retried. Visibility extension
 and lease renewal are two loops, each on its own deadline, and neither waits on the other:
 a hung DynamoDB call never lets a message reappear, and a slow SQS call never lets a lease
-lapse. (This is the "heartbeat"; the liveness file the container health check reads is
-services/worker/liveness.py.)
+lapse. (This is "renewal"; the "heartbeat" is only the liveness file the container health
+check reads, services/worker/liveness.py.)
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from services.common.logging import get_logger
 from services.common.retry import Backoff, sleep_unless
+from services.domain.errors import StateUnavailable
 from services.domain.messages import OrderMessage
-from services.domain.orders import OrderStore, StateUnavailable
+from services.domain.orders import OrderStore
 from services.domain.payment import LEASE_MARGIN_SECONDS
 
 from .queue import OrderQueue, QueueConfig, QueueUnavailable, Received
@@ -59,7 +60,7 @@ class Job:
 
 
 class Holding:
-    """The held jobs, by receipt handle, and the heartbeat that keeps them held."""
+    """The held jobs, by receipt handle, and the renewal that keeps them held."""
 
     def __init__(
         self,
@@ -89,7 +90,7 @@ class Holding:
         return max(self._config.visibility_timeout, math.ceil(self.settings.lease_seconds))
 
     def hold(self, message: Received) -> Job:
-        """Start keeping `message` invisible (the heartbeat extends it) until it is settled."""
+        """Start keeping `message` invisible (renewal extends it) until it is settled."""
         # Counted from now, a little after the receive: extensions come a little early.
         job = Job(message, time.monotonic() + message.visibility)
         self.jobs[message.receipt_handle] = job
@@ -99,29 +100,29 @@ class Holding:
         """Settled: no longer kept invisible nor leased."""
         self.jobs.pop(job.message.receipt_handle, None)
 
-    def beat_interval(self) -> float:
+    def renewal_interval(self) -> float:
         return max(0.5, min(self._config.visibility_timeout, self.settings.lease_seconds) / 4)
 
-    # -- the heartbeat: visibility and leases, each on its own deadline -----------------------
+    # -- renewal: visibility and leases, each on its own deadline -----------------------------
 
     async def keep_invisible(self) -> None:
         """Keep every held message invisible until it is settled; never waits on DynamoDB."""
         timeout = self._config.visibility_timeout
-        interval = self.beat_interval()
+        interval = self.renewal_interval()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             due = [j for j in self.jobs.values() if j.visible_until - now < timeout / 2]
             if due:
                 # Due with at least timeout/2 left: a call cut off after one interval leaves
-                # the next beat time to try again before any of them reappears.
+                # the next round time to try again before any of them reappears.
                 await self.extend_visibility(due, timeout, now, deadline=interval)
 
     async def keep_leased(self) -> None:
         """Renew every claim held until it is settled; never holds up visibility extension."""
         store = self.lease_store
         lease = self.settings.lease_seconds
-        interval = self.beat_interval()
+        interval = self.renewal_interval()
         while True:
             await asyncio.sleep(interval)
             now = time.time()
@@ -142,7 +143,7 @@ class Holding:
                     )
             if renew:
                 # Due with lease/2 left; a renewal that has not landed after one interval is
-                # given up (the next beat tries again) rather than queued behind a hung call.
+                # given up (the next round tries again) rather than queued behind a hung call.
                 await self.renew_leases(renew, store, lease, deadline=interval)
 
     async def extend_visibility(
@@ -154,16 +155,16 @@ class Holding:
                     [j.message.receipt_handle for j in due], seconds
                 )
         except (QueueUnavailable, TimeoutError) as exc:
-            # Not fatal yet: the next beat tries again while the messages are still hidden.
+            # Not fatal yet: the next round tries again while the messages are still hidden.
             log.warning("visibility_change_failed", count=len(due), detail=str(exc) or "timeout")
             return
         for job in due:
-            # Only the entries SQS accepted: a failed entry is tried again next beat.
+            # Only the entries SQS accepted: a failed entry is tried again next round.
             if job.message.receipt_handle in extended:
                 job.visible_until = now + seconds
         if len(extended) < len(due):
             log.warning("visibility_change_failed", count=len(due) - len(extended))
-        self.stats.heartbeats += len(extended)
+        self.stats.visibility_extensions += len(extended)
 
     async def renew_leases(
         self, jobs: list[Job], store: OrderStore, lease: float, *, deadline: float
@@ -206,7 +207,7 @@ class Holding:
         while job.lease_until - time.time() < needed:
             if stopping.is_set():
                 return False
-            if await self.renew_leases([job], store, lease, deadline=self.beat_interval()):
+            if await self.renew_leases([job], store, lease, deadline=self.renewal_interval()):
                 return True
             if job.claim_token is None or job.claim_lost:
                 return False

@@ -1,4 +1,4 @@
-"""Liveness without a web server: the worker's event loop touches a file, a check reads its age.
+"""Liveness without a web server: the event loop touches a file (the heartbeat), a check reads it.
 
 ECS ignores Docker's HEALTHCHECK and the worker has no port for an ALB to probe, so the task
 definition's container healthCheck runs `python -m services.worker.healthcheck`. A loop that is

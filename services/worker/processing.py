@@ -30,16 +30,15 @@ from typing import TypeVar
 
 from services.common.logging import get_logger
 from services.common.retry import Stopped, retry
-from services.domain.messages import InvalidInput, decode_message
-from services.domain.orders import (
-    TAKEOVER_GRACE_SECONDS,
-    OrderRecord,
-    OrderStore,
+from services.domain.errors import (
+    PaymentDeclined,
+    PaymentUnavailable,
     StateRefused,
     StateUnavailable,
-    Status,
 )
-from services.domain.payment import PaymentDeclined, PaymentProcessor, PaymentUnavailable
+from services.domain.messages import InvalidInput, decode_message
+from services.domain.orders import TAKEOVER_GRACE_SECONDS, OrderRecord, OrderStore, Status
+from services.domain.payment import PaymentProcessor
 
 from .holding import Holding, Job
 from .outcomes import (
@@ -157,7 +156,7 @@ class Processor:
             return DeadLetter(record.failure_reason or "failed")
         # Another claimant holds it: look again once its lease (and, for anyone but the
         # claimant's own message, the takeover grace) has run out, not every second.
-        self.stats.claims_lost += 1
+        self.stats.claims_refused += 1
         lease_left = (record.lease_until if record and record.lease_until else 0) - time.time()
         own = record is not None and record.claim_message == job.message.message_id
         if lease_left > 0 or own:

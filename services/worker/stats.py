@@ -12,7 +12,7 @@ class WorkerStats:
     failed: int = 0
     duplicates: int = 0
     """Redeliveries of orders already paid, deleted without paying again."""
-    claims_lost: int = 0
+    claims_refused: int = 0
     """Claims refused because another claimant holds the order (the message waits)."""
     claims_lost_after_payment: int = 0
     """Charged, then found the claim taken over: an alert, never counted as paid."""
@@ -22,7 +22,8 @@ class WorkerStats:
     """DynamoDB calls retried in process through an outage."""
     lease_renewals: int = 0
     payment_retries: int = 0
-    heartbeats: int = 0
+    visibility_extensions: int = 0
+    """Held messages whose visibility timeout renewal extended."""
     undecodable: int = 0
     delete_failures: int = 0
     handed_back: int = 0

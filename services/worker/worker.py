@@ -4,7 +4,7 @@ Each room has one job, and a message passes through them in this order:
 - poller.py: receiving (the two strategies, pacing, receive failures, the payment slots);
 - processing.py: decode, claim, charge, record, deciding an `Outcome` (outcomes.py);
 - settling.py: the one place a message's fate is applied to SQS;
-- holding.py: the jobs held meanwhile, kept invisible and their claims leased (the heartbeat).
+- holding.py: the jobs held meanwhile, kept invisible and their claims leased (renewal).
 
 This module runs them, stops them, and opens the clients they share.
 
@@ -125,15 +125,15 @@ class Worker:
         stop_waiter = asyncio.create_task(self._stopping.wait())
         receivers = [asyncio.create_task(loop) for loop in self._receivers(stop_waiter)]
         # Holding: visibility and leases, each its own task so neither waits on the other.
-        beats = [asyncio.create_task(self._holding.keep_invisible())]
+        renewals = [asyncio.create_task(self._holding.keep_invisible())]
         if self._store.stateful:
-            beats.append(asyncio.create_task(self._holding.keep_leased()))
+            renewals.append(asyncio.create_task(self._holding.keep_leased()))
         # Liveness for the container health check: a file the event loop keeps touching.
         alive = asyncio.create_task(
             keep_alive(
                 LivenessFile(settings.liveness.path),
                 settings.liveness.interval_seconds,
-                lambda: self._queue.health.healthy and not any(b.done() for b in beats),
+                lambda: self._queue.health.healthy and not any(r.done() for r in renewals),
             )
         )
         log.info(
@@ -149,22 +149,22 @@ class Worker:
         crashed: BaseException | None = None
         try:
             await asyncio.wait(
-                {stop_waiter, *receivers, *beats}, return_when=asyncio.FIRST_COMPLETED
+                {stop_waiter, *receivers, *renewals}, return_when=asyncio.FIRST_COMPLETED
             )
-            # Receivers and beats only end on stop; one that ended otherwise hit a bug. Stop
+            # Receivers and renewals only end on stop; one that ended otherwise hit a bug. Stop
             # whole (and exit non-zero, so ECS replaces the task) rather than run on without.
             crashed = next((t.exception() for t in receivers if t.done() and t.exception()), None)
             if crashed is not None:
                 log.error("receiver_crashed", error=repr(crashed))
-            elif ended := [b for b in beats if b.done()]:
+            elif ended := [r for r in renewals if r.done()]:
                 # Nothing would keep messages invisible or claims leased any more.
-                crashed = ended[0].exception() or RuntimeError("heartbeat ended")
-                log.error("heartbeat_crashed", error=repr(crashed))
+                crashed = ended[0].exception() or RuntimeError("renewal ended")
+                log.error("renewal_crashed", error=repr(crashed))
         finally:
             await self._shutdown(receivers)
-            for task in (*beats, alive):
+            for task in (*renewals, alive):
                 task.cancel()
-            await asyncio.gather(*beats, alive, stop_waiter, return_exceptions=True)
+            await asyncio.gather(*renewals, alive, stop_waiter, return_exceptions=True)
         self.stats.receive_calls = self._queue.receive_calls
         self.stats.delete_calls = self._queue.delete_calls
         if self._store.stateful:

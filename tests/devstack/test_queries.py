@@ -36,7 +36,7 @@ import pytest
 
 from devstack.follow import Event, ServiceProcess, wait_healthy
 from devstack.insights import QueryError, QueryResult, run_query
-from devstack.services import free_port
+from devstack.processes import free_port
 from localaws.client import faults
 from services.common.settings import AwsSettings
 from tests.devstack.test_dashboard_page import stack_env

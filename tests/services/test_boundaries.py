@@ -12,13 +12,14 @@ from structlog.testing import capture_logs
 from bench.harness.ledger import charges
 from devstack.topology import Topology
 from services.common.settings import AwsSettings
+from services.domain.errors import StateRefused
 from services.domain.messages import (
     InvalidInput,
     OrderMessage,
     decode_message,
     encode_message,
 )
-from services.domain.orders import OrderStore, StateRefused, Status
+from services.domain.orders import OrderStore, Status
 from services.worker.worker import open_worker
 
 from ..helpers import new_order, queue_counts, worker_settings

@@ -51,7 +51,7 @@ async def test_only_the_claimants_own_message_takes_over_an_expired_lease(
     copy = await store.claim(order, lease_seconds=5, claimant="message-2")
     assert not copy.won
     assert copy.record is not None and copy.record.status == Status.PAYING
-    # The claimant's own message coming back proves the claimant stopped heartbeating.
+    # The claimant's own message coming back proves the claimant stopped renewing its lease.
     again = await store.claim(order, lease_seconds=5, claimant="message-1")
     assert again.won
     # And a live lease is closed even to its own message.

@@ -233,5 +233,5 @@ async def test_a_slow_payment_stays_invisible_without_extensions(
             worker.stop()
             stats = await running
     assert stolen == []
-    assert stats.heartbeats == 0
+    assert stats.visibility_extensions == 0
     assert charges(logs) == {order.order_id: 1}

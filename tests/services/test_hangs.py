@@ -48,7 +48,7 @@ def worker_env(aws: AwsSettings, topology: Topology, beat: Path, **extra: str) -
 async def test_a_dynamodb_hang_while_paying_charges_each_order_once_with_two_workers(
     aws: AwsSettings, sqs: SQSClient, dynamodb: DynamoDBClient, chaos: Any, tmp_path: Path
 ) -> None:
-    # A 10 s visibility timeout: a heartbeat stuck behind a hung lease renewal (3 attempts of
+    # A 10 s visibility timeout: visibility renewal stuck behind a hung lease renewal (3 attempts of
     # 10 s) lets messages reappear mid-outage, and the other worker takes them over.
     topology = await create_topology(aws, unique_names(visibility_timeout=10))
     store = OrderStore(dynamodb, topology.table)

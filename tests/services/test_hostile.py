@@ -334,7 +334,7 @@ def test_any_accepted_string_makes_a_message_sqs_takes(text: str) -> None:
         request = parse_order_request(orjson.dumps(order))
     except InvalidInput:
         return  # too long: refused, never published
-    message = OrderMessage.accept(request)
+    message = OrderMessage.from_request(request)
     encoded = encode_message(message)
     assert SQS_TEXT.match(encoded), ascii(encoded)
     assert decode_message(encoded) == message

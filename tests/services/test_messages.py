@@ -46,7 +46,7 @@ requests = st.fixed_dictionaries(
 @given(requests)
 def test_round_trip(body: dict[str, object]) -> None:
     request = parse_order_request(orjson.dumps(body))
-    message = OrderMessage.accept(request)
+    message = OrderMessage.from_request(request)
     assert decode_message(encode_message(message)) == message
     if "order_id" in body:
         assert message.order_id == body["order_id"]
@@ -110,7 +110,7 @@ def test_order_id_is_normalised() -> None:
 
 @pytest.mark.parametrize("version", [0, 2, "1", None])
 def test_unknown_versions_are_refused(version: object) -> None:
-    message = OrderMessage.accept(
+    message = OrderMessage.from_request(
         OrderRequest.model_validate(
             {"customer_id": 1, "items": [{"product_id": "a", "quantity": 1, "price": 1}]}
         )

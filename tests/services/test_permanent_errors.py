@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +97,7 @@ async def test_access_denied_on_dynamodb_fails_the_worker_liveness_check(
     chaos: Any,
     tmp_path: Path,
 ) -> None:
-    order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+    order = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
     beat = tmp_path / "worker.heartbeat"
     liveness = LivenessSettings(path=beat, interval_seconds=0.05, max_age_seconds=1)
     settings = worker_settings(aws, topology, liveness=liveness)
@@ -151,6 +152,53 @@ async def test_access_denied_on_dynamodb_makes_the_api_unhealthy(
         assert (await api.get("/health")).status == 200
 
 
+async def test_a_refused_late_mark_is_an_error_paced_slowly_and_makes_the_api_unhealthy(
+    aws: AwsSettings, topology: Topology, chaos: Any
+) -> None:
+    # Issue 20: under AccessDenied the background accepted-marks were retried as an outage,
+    # a state_unavailable warning every few hundred ms per order, and nothing at error.
+    async with TestClient(TestServer(create_app(api_settings(aws, topology)))) as api:
+        await chaos([{"service": "dynamodb", "error": DENIED}])
+        with capture_logs() as logs:
+            # No key, no order_id: nothing is read before SNS, so the 202 goes out and only
+            # the accepted-mark written after it is refused.
+            resp = await api.post("/orders/async", json=order_body())
+            assert resp.status == 202, await resp.text()
+            order_id = (await resp.json())["order_id"]
+
+            def refused() -> list[MutableMapping[str, Any]]:
+                return [e for e in logs if e["event"] == "late_write_refused"]
+
+            async def refused_thrice() -> bool:
+                return len(refused()) >= 3
+
+            await until(refused_thrice, timeout=30)
+            # Counted toward the API's health like any refused call.
+            health = await api.get("/health")
+            assert health.status == 503, await health.text()
+            await chaos([])
+
+            async def shown() -> bool:
+                got = await api.get(f"/orders/{order_id}")
+                return got.status == 200 and bool((await got.json())["status"] == "accepted")
+
+            # Still retried (slowly): once allowed, the mark lands and the API is healthy.
+            await until(shown, timeout=30)
+            assert (await api.get("/health")).status == 200
+    lines = refused()
+    # One error line per failed attempt, each with the order, AWS's code, and a wait that
+    # is not a spin (REFUSED_BACKOFF waits at least 1 s).
+    assert [e["failures"] for e in lines] == list(range(1, len(lines) + 1))
+    assert all(e["log_level"] == "error" for e in lines)
+    assert {(e["operation"], e["order_id"], e["code"]) for e in lines} == {
+        ("mark_accepted", order_id, "AccessDeniedException")
+    }
+    assert all(e["retry_in_s"] >= 1 for e in lines)
+    assert not [e for e in logs if e["event"] == "state_unavailable"]
+    assert any(e["event"] == "aws_permanent_error" for e in logs)
+    assert any(e["event"] == "late_write_landed" for e in logs)
+
+
 async def _alive(beat: Path) -> bool:
     age = age_seconds(beat)
     return age is not None and age < 1
@@ -165,7 +213,7 @@ async def _paid(store: OrderStore, order_id: str) -> bool:
     return record is not None and record.status == Status.PAID
 
 
-async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
+async def test_a_renewal_that_dies_stops_the_worker_with_an_error(
     aws: AwsSettings, topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     beat = tmp_path / "worker.heartbeat"
@@ -181,7 +229,7 @@ async def test_a_heartbeat_that_dies_stops_the_worker_with_an_error(
             monkeypatch.setattr(worker._holding, "keep_invisible", broken)
             with pytest.raises(RuntimeError, match="visibility extension broke"):
                 await asyncio.wait_for(worker.run(), 30)
-    assert any(e["event"] == "heartbeat_crashed" and e["log_level"] == "error" for e in logs)
+    assert any(e["event"] == "renewal_crashed" and e["log_level"] == "error" for e in logs)
 
 
 async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
@@ -190,7 +238,7 @@ async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
     topology: Topology,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+    order = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
 
     async def broken(*_: object) -> None:

@@ -14,13 +14,9 @@ from aiobotocore.session import get_session
 
 from devstack.env import CLIENT_CREDENTIALS
 from devstack.topology import Topology
-from services.adapters.publisher import (
-    MAX_BATCH_BYTES,
-    PublishAmbiguous,
-    Publisher,
-    PublishFailed,
-)
+from services.adapters.publisher import MAX_BATCH_BYTES, Publisher
 from services.common.aws import client_config
+from services.domain.errors import PublishAmbiguous, PublishFailed
 
 from ..helpers import REGION
 

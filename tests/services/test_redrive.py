@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def new_order(customer: object) -> OrderMessage:
-    return OrderMessage.accept(OrderRequest.model_validate(order_body(customer_id=customer)))
+    return OrderMessage.from_request(OrderRequest.model_validate(order_body(customer_id=customer)))
 
 
 async def _redrive(sqs: SQSClient, topology: Topology) -> int:

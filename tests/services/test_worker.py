@@ -32,7 +32,7 @@ async def publish_orders(sns: SNSClient, topology: Topology, count: int) -> set[
     for start in range(0, count, 10):
         entries: list[PublishBatchRequestEntryTypeDef] = []
         for i in range(start, min(count, start + 10)):
-            message = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+            message = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
             ids.add(message.order_id)
             entries.append({"Id": str(i), "Message": encode_message(message)})
         await sns.publish_batch(TopicArn=topology.topic_arn, PublishBatchRequestEntries=entries)
@@ -108,7 +108,7 @@ async def test_a_trickle_of_orders_shares_receives(
         await asyncio.sleep(0.3)  # every poller is parked
         before = await request_counts(endpoint)
         for _ in range(sent):
-            order = OrderMessage.accept(OrderRequest.model_validate(order_body()))
+            order = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
             await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
             await asyncio.sleep(0.01)
         async with asyncio.timeout(20):
