@@ -10,6 +10,7 @@ from aiohttp import web
 from services.adapters.publisher import Publisher
 from services.common.aws import client_config
 from services.common.awserrors import AwsHealth
+from services.domain.latewrites import LateWrites
 from services.domain.orders import NullStore, OrderStore
 from services.domain.payment import PaymentProcessor
 from services.domain.workflow import OrderWorkflow
@@ -18,7 +19,6 @@ from .checks import check_table, check_topic
 from .errors import error_middleware
 from .handlers import routes
 from .keys import AWS_HEALTH, LATE_WRITES, ORDERS, PAYMENTS, SETTINGS, SNS, WORKFLOW
-from .latewrites import LateWrites
 from .settings import ApiSettings
 
 # Concurrent calls to one AWS service (SNS, DynamoDB) that one API process may have in

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from services.common.awserrors import AwsHealth
+from services.domain.latewrites import LateWrites
 from services.domain.orders import OrderStore
 from services.domain.payment import PaymentProcessor
 from services.domain.workflow import OrderWorkflow
 
-from .latewrites import LateWrites
 from .settings import ApiSettings
 
 if TYPE_CHECKING:

@@ -10,9 +10,10 @@ body) can resolve:
   through, so its pending record stays and the retry publishes again (the worker pays an
   order id once). Once SNS acknowledged, the order is queued and the answer is 202 at once:
   the accepted-mark is written after the answer, batched with other orders' marks (see
-  ACCEPTED_FILL_WAIT), and a failed one is retried in the background (services/api/latewrites.py).
+  ACCEPTED_FILL_WAIT), and a failed one is retried in the background (latewrites.py).
   Within this process, a GET or a retry of the order waits for its mark first.
-- sync: the order is claimed with a one-off claimant id, charged, then marked. A transient
+- sync: the order is claimed (the claimant derived from its key or order id, so a retry of the
+  request is the same claimant), charged, then marked. A transient
   processor failure gives the claim back as `pending` (not shown, retryable); once charged,
   the answer is 200 `paid` and a failed paid-mark is retried in the background, while the
   claim stays closed to a retry (see the takeover rule in services/domain/orders.py).
@@ -28,7 +29,6 @@ from datetime import datetime
 
 import structlog
 
-from services.api.latewrites import LateWrites
 from services.common.logging import get_logger
 from services.domain.errors import (
     InProgress,
@@ -42,6 +42,8 @@ from services.domain.errors import (
 from services.domain.messages import OrderMessage, OrderRequest, encode_message
 from services.domain.orders import OrderRecord, OrderStore, Status, request_hash
 from services.domain.payment import PaymentProcessor
+
+from .latewrites import LateWrites
 
 log = get_logger()
 
