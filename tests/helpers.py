@@ -10,6 +10,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from services.common.settings import AwsSettings
 from services.domain.messages import OrderMessage, OrderRequest
 from services.domain.orders import OrderStore, Status
 from services.domain.payment import PaymentSettings
+from services.worker.liveness import age_seconds
 from services.worker.settings import WorkerSettings
 
 __all__ = [
@@ -119,3 +121,14 @@ async def all_paid(store: OrderStore, ids: set[str]) -> bool:
         if record is None or record.status != Status.PAID:
             return False
     return True
+
+
+async def beating(path: Path) -> bool:
+    """Whether the worker's liveness file was touched within the last second."""
+    age = age_seconds(path)
+    return age is not None and age < 1
+
+
+async def not_beating(path: Path) -> bool:
+    """Whether the worker removed its liveness file (its container check fails)."""
+    return age_seconds(path) is None

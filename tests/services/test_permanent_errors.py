@@ -26,10 +26,18 @@ from services.common.awserrors import AwsHealth, is_permanent
 from services.common.settings import AwsSettings
 from services.domain.messages import OrderMessage, OrderRequest, encode_message
 from services.domain.orders import OrderStore, Status
-from services.worker.liveness import LivenessSettings, age_seconds
+from services.worker.liveness import LivenessSettings
 from services.worker.worker import open_worker
 
-from ..helpers import api_settings, order_body, queue_counts, until, worker_settings
+from ..helpers import (
+    api_settings,
+    beating,
+    not_beating,
+    order_body,
+    queue_counts,
+    until,
+    worker_settings,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -105,14 +113,14 @@ async def test_access_denied_on_dynamodb_fails_the_worker_liveness_check(
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = asyncio.create_task(worker.run())
-            await until(lambda: _alive(beat))
+            await until(lambda: beating(beat))
             await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
             # Denied for good: the heartbeat file goes, so the container check fails.
-            await until(lambda: _dead(beat))
+            await until(lambda: not_beating(beat))
             await chaos([])
             # Allowed again: the order is paid once and the worker is live again.
             await until(lambda: _paid(store, order.order_id))
-            await until(lambda: _alive(beat))
+            await until(lambda: beating(beat))
             worker.stop()
             await running
     denied = [e for e in logs if e["event"] == "aws_permanent_error"]
@@ -197,15 +205,6 @@ async def test_a_refused_late_mark_is_an_error_paced_slowly_and_makes_the_api_un
     assert not [e for e in logs if e["event"] == "state_unavailable"]
     assert any(e["event"] == "aws_permanent_error" for e in logs)
     assert any(e["event"] == "late_write_landed" for e in logs)
-
-
-async def _alive(beat: Path) -> bool:
-    age = age_seconds(beat)
-    return age is not None and age < 1
-
-
-async def _dead(beat: Path) -> bool:
-    return age_seconds(beat) is None
 
 
 async def _paid(store: OrderStore, order_id: str) -> bool:

@@ -21,13 +21,15 @@ from services.common.settings import AwsSettings
 from services.domain.messages import encode_message
 from services.domain.orders import OrderStore
 from services.domain.payment import PaymentSettings
-from services.worker.liveness import LivenessSettings, age_seconds
+from services.worker.liveness import LivenessSettings
 from services.worker.worker import open_worker
 
 from ..helpers import (
     all_paid,
     api_settings,
+    beating,
     new_order,
+    not_beating,
     order_body,
     queue_counts,
     until,
@@ -88,14 +90,14 @@ async def test_access_denied_on_sqs_fails_the_worker_liveness_check(
     with capture_logs() as logs:
         async with open_worker(settings) as worker:
             running = asyncio.create_task(worker.run())
-            await until(lambda: _alive(beat))
+            await until(lambda: beating(beat))
             await chaos([{"service": "sqs", "operation": "ReceiveMessage", "error": SQS_DENIED}])
             await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
             # Denied for good, not an outage to wait out quietly: the container check fails.
-            await until(lambda: _dead(beat))
+            await until(lambda: not_beating(beat))
             await chaos([])
             await until(lambda: _charged(logs, order.order_id))
-            await until(lambda: _alive(beat))
+            await until(lambda: beating(beat))
             worker.stop()
             await running
     denied = [e for e in logs if e["event"] == "aws_permanent_error"]
@@ -172,15 +174,6 @@ async def test_a_sync_retry_after_a_lost_claim_answer_is_the_same_claimant(
         order_id = paid["order_id"]
         assert await all_paid(store, {order_id})
         assert charges(logs) == {order_id: 1}
-
-
-async def _alive(beat: Path) -> bool:
-    age = age_seconds(beat)
-    return age is not None and age < 1
-
-
-async def _dead(beat: Path) -> bool:
-    return age_seconds(beat) is None
 
 
 async def _charged(logs: list[Any], order_id: str) -> bool:
