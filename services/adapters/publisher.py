@@ -173,7 +173,7 @@ class Publisher:
             return [kind(detail, code) for _ in batch]
         finally:
             _attempts.reset(token)
-        self.health.succeeded("sns", "PublishBatch")
+        self.health.succeeded("sns")
         # A clean answer after an ambiguous attempt: a failed entry may still have been
         # published by the attempt whose answer was lost.
         failed_kind = PublishAmbiguous if attempts.ambiguous else PublishFailed

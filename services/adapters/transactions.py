@@ -97,14 +97,14 @@ class TransactionWriter:
             result: dict[str, Any] = await getattr(self.db, operation)(**kwargs)
         except ClientError as exc:
             if _conditional_failed(exc):
-                self.health.succeeded("dynamodb", operation)  # answered: the call is allowed
+                self.health.succeeded("dynamodb")  # DynamoDB answered: the table is usable
                 raise
             if self.health.failed("dynamodb", operation, exc):
                 raise StateRefused(f"{operation}: {exc}", error_code(exc) or "") from exc
             raise StateUnavailable(f"{operation}: {exc}") from exc
         except BotoCoreError as exc:
             raise StateUnavailable(f"{operation}: {exc}") from exc
-        self.health.succeeded("dynamodb", operation)
+        self.health.succeeded("dynamodb")
         return result
 
     async def _send_writes(self, writes: list[Write]) -> list[Answer | Exception]:

@@ -75,35 +75,38 @@ def is_permanent(exc: BaseException) -> bool:
 class AwsHealth:
     """Permanent AWS errors of one process: counted, logged, and judged for liveness.
 
-    Runs are counted per call (service and operation): a success of one call says nothing
-    about another. An API whose DynamoDB writes succeed while every SNS publish is denied, or
-    a worker that receives fine but may not write to its dead-letter queue, is unhealthy.
+    Runs are counted per service: a DynamoDB write that succeeds says nothing about SNS, so
+    an API whose every publish is denied is unhealthy however its DynamoDB calls go. Any
+    success of a service ends its run, so a process that recovers is healthy again at its
+    next call to that service. (One operation denied while others of the same service are
+    allowed stays loud, an error line each time, but does not fail the liveness check:
+    replacing the task would not fix a policy.)
     """
 
     threshold: int = UNHEALTHY_AFTER
     permanent_errors: int = 0
     """All permanent errors seen since start."""
-    runs: dict[tuple[str, str], int] = field(default_factory=dict)
-    """Permanent errors of each (service, operation) since its last success."""
+    runs: dict[str, int] = field(default_factory=dict)
+    """Permanent errors of each service (dynamodb, sqs, sns) since its last success."""
 
     @property
     def in_a_row(self) -> int:
-        """The longest run of permanent errors of any one call."""
+        """The longest run of permanent errors of any one service."""
         return max(self.runs.values(), default=0)
 
     @property
     def healthy(self) -> bool:
         return self.in_a_row < self.threshold
 
-    def succeeded(self, service: str, operation: str) -> None:
-        self.runs.pop((service, operation), None)
+    def succeeded(self, service: str) -> None:
+        self.runs.pop(service, None)
 
     def failed(self, service: str, operation: str, exc: BaseException) -> bool:
         """Note a failed call; True (after logging it at error) if it is permanent."""
         if not is_permanent(exc):
             return False
         self.permanent_errors += 1
-        run = self.runs[service, operation] = self.runs.get((service, operation), 0) + 1
+        run = self.runs[service] = self.runs.get(service, 0) + 1
         error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
         log.error(
             "aws_permanent_error",

@@ -130,7 +130,7 @@ class OrderQueue:
             )
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable("ReceiveMessage", exc) from exc
-        self.health.succeeded("sqs", "ReceiveMessage")
+        self.health.succeeded("sqs")
         return [
             Received(
                 message_id=m["MessageId"],
@@ -155,7 +155,7 @@ class OrderQueue:
             raise self._unavailable("DeleteMessage", exc) from exc
         except BotoCoreError as exc:
             raise self._unavailable("DeleteMessage", exc) from exc
-        self.health.succeeded("sqs", "DeleteMessage")
+        self.health.succeeded("sqs")
         return None
 
     async def _delete_batch(self, receipts: list[str]) -> list[str | None]:
@@ -168,7 +168,7 @@ class OrderQueue:
             )
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable("DeleteMessageBatch", exc) from exc
-        self.health.succeeded("sqs", "DeleteMessageBatch")
+        self.health.succeeded("sqs")
         failed = {f["Id"]: f.get("Message", f["Code"]) for f in response.get("Failed", [])}
         return [failed.get(str(i)) for i in range(len(receipts))]
 
@@ -200,7 +200,7 @@ class OrderQueue:
             except (BotoCoreError, ClientError) as exc:
                 error = self._unavailable("ChangeMessageVisibilityBatch", exc)
                 continue
-            self.health.succeeded("sqs", "ChangeMessageVisibilityBatch")
+            self.health.succeeded("sqs")
             changed.update(chunk[int(ok["Id"])] for ok in got.get("Successful", []))
         if error is not None and not changed:
             raise error
@@ -224,7 +224,7 @@ class OrderQueue:
             )
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable("SendMessage (dead-letter queue)", exc) from exc
-        self.health.succeeded("sqs", "SendMessage (dead-letter queue)")
+        self.health.succeeded("sqs")
         # Sent first, deleted second: a failure in between leaves a copy here, which comes
         # back and is dead-lettered again, rather than an order in neither queue.
         await self.delete(message.receipt_handle)

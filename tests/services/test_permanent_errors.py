@@ -80,7 +80,7 @@ def test_connection_errors_are_transient_and_a_success_resets_the_run() -> None:
     health = AwsHealth(threshold=2)
     denied = _client_error("AccessDeniedException", 400)
     assert health.failed("dynamodb", "UpdateItem", denied) and health.healthy
-    health.succeeded("dynamodb", "UpdateItem")
+    health.succeeded("dynamodb")
     health.failed("dynamodb", "UpdateItem", denied)
     assert health.healthy
     health.failed("dynamodb", "UpdateItem", denied)
@@ -92,7 +92,7 @@ def test_a_success_of_another_call_does_not_hide_a_denied_one() -> None:
     health = AwsHealth(threshold=2)
     refused = _client_error("AuthorizationError", 403)
     for _ in range(2):
-        health.succeeded("dynamodb", "PutItem")
+        health.succeeded("dynamodb")
         health.failed("sns", "PublishBatch", refused)
     assert not health.healthy and health.in_a_row == 2
 
