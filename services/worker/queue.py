@@ -53,7 +53,7 @@ class Received:
     body: str
     receive_count: int
     visibility: int
-    """Seconds the receive hid it for (the queue's visibility timeout unless asked)."""
+    """Seconds the receive asked SQS to hide it for (see Holding.receive_visibility)."""
 
 
 class OrderQueue:
