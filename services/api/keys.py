@@ -22,7 +22,7 @@ SETTINGS = web.AppKey("settings", ApiSettings)
 AWS_HEALTH = web.AppKey("aws_health", AwsHealth)
 SNS: web.AppKey[SNSClient] = web.AppKey("sns")
 PAYMENTS = web.AppKey("payments", PaymentProcessor)
-# None when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.
+# A NullStore when ORDERS_TABLE is unset: no order state, no idempotency, GET /orders/{id} is 404.
 ORDERS: web.AppKey[OrderStore] = web.AppKey("orders")
 LATE_WRITES = web.AppKey("late_writes", LateWrites)
 WORKFLOW = web.AppKey("workflow", OrderWorkflow)

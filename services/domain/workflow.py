@@ -101,11 +101,11 @@ class OrderWorkflow:
         order: OrderMessage,
         wanted: OrderRequest,
         key: str | None,
-        path: str,
+        fingerprint: str,
     ) -> tuple[OrderMessage, OrderRecord | None]:
-        """Record the order as pending, or find the order this request is a retry of."""
+        """Record the order as pending, or find the order this request is a retry of;
+        `fingerprint`: the request's (request_hash)."""
         store = self._store
-        fingerprint = request_hash(path, wanted)
         if key is not None:
             order_id, bound = await store.bind_idempotency_key(key, order.order_id, fingerprint)
             if bound != fingerprint:
@@ -136,7 +136,8 @@ class OrderWorkflow:
         # failure of this publish proves nothing about that one.
         earlier_in_doubt = False
         if keyed:
-            order, existing = await self._register(order, wanted, key, path)
+            fingerprint = request_hash(path, wanted)
+            order, existing = await self._register(order, wanted, key, fingerprint)
             # Pending, but perhaps acknowledged by SNS here, its mark not yet written.
             if (
                 existing is not None
@@ -203,14 +204,14 @@ class OrderWorkflow:
         """Charge an order while the client waits; raises PaymentDeclined/PaymentUnavailable."""
         order = OrderMessage.from_request(wanted)
         store = self._store
-        order, existing = await self._register(order, wanted, key, path)
+        fingerprint = request_hash(path, wanted)
+        order, existing = await self._register(order, wanted, key, fingerprint)
         if existing is not None and (answer := self._replayed(existing)) is not None:
             return answer
         lease = self._payments.settings.lease_seconds
         # Derived from the request, so a retry of it is the same claimant: once the lease of
         # an attempt whose answer was lost runs out, the retry takes over (not 10 min later).
         claimant = f"sync:key:{key}" if key else f"sync:order:{order.order_id}"
-        fingerprint = request_hash(path, wanted)
         claim = await store.claim(order, lease, claimant, fingerprint=fingerprint)
         if not claim.won:
             if claim.record is not None and (answer := self._replayed(claim.record)) is not None:

@@ -61,13 +61,12 @@ class Worker:
         queue: OrderQueue,
         config: QueueConfig,
         payments: PaymentProcessor,
-        store: OrderStore | None = None,
+        store: OrderStore,
     ) -> None:
         self.settings = settings
         self.stats = WorkerStats()
         self._queue = queue
         self._config = config
-        store = store if store is not None else NullStore()
         self._store = store
         # Set by stop(): take no more work. Set when the grace period is over: give up what
         # is still being retried and hand it back.
