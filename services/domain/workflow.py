@@ -13,7 +13,8 @@ body) can resolve:
   ACCEPTED_FILL_WAIT), and a failed one is retried in the background (latewrites.py).
   Within this process, a GET or a retry of the order waits for its mark first.
 - sync: the order is claimed (the claimant derived from its key or order id, so a retry of the
-  request is the same claimant), charged, then marked. A transient
+  request is the same claimant), then charged and marked by the step the worker uses too
+  (services/domain/paying.py). A transient
   processor failure gives the claim back as `pending` (not shown, retryable); once charged,
   the answer is 200 `paid` and a failed paid-mark is retried in the background, while the
   claim stays closed to a retry (see the takeover rule in services/domain/orders.py).
@@ -41,6 +42,14 @@ from services.domain.errors import (
 )
 from services.domain.messages import OrderMessage, OrderRequest, encode_message
 from services.domain.orders import OrderRecord, OrderStore, Status, request_hash
+from services.domain.paying import (
+    Charged,
+    Claimed,
+    Declined,
+    NotCharged,
+    Unavailable,
+    pay_claimed,
+)
 from services.domain.payment import PaymentProcessor
 
 from .latewrites import LateWrites
@@ -94,7 +103,7 @@ class OrderWorkflow:
         # Accepted-marks share calls: a second path on the same client whose batches wait.
         self._marks = store.batched(ACCEPTED_FILL_WAIT)
         # Marks not yet written, by order id: what a GET or retry of the order waits for.
-        self._marking: dict[str, asyncio.Task[None]] = {}
+        self._marking: dict[str, asyncio.Task[object]] = {}
 
     async def _register(
         self,
@@ -217,29 +226,28 @@ class OrderWorkflow:
             if claim.record is not None and (answer := self._replayed(claim.record)) is not None:
                 return answer
             raise InProgress
-        token = claim.token
-        order_id = order.order_id
-        try:
-            payment_ms = await self._charge(order)
-        except PaymentDeclined as exc:
-            reason = str(exc)
-            await self._write_now_or_late(
-                "mark_failed", order_id, lambda: store.mark_failed(order_id, token, reason)
-            )
-            raise
-        except PaymentUnavailable as exc:
-            reason = str(exc)
-            # Back to pending: not shown, and the client's retry claims it again.
-            await self._write_now_or_late(
-                "release",
-                order_id,
-                lambda: store.release(order_id, token, reason, to=Status.PENDING),
-            )
-            raise
-        await self._write_now_or_late(
-            "mark_paid", order_id, lambda: store.mark_paid(order_id, token, payment_ms)
+        payment = await pay_claimed(
+            Claimed(order, claim.token, release_to=Status.PENDING, mode="sync"),
+            self._payments,
+            store,
+            self._write_now_or_late,
         )
-        return PaidNow(order_id, order.total, round(payment_ms, 3))
+        match payment:
+            case Charged(payment_ms, ours=ours):
+                # Charged is paid for the client, even where the mark lands late or the claim
+                # was taken over (pay_claimed alerted, and no order_paid: as on the worker).
+                if ours:
+                    log.info(
+                        "order_paid", mode="sync", payment_ms=round(payment_ms, 3), queue_ms=0.0
+                    )
+                return PaidNow(order.order_id, order.total, round(payment_ms, 3))
+            case Declined(reason):
+                raise PaymentDeclined(reason)
+            case Unavailable(reason):
+                # Given back as pending: not shown, and the client's retry claims it again.
+                raise PaymentUnavailable(reason)
+            case NotCharged():  # pragma: no cover - no `ready` check on this path
+                raise InProgress
 
     def _replayed(self, record: OrderRecord) -> PaidNow | None:
         """The answer for an order already paid (a replay); raises for one already failed."""
@@ -250,24 +258,13 @@ class OrderWorkflow:
             raise PaymentDeclined(record.failure_reason or "payment failed")
         return None
 
-    async def _charge(self, order: OrderMessage) -> float:
-        try:
-            payment_ms = await self._payments.charge(order, idempotency_key=order.order_id)
-        except PaymentDeclined as exc:
-            log.warning("order_failed", mode="sync", reason=str(exc))
-            raise
-        except PaymentUnavailable as exc:
-            log.warning("payment_unavailable", mode="sync", reason=str(exc))
-            raise
-        log.info("order_paid", mode="sync", payment_ms=round(payment_ms, 3), queue_ms=0.0)
-        return payment_ms
-
     async def _write_now_or_late(
         self, what: str, order_id: str, write: Callable[[], Awaitable[object]]
-    ) -> None:
+    ) -> object:
         """A state write after the outcome is decided: now if DynamoDB takes it, else late
-        (retried in the background, which logs the failure by its kind)."""
+        (retried in the background, which logs the failure by its kind; None here)."""
         try:
-            await write()
+            return await write()
         except StateUnavailable as exc:
             self._late_writes.submit(what, order_id, write, exc)
+            return None

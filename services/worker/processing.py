@@ -1,11 +1,12 @@
 """Processing: decode, claim, charge, record. `process(job)` returns an `Outcome`.
 
-A message goes through three steps, and what follows is always settling
+A message goes through two steps, and what follows is always settling
 (services/worker/settling.py), which alone applies the outcome to SQS; processing never
 calls SQS:
-1. decode it and (with ORDERS_TABLE) claim its order in DynamoDB, one call per receive;
-2. charge it, holding a payment slot;
-3. record the outcome (paid, failed, released) in DynamoDB, and return the `Outcome`.
+1. `prepare`: decode it and claim its order in DynamoDB, one call per receive;
+2. `process`: pay the claimed order with the step the sync path uses too
+   (services/domain/paying.py: charge holding a payment slot, then record paid, failed or
+   released in DynamoDB), and turn what it returns into the message's `Outcome`.
 
 Exactly once, under faults:
 - Infrastructure errors (DynamoDB throttling, 5xx, timeouts) never spend a receive: the
@@ -21,7 +22,6 @@ Exactly once, under faults:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import time
@@ -31,13 +31,19 @@ from typing import TypeVar
 from services.common.logging import get_logger
 from services.common.retry import Stopped, retry
 from services.domain.errors import (
-    PaymentDeclined,
-    PaymentUnavailable,
     StateRefused,
     StateUnavailable,
 )
 from services.domain.messages import InvalidInput, decode_message
 from services.domain.orders import TAKEOVER_GRACE_SECONDS, OrderRecord, OrderStore, Status
+from services.domain.paying import (
+    Charged,
+    Claimed,
+    Declined,
+    NotCharged,
+    Unavailable,
+    pay_claimed,
+)
 from services.domain.payment import PaymentProcessor
 
 from .holding import Holding, Job
@@ -178,9 +184,8 @@ class Processor:
         return RetryAfter(max(1, min(RETRY_DELAY_CAP, int(wait) + 1)))
 
     async def process(self, job: Job, release_slot: Callable[[], None]) -> Outcome:
-        """Charge the order holding a slot, then record what happened; return the outcome."""
-        assert job.order is not None
-        order = job.order
+        """Pay the order holding a slot (services/domain/paying.py); return its outcome."""
+        assert job.order is not None and job.claim_token is not None
         stats = self.stats
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
@@ -188,109 +193,68 @@ class Processor:
         me = asyncio.current_task()
         assert me is not None
         self.charging.add(me)
-        try:
-            if not await self._holding.lease_for_charge(job, self._stopping):
-                # Nothing charged: the lease could not be made to outlast a charge.
-                return self._no_lease(job)
-            payment_ms = await self._payments.charge(
-                order, attempt=job.message.receive_count, idempotency_key=order.order_id
-            )
-        except PaymentDeclined as exc:
-            return await self._fail(job, str(exc))
-        except PaymentUnavailable as exc:
-            count = job.message.receive_count
-            if count >= self._config.max_receive_count:
-                reason = f"gave up after {count} attempts: {exc}"
-                return await self._fail(job, reason, retryable=True)
-            return await self._retry_payment(job, str(exc))
-        finally:
+
+        def charge_over(charged: bool) -> None:
+            job.charged = charged
             self.charging.discard(me)
             stats.in_flight -= 1
             # The slot is for paying: recording and settling go on without holding it.
             release_slot()
-        job.charged = True
-        return await self.record_paid(job, payment_ms)
 
-    def _no_lease(self, job: Job) -> Outcome:
-        if self._stopping.is_set():
-            return HandBack()
-        # Taken over: its message comes back when its visibility runs out; its claim decides.
-        return Keep("claim lost before charge")
+        def stop_renewing() -> None:
+            job.claim_token = None
 
-    async def record_paid(self, job: Job, payment_ms: float) -> Outcome:
-        store, token = self._store, job.claim_token
-        if token is None:
-            return Paid(payment_ms)
-        assert job.order is not None
-        order_id = job.order.order_id
-        try:
-            # Concurrent paid-marks share DynamoDB transactions (the store's group commit).
-            still_ours = await self._retry_state(
-                lambda: store.mark_paid(order_id, token, payment_ms),
-                "mark_paid",
-                self._abandon,
-                order_id=order_id,
-            )
-        except Stopped:
+        count = job.message.receive_count
+        claimed = Claimed(job.order, job.claim_token, count, count < self._config.max_receive_count)
+        payment = await pay_claimed(
+            claimed,
+            self._payments,
+            self._store,
+            self._record,
+            ready=lambda: self._holding.lease_for_charge(job, self._stopping),
+            charge_over=charge_over,
+            giving_back=stop_renewing,
+        )
+        match payment:
+            case NotCharged():
+                if self._stopping.is_set():
+                    return HandBack()
+                # Taken over: its message comes back when its visibility runs out; its claim
+                # decides.
+                return Keep("claim lost before charge")
+            case Charged():
+                return self.record_paid(job, payment)
+            case Declined(reason, recorded):
+                stats.failed += 1
+                if not recorded:
+                    # Nothing was charged: handed back (its claim too), the next delivery
+                    # decides again.
+                    return HandBack()
+                job.claim_token = None
+                return DeadLetter(reason)
+            case Unavailable():
+                stats.payment_retries += 1
+                ceiling = self.settings.retry_backoff_seconds * 2 ** (count - 1)
+                return RetryAfter(min(RETRY_DELAY_CAP, int(random.uniform(ceiling / 2, ceiling))))
+
+    def record_paid(self, job: Job, charged: Charged) -> Outcome:
+        """What a charge's paid-mark means for its message."""
+        if not charged.recorded:
             # Out of time with the charge unrecorded: settling keeps it (never handed back).
             return Unrecorded()
         job.claim_token = None
-        if not still_ours:
-            # Our claim was taken over although we kept renewing it: never report this order
-            # as paid by us; an operator must look at the ledger.
+        if not charged.ours:
+            # Never report this order as paid by us; an operator must look at the ledger.
             self.stats.claims_lost_after_payment += 1
-            log.error("claim_lost_after_payment", order_id=order_id)
             return Keep("claim lost after payment")
-        return Paid(payment_ms)
+        return Paid(charged.payment_ms)
 
-    async def _fail(self, job: Job, reason: str, *, retryable: bool = False) -> Outcome:
-        assert job.order is not None
-        self.stats.failed += 1
-        order_id = job.order.order_id
-        log.warning(
-            "order_failed",
-            order_id=order_id,
-            receive_count=job.message.receive_count,
-            reason=reason,
-        )
-        store, token = self._store, job.claim_token
-        if token is not None:
-            try:
-                await self._retry_state(
-                    lambda: store.mark_failed(order_id, token, reason, retryable=retryable),
-                    "mark_failed",
-                    self._abandon,
-                    order_id=order_id,
-                )
-            except Stopped:
-                return HandBack()  # nothing was charged: the next delivery decides again
-            job.claim_token = None
-        return DeadLetter(reason)
-
-    async def _retry_payment(self, job: Job, reason: str) -> Outcome:
-        assert job.order is not None
-        self.stats.payment_retries += 1
-        order_id = job.order.order_id
-        count = job.message.receive_count
-        log.warning("payment_retry", order_id=order_id, receive_count=count, reason=reason)
-        await self._release(job, reason)
-        ceiling = self.settings.retry_backoff_seconds * 2 ** (count - 1)
-        return RetryAfter(min(RETRY_DELAY_CAP, int(random.uniform(ceiling / 2, ceiling))))
-
-    async def _release(self, job: Job, reason: str) -> None:
-        """Give the claim back, retried until shutdown; then the lease runs out by itself."""
-        store, token = self._store, job.claim_token
-        if token is None or job.order is None:
-            return
-        order_id = job.order.order_id
-        job.claim_token = None
-        with contextlib.suppress(StateUnavailable, Stopped):
-            await self._retry_state(
-                lambda: store.release(order_id, token, reason),
-                "release",
-                self._abandon,
-                order_id=order_id,
-            )
+    async def _record(
+        self, what: str, order_id: str, write: Callable[[], Awaitable[bool]]
+    ) -> object:
+        """The worker's state writes after a charge: retried in process until the grace
+        period is over (then Stopped)."""
+        return await self._retry_state(write, what, self._abandon, order_id=order_id)
 
     async def _retry_state(
         self,

@@ -240,7 +240,7 @@ async def test_a_payment_task_that_crashes_after_the_charge_keeps_its_message(
     order = OrderMessage.from_request(OrderRequest.model_validate(order_body()))
     await sqs.send_message(QueueUrl=topology.queue_url, MessageBody=encode_message(order))
 
-    async def broken(*_: object) -> None:
+    def broken(*_: object) -> None:
         raise RuntimeError("a bug after the charge")
 
     with capture_logs() as logs:
