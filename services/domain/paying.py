@@ -101,15 +101,15 @@ async def pay_claimed(
     slot there), whatever happened. `giving_back()` runs just before the claim is released (the
     worker stops renewing it there, so a renewal racing the release is not taken for a loss).
     """
-    order, token = claimed.order, claimed.token
-    order_id = order.order_id
     charged, payment_ms = False, 0.0
     declined: str | None = None
     unavailable: str | None = None
     try:
         if ready is not None and not await ready():
             return NotCharged()
-        payment_ms = await payments.charge(order, attempt=claimed.attempt, idempotency_key=order_id)
+        payment_ms = await payments.charge(
+            claimed.order, attempt=claimed.attempt, idempotency_key=claimed.order.order_id
+        )
         charged = True
     except PaymentDeclined as exc:
         declined = str(exc)
@@ -119,42 +119,64 @@ async def pay_claimed(
         if charge_over is not None:
             charge_over(charged)
     if unavailable is not None and claimed.retry_left:
-        log.warning(
-            "payment_retry",
-            order_id=order_id,
-            receive_count=claimed.attempt,
-            reason=unavailable,
-            mode=claimed.mode,
-        )
         if giving_back is not None:
             giving_back()
-        # Stopped: its lease runs out by itself.
-        with contextlib.suppress(Stopped):
-            await record(
-                "release",
-                order_id,
-                lambda: store.release(order_id, token, unavailable, to=claimed.release_to),
-            )
-        return Unavailable(unavailable)
-    if declined is not None or unavailable is not None:
-        retryable = declined is None
-        reason = declined or f"gave up after {claimed.attempt} attempts: {unavailable}"
-        log.warning(
-            "order_failed",
-            order_id=order_id,
-            receive_count=claimed.attempt,
-            reason=reason,
-            mode=claimed.mode,
+        return await _give_back(claimed, store, record, unavailable)
+    if declined is not None:
+        return await _fail(claimed, store, record, declined, retryable=False)
+    if unavailable is not None:
+        reason = f"gave up after {claimed.attempt} attempts: {unavailable}"
+        return await _fail(claimed, store, record, reason, retryable=True)
+    return await _mark_paid(claimed, store, record, payment_ms)
+
+
+async def _give_back(
+    claimed: Claimed, store: OrderStore, record: RecordState, reason: str
+) -> Unavailable:
+    order_id, token = claimed.order.order_id, claimed.token
+    log.warning(
+        "payment_retry",
+        order_id=order_id,
+        receive_count=claimed.attempt,
+        reason=reason,
+        mode=claimed.mode,
+    )
+    # Stopped: its lease runs out by itself.
+    with contextlib.suppress(Stopped):
+        await record(
+            "release",
+            order_id,
+            lambda: store.release(order_id, token, reason, to=claimed.release_to),
         )
-        try:
-            await record(
-                "mark_failed",
-                order_id,
-                lambda: store.mark_failed(order_id, token, reason, retryable=retryable),
-            )
-        except Stopped:
-            return Declined(reason, recorded=False)
-        return Declined(reason)
+    return Unavailable(reason)
+
+
+async def _fail(
+    claimed: Claimed, store: OrderStore, record: RecordState, reason: str, *, retryable: bool
+) -> Declined:
+    order_id, token = claimed.order.order_id, claimed.token
+    log.warning(
+        "order_failed",
+        order_id=order_id,
+        receive_count=claimed.attempt,
+        reason=reason,
+        mode=claimed.mode,
+    )
+    try:
+        await record(
+            "mark_failed",
+            order_id,
+            lambda: store.mark_failed(order_id, token, reason, retryable=retryable),
+        )
+    except Stopped:
+        return Declined(reason, recorded=False)
+    return Declined(reason)
+
+
+async def _mark_paid(
+    claimed: Claimed, store: OrderStore, record: RecordState, payment_ms: float
+) -> Charged:
+    order_id, token = claimed.order.order_id, claimed.token
     try:
         # Concurrent paid-marks share DynamoDB transactions (the store's group commit).
         ours = await record(

@@ -177,6 +177,18 @@ def record_accepted(table: str, order: OrderMessage) -> Write:
     )
 
 
+# Unknown (the API's write was lost), not yet claimed, or its claimant stopped: the lease ran
+# out and its own message came back, or the lease ran out long ago.
+_CLAIMABLE = (
+    "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
+    "OR (#s = :paying AND lease_until < :now AND claim_message = :claimant) "
+    "OR (#s = :paying AND lease_until < :stale) "
+    # Failed for a reason that may pass (processor unavailable, out of retries) and moved back
+    # from the DLQ: paid now. A declined order stays failed.
+    "OR (#s = :failed AND retryable_failure = :yes)"
+)
+
+
 def claim(
     table: str,
     order: OrderMessage,
@@ -228,16 +240,7 @@ def claim(
         set_=set_,
         remove=["retryable_failure"],
         add=["attempts :one"],
-        # Unknown (the API's write was lost), not yet claimed, or its claimant stopped: the
-        # lease ran out and its own message came back, or the lease ran out long ago.
-        condition=(
-            "attribute_not_exists(pk) OR #s IN (:pending, :accepted) "
-            "OR (#s = :paying AND lease_until < :now AND claim_message = :claimant) "
-            "OR (#s = :paying AND lease_until < :stale) "
-            # Failed for a reason that may pass (processor unavailable, out of retries)
-            # and moved back from the DLQ: paid now. A declined order stays failed.
-            "OR (#s = :failed AND retryable_failure = :yes)"
-        ),
+        condition=_CLAIMABLE,
         names={**_STATUS, "#t": "total"},
         values=values,
         return_old=True,
