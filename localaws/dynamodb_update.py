@@ -324,8 +324,9 @@ def _key_values(
 ) -> tuple[DynamoType, DynamoType | None]:
     """The item's hash and range key as moto's update_item reads them from `Key`."""
     if all([table.hash_key_attr in key, table.range_key_attr in key]):
+        hash_value = DynamoType(key[table.hash_key_attr])
         range_value = DynamoType(key[table.range_key_attr])  # type: ignore[index]
-        return DynamoType(key[table.hash_key_attr]), range_value
+        return hash_value, range_value
     if table.hash_key_attr in key:
         return DynamoType(key[table.hash_key_attr]), None
     return DynamoType(key), None
