@@ -37,6 +37,7 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
     ExpressionAttribute,
@@ -297,27 +298,61 @@ def update_item(
             return_values_on_condition_check_failure=return_values_on_condition_check_failure,
         )
     # From here on, moto's update_item step by step, minus the validator chain.
-    if all([table.hash_key_attr in key, table.range_key_attr in key]):
-        hash_value = DynamoType(key[table.hash_key_attr])
-        range_value = DynamoType(key[table.range_key_attr])  # type: ignore[index]
-    elif table.hash_key_attr in key:
-        hash_value = DynamoType(key[table.hash_key_attr])
-        range_value = None
-    else:
-        hash_value = DynamoType(key)
-        range_value = None
+    hash_value, range_value = _key_values(table, key)
     item = table.get_item(hash_value, range_value)
     # The old image is only ever read by a stream.
     orig_item = copy.deepcopy(item) if table.stream_shard is not None else None
+    _check_condition(
+        item,
+        condition_expression,
+        expression_attribute_names,
+        expression_attribute_values,
+        return_values_on_condition_check_failure,
+    )
+    resolved = _resolve(plan, values, item)
+    _check_sets(plan, resolved, table)
+    if item is None:
+        item = _created(table, hash_value, range_value)
+    _apply(plan, resolved, item)
+    if table.stream_shard is not None:
+        table.stream_shard.add(orig_item, item)
+    return item
+
+
+def _key_values(
+    table: Table, key: dict[str, dict[str, Any]]
+) -> tuple[DynamoType, DynamoType | None]:
+    """The item's hash and range key as moto's update_item reads them from `Key`."""
+    if all([table.hash_key_attr in key, table.range_key_attr in key]):
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr])  # type: ignore[index]
+        return hash_value, range_value
+    if table.hash_key_attr in key:
+        return DynamoType(key[table.hash_key_attr]), None
+    return DynamoType(key), None
+
+
+def _check_condition(
+    item: Item | None,
+    condition_expression: str | None,
+    names: dict[str, Any],
+    values: dict[str, Any],
+    return_values_on_condition_check_failure: str | None,
+) -> None:
+    """moto's two condition checks (empty `Expected`, then the condition), in its order."""
     if not get_expected({}).expr(item):
         raise ConditionalCheckFailed
     condition_op = dynamodb_expressions.create_condition_expression_parser(
-        condition_expression, expression_attribute_names, expression_attribute_values
+        condition_expression, names, values
     ).parse()
     if not condition_op.expr(item):
         if return_values_on_condition_check_failure == "ALL_OLD" and item is not None:
             raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
         raise ConditionalCheckFailed
+
+
+def _resolve(plan: _Plan, values: dict[str, Any], item: Item | None) -> list[DynamoType]:
+    """Each action's operand, all read before any action runs, as moto's validation does."""
     # moto's value pass: one fresh DynamoType per placeholder occurrence.
     typed: list[DynamoType] = []
     for name in plan.placeholders:
@@ -332,14 +367,22 @@ def update_item(
         if action.if_not_exists is not None and action.if_not_exists in attrs:
             value = attrs[action.if_not_exists]
         resolved.append(value)  # type: ignore[arg-type]
-    _check_sets(plan, resolved, table)
-    if item is None:
-        data: dict[str, Any] = {table.hash_key_attr: {hash_value.type: hash_value.value}}
-        if range_value:
-            data.update({table.range_key_attr: {range_value.type: range_value.value}})  # type: ignore[dict-item]
-        table.put_item(data)
-        item = table.get_item(hash_value, range_value)
-        assert item is not None
+    return resolved
+
+
+def _created(table: Table, hash_value: DynamoType, range_value: DynamoType | None) -> Item:
+    """A new item holding only its key, put as moto does when the update finds none."""
+    data: dict[str, Any] = {table.hash_key_attr: {hash_value.type: hash_value.value}}
+    if range_value:
+        data.update({table.range_key_attr: {range_value.type: range_value.value}})  # type: ignore[dict-item]
+    table.put_item(data)
+    item = table.get_item(hash_value, range_value)
+    assert item is not None
+    return item
+
+
+def _apply(plan: _Plan, resolved: list[DynamoType], item: Item) -> None:
+    """The actions in moto's order through the item's size-checked attributes."""
     writes = _SizedAttrs(item.attrs)
     try:
         for action, value in zip(plan.actions, resolved, strict=True):
@@ -356,9 +399,6 @@ def update_item(
                 writes.set(action.attr, existing + value)
     except ItemSizeTooLarge:
         raise ItemSizeToUpdateTooLarge() from None
-    if table.stream_shard is not None:
-        table.stream_shard.add(orig_item, item)
-    return item
 
 
 def install() -> None:

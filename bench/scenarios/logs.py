@@ -214,13 +214,7 @@ def _one(shipping: bool, s: Settings) -> Shipping:
             stack.api(pay) as api,
             stack.worker(slots=s["slots"], payment_seconds=pay, grace_seconds=pay) as worker,
         ):
-            relays = [r.pid for r in (api.relay, worker.relay) if r is not None]
-            pids = {
-                "api": [api.pid],
-                "worker": [worker.pid],
-                "local_aws": [stack.aws_pid],
-                "relays": relays,
-            }
+            pids = _pids(stack, api, worker)
             if s["warmup_s"] > 0:
                 asyncio.run(_orders(api.url, worker, 10.0, s["warmup_s"], s))
             before = _cpu(pids)
@@ -231,11 +225,7 @@ def _one(shipping: bool, s: Settings) -> Shipping:
         # The services and their relays have stopped: every line is sent, or counted dropped.
         stored = _stored(stack) if shipping else None
     ledger = Ledger.of(api.charges, worker.charges)
-    counts = [r.stats for r in (api.relay, worker.relay) if r is not None]
-    read = [st for st in counts if st is not None]
-    whole = bool(read) and len(read) == len(counts)
-    lines_read = sum(st["read"] for st in read) if whole else None
-    dropped = sum(st["dropped"] for st in read) if whole else None
+    lines_read, dropped = _relayed(api, worker)
     in_window = (
         None
         if stored is None
@@ -264,6 +254,27 @@ def _one(shipping: bool, s: Settings) -> Shipping:
         "paid_reported": len(worker.paid),
         "lost": len(ledger.lost(accepted)),
     }
+
+
+def _pids(stack: LocalStack, api: ApiRun, worker: WorkerRun) -> dict[str, list[int]]:
+    """The processes whose CPU an order costs, by the column that reports them."""
+    relays = [r.pid for r in (api.relay, worker.relay) if r is not None]
+    return {
+        "api": [api.pid],
+        "worker": [worker.pid],
+        "local_aws": [stack.aws_pid],
+        "relays": relays,
+    }
+
+
+def _relayed(api: ApiRun, worker: WorkerRun) -> tuple[int | None, int | None]:
+    """Lines the relays read and dropped, summed; None unless every relay's count was read."""
+    counts = [r.stats for r in (api.relay, worker.relay) if r is not None]
+    read = [st for st in counts if st is not None]
+    whole = bool(read) and len(read) == len(counts)
+    lines_read = sum(st["read"] for st in read) if whole else None
+    dropped = sum(st["dropped"] for st in read) if whole else None
+    return lines_read, dropped
 
 
 def overhead_pct(off: Shipping, on: Shipping) -> float | None:
@@ -365,8 +376,34 @@ def targets(result: LogsResult) -> list[TargetResult]:
 
 
 def report(result: LogsResult) -> str:
-    s = result["settings"]
-    runs = result["runs"]
+    lines = [
+        *_intro(result),
+        "",
+        table(_HEADERS, _rows(result["runs"]), digits=2),
+        "",
+    ]
+    lines += _rounds_table(result.get("rounds") or [])
+    lines += _query_lines(result.get("query"))
+    return "\n".join(lines)
+
+
+_HEADERS = [
+    "shipping",
+    "accepted",
+    "paid",
+    *[f"{label} CPU ms/order" for _, label in PROCESSES],
+    "total CPU ms/order",
+    "lines/s shipped",
+    "lines/order",
+    "lines read",
+    "lines stored",
+    "delay p50 ms",
+]
+"""The columns of the per-mode table, one row per mode (and on - off)."""
+
+
+def _rows(runs: dict[str, Shipping]) -> list[list[Any]]:
+    """One row per mode, then on minus off when both ran."""
     rows = []
     for name, one in runs.items():
         cpu = one["cpu_ms_per_order"]
@@ -391,19 +428,13 @@ def report(result: LogsResult) -> str:
         a, b = off["cpu_ms_per_order"], on["cpu_ms_per_order"]
         delta = [_minus(b.get(key), a.get(key)) for key, _ in (*PROCESSES, ("total", ""))]
         rows.append(["on - off", None, None, *delta, *[None] * 5])
-    headers = [
-        "shipping",
-        "accepted",
-        "paid",
-        *[f"{label} CPU ms/order" for _, label in PROCESSES],
-        "total CPU ms/order",
-        "lines/s shipped",
-        "lines/order",
-        "lines read",
-        "lines stored",
-        "delay p50 ms",
-    ]
-    lines = [
+    return rows
+
+
+def _intro(result: LogsResult) -> list[str]:
+    """The section's title and the paragraph that says what ran and what it cost."""
+    s = result["settings"]
+    return [
         "## logs: shipping the services' logs, and querying them",
         "",
         f"The API and one worker ({s['slots']} slots, {s['payment_seconds']:g} s payments, "
@@ -418,41 +449,45 @@ def report(result: LogsResult) -> str:
             if s.get("rounds", 1) > 1
             else " (one round: on a busy machine that cannot resolve a few percent)."
         ),
+    ]
+
+
+def _rounds_table(rounds: list[dict[str, Shipping]]) -> list[str]:
+    """Every round's total CPU per order, off and on; nothing for a single round."""
+    if len(rounds) <= 1:
+        return []
+    each = [
+        [
+            i + 1,
+            r["off"]["cpu_ms_per_order"].get("total"),
+            r["on"]["cpu_ms_per_order"].get("total"),
+        ]
+        for i, r in enumerate(rounds)
+    ]
+    return [table(["round", "off CPU ms/order", "on CPU ms/order"], each, digits=2), ""]
+
+
+def _query_lines(query: dict[str, Any] | None) -> list[str]:
+    """Logs Insights' scan rate and the query it ran; nothing when no query ran."""
+    if not query:
+        return []
+    return [
+        f"Logs Insights (`python -m localaws.insights.bench --server --lines "
+        f"{query['lines']} --runs {query.get('runs', 1)}`): "
+        f"{query['lines_scanned']:,} lines scanned, "
+        f"{query['rows']} rows, in {query['wall_s']} s "
+        f"(**{query['lines_per_s_wall']:,} lines/s** by wall clock, "
+        f"{query['lines_per_s_cpu']:,} lines/s of the local AWS's CPU; the median of "
+        f"{query.get('runs', 1)} runs, each "
+        f"{', '.join(f'{n:,}' for n in query.get('lines_per_s_wall_each', []))} lines/s; "
+        f"the wall clock runs from StartQuery to the first GetQueryResults that says "
+        f"Complete, polled every {query.get('poll_s', 0.25)} s).",
         "",
-        table(headers, rows, digits=2),
+        "```",
+        str(query["query"]),
+        "```",
         "",
     ]
-    rounds = result.get("rounds") or []
-    if len(rounds) > 1:
-        each = [
-            [
-                i + 1,
-                r["off"]["cpu_ms_per_order"].get("total"),
-                r["on"]["cpu_ms_per_order"].get("total"),
-            ]
-            for i, r in enumerate(rounds)
-        ]
-        lines += [table(["round", "off CPU ms/order", "on CPU ms/order"], each, digits=2), ""]
-    query = result.get("query")
-    if query:
-        lines += [
-            f"Logs Insights (`python -m localaws.insights.bench --server --lines "
-            f"{query['lines']} --runs {query.get('runs', 1)}`): "
-            f"{query['lines_scanned']:,} lines scanned, "
-            f"{query['rows']} rows, in {query['wall_s']} s "
-            f"(**{query['lines_per_s_wall']:,} lines/s** by wall clock, "
-            f"{query['lines_per_s_cpu']:,} lines/s of the local AWS's CPU; the median of "
-            f"{query.get('runs', 1)} runs, each "
-            f"{', '.join(f'{n:,}' for n in query.get('lines_per_s_wall_each', []))} lines/s; "
-            f"the wall clock runs from StartQuery to the first GetQueryResults that says "
-            f"Complete, polled every {query.get('poll_s', 0.25)} s).",
-            "",
-            "```",
-            str(query["query"]),
-            "```",
-            "",
-        ]
-    return "\n".join(lines)
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

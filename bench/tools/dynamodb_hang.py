@@ -235,16 +235,7 @@ async def probe(http: aiohttp.ClientSession, api: str, env: dict[str, str]) -> t
 
 async def drill(args: argparse.Namespace, out: Path) -> int:
     api_port, aws_port = free_port(), free_port()
-    heartbeat = out / "worker.heartbeat"
-    env = {
-        **os.environ,
-        "LOCALAWS_PORT": str(aws_port),
-        "PORT": str(api_port),
-        "HOST": LOOPBACK,
-        "DASHBOARD_PORT": "0",
-        "HEARTBEAT_FILE": str(heartbeat),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _launcher_env(out, api_port, aws_port)
     api = f"http://{LOOPBACK}:{api_port}"
     mode = "denied" if args.denied else "hang"
     log(f"mode {mode}; load average {os.getloadavg()}; launcher's stdout in {out}/launcher.log")
@@ -264,38 +255,9 @@ async def drill(args: argparse.Namespace, out: Path) -> int:
         t0 = time.monotonic()
         log(f"stack ready: API {api}, local AWS {endpoint}", t0)
         if args.denied:
-            await set_faults(endpoint, [DENIED_RULE])
-            log(f"rule in: every DynamoDB call AccessDeniedException for {DENIED_SECONDS:g} s", t0)
-            sending = asyncio.create_task(send_orders(http, api, sent))
-            end = time.monotonic() + DENIED_SECONDS
-            while time.monotonic() < end:
-                api_status, check = await probe(http, api, env)
-                at = time.monotonic() - t0
-                probes.api_health.append((at, api_status))
-                probes.worker_check.append((at, check))
-                await asyncio.sleep(1)
-            await sending
-            await set_faults(endpoint, [])
-            removed = time.monotonic()
-            probes.during = len(probes.api_health)
-            log("rule removed", t0)
+            removed = await _deny(http, api, env, endpoint, sent, probes, t0)
         else:
-            await send_orders(http, api, sent)
-            log(f"sent {ORDERS}: {len(sent.accepted)} accepted, other {dict(sent.refused)}", t0)
-            seen: Counter[str] = Counter()
-
-            async def paying() -> bool:
-                seen.clear()
-                seen.update(await statuses(endpoint, table_name))
-                return seen["paying"] * 2 >= max(1, len(sent.accepted))
-
-            held = await until(paying, PAYING_SECONDS, every=0.2)
-            log(f"orders by status {dict(seen)} (half paying: {held})", t0)
-            await set_faults(endpoint, [HANG_RULE])
-            log(f"rule in: every DynamoDB call delayed 60 s, for {HANG_SECONDS:g} s", t0)
-            await asyncio.sleep(HANG_SECONDS)  # the fault's length, not a proof of anything
-            await set_faults(endpoint, [])
-            log("rule removed", t0)
+            await _hang(http, api, endpoint, table_name, sent, t0)
 
         async def settled() -> bool:
             paid = stack.count("order_paid")
@@ -307,23 +269,106 @@ async def drill(args: argparse.Namespace, out: Path) -> int:
         with contextlib.suppress(Exception):
             after = await statuses(endpoint, table_name)
         if args.denied:
-
-            async def recovered() -> bool:
-                api_status, check = await probe(http, api, env)
-                probes.api_health.append((time.monotonic() - t0, api_status))
-                probes.worker_check.append((time.monotonic() - t0, check))
-                return api_status == 200 and check == 0
-
-            if await until(recovered, RECOVER_SECONDS, every=1):
-                probes.recovered_after = round(time.monotonic() - removed, 1)
+            await _recover(http, api, env, probes, t0, removed)
     result = tally(ORDERS, sent.accepted, sent.refused, stack.events)
+    return _verdict(mode, result, after, done, probes if args.denied else None)
+
+
+def _launcher_env(out: Path, api_port: int, aws_port: int) -> dict[str, str]:
+    """The launcher's environment: free loopback ports, no dashboard, a heartbeat in `out`."""
+    heartbeat = out / "worker.heartbeat"
+    return {
+        **os.environ,
+        "LOCALAWS_PORT": str(aws_port),
+        "PORT": str(api_port),
+        "HOST": LOOPBACK,
+        "DASHBOARD_PORT": "0",
+        "HEARTBEAT_FILE": str(heartbeat),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+async def _deny(
+    http: aiohttp.ClientSession,
+    api: str,
+    env: dict[str, str],
+    endpoint: str,
+    sent: Sent,
+    probes: Probes,
+    t0: float,
+) -> float:
+    """The denied fault: orders arrive while health is probed every second; when it ended."""
+    await set_faults(endpoint, [DENIED_RULE])
+    log(f"rule in: every DynamoDB call AccessDeniedException for {DENIED_SECONDS:g} s", t0)
+    sending = asyncio.create_task(send_orders(http, api, sent))
+    end = time.monotonic() + DENIED_SECONDS
+    while time.monotonic() < end:
+        api_status, check = await probe(http, api, env)
+        at = time.monotonic() - t0
+        probes.api_health.append((at, api_status))
+        probes.worker_check.append((at, check))
+        await asyncio.sleep(1)
+    await sending
+    await set_faults(endpoint, [])
+    removed = time.monotonic()
+    probes.during = len(probes.api_health)
+    log("rule removed", t0)
+    return removed
+
+
+async def _hang(
+    http: aiohttp.ClientSession, api: str, endpoint: str, table_name: str, sent: Sent, t0: float
+) -> None:
+    """The hang fault: every order sent, then DynamoDB delayed once half of them are paying."""
+    await send_orders(http, api, sent)
+    log(f"sent {ORDERS}: {len(sent.accepted)} accepted, other {dict(sent.refused)}", t0)
+    seen: Counter[str] = Counter()
+
+    async def paying() -> bool:
+        seen.clear()
+        seen.update(await statuses(endpoint, table_name))
+        return seen["paying"] * 2 >= max(1, len(sent.accepted))
+
+    held = await until(paying, PAYING_SECONDS, every=0.2)
+    log(f"orders by status {dict(seen)} (half paying: {held})", t0)
+    await set_faults(endpoint, [HANG_RULE])
+    log(f"rule in: every DynamoDB call delayed 60 s, for {HANG_SECONDS:g} s", t0)
+    await asyncio.sleep(HANG_SECONDS)  # the fault's length, not a proof of anything
+    await set_faults(endpoint, [])
+    log("rule removed", t0)
+
+
+async def _recover(
+    http: aiohttp.ClientSession,
+    api: str,
+    env: dict[str, str],
+    probes: Probes,
+    t0: float,
+    removed: float,
+) -> None:
+    """After the denied fault: probe until both are healthy again, and note how long it took."""
+
+    async def recovered() -> bool:
+        api_status, check = await probe(http, api, env)
+        probes.api_health.append((time.monotonic() - t0, api_status))
+        probes.worker_check.append((time.monotonic() - t0, check))
+        return api_status == 200 and check == 0
+
+    if await until(recovered, RECOVER_SECONDS, every=1):
+        probes.recovered_after = round(time.monotonic() - removed, 1)
+
+
+def _verdict(
+    mode: str, result: Tally, after: Counter[str], done: bool, probes: Probes | None
+) -> int:
+    """Print the drill's table and verdict; 1 if anything expected did not happen."""
     print(f"## DynamoDB {mode} drill against `python -m devstack`\n")
     print(table(result))
     print(f"| orders by status in the table at the end | {dict(after)} |")
     found = problems(result)
     if not done:
         found.append(f"not every accepted order paid with the queue empty within {SETTLE_SECONDS}s")
-    if args.denied:
+    if probes is not None:
         found += denied_problems(result, probes)
     print(f"| load average at the end | {os.getloadavg()} |")
     print("\nverdict: " + ("PASS" if not found else "FAIL"))

@@ -236,68 +236,14 @@ class Aggregator:
         self._prune(start)
         empty = _Second()
         seconds = [self._seconds.get(t, empty) for t in range(start, end + 1)]
-        api_ms = [v for s in seconds for v in s.api_ms]
-        queue_ms = [v for s in seconds for v in s.queue_ms]
-        recent = seconds[-RATE_SECONDS:]
-        # Seconds whose payments have all ended (those running now are not counted yet).
-        settled = seconds[: len(seconds) - math.ceil(self.payment_s)][-RATE_SECONDS:]
-        latest_queue = next((s.queue for s in reversed(seconds) if s.queue is not None), None)
-        failures: Counter[tuple[str, str, str]] = Counter()
-        kinds: Counter[str] = Counter()
-        routes: dict[tuple[str, str], list[float]] = {}
-        for s in seconds:
-            failures.update(s.failures)
-            kinds.update(s.kinds)
-            for key, durations in s.routes.items():
-                routes.setdefault(key, []).extend(durations)
+        failures, kinds, routes = _merged(seconds)
         oldest = min(self.pending.items(), key=lambda item: item[1], default=None)
         return {
             "now": now,
             "window_s": self.window,
-            "series": {
-                "t": list(range(start, end + 1)),
-                "accepted": [s.accepted for s in seconds],
-                "paid": [s.paid for s in seconds],
-                "api_p50": [percentile(s.api_ms, 50) for s in seconds],
-                "api_p99": [percentile(s.api_ms, 99) for s in seconds],
-                "queue_p50": [percentile(s.queue_ms, 50) for s in seconds],
-                "queue_p99": [percentile(s.queue_ms, 99) for s in seconds],
-                "busy": [round(s.busy_s, 3) for s in seconds],
-                "visible": [s.queue[0] if s.queue else None for s in seconds],
-                "in_flight": [s.queue[1] if s.queue else None for s in seconds],
-                "dlq": [s.queue[2] if s.queue else None for s in seconds],
-            },
-            "totals": {
-                "accepted": sum(s.accepted for s in seconds),
-                "paid": sum(s.paid for s in seconds),
-                "accepted_per_s": sum(s.accepted for s in recent) / RATE_SECONDS,
-                "paid_per_s": sum(s.paid for s in recent) / RATE_SECONDS,
-                "busy": round(sum(s.busy_s for s in settled) / RATE_SECONDS, 3),
-                "slots": self.slots,
-                "api_p50": percentile(api_ms, 50),
-                "api_p99": percentile(api_ms, 99),
-                "queue_p50": percentile(queue_ms, 50),
-                "queue_p99": percentile(queue_ms, 99),
-                "visible": latest_queue[0] if latest_queue else None,
-                "in_flight": latest_queue[1] if latest_queue else None,
-                "dlq": latest_queue[2] if latest_queue else None,
-                "failures": sum(failures.values()),
-                "failures_final": kinds["final"],
-                "failures_retried": kinds["retried"],
-                "failures_client": kinds["client"],
-                "failures_error": kinds["error"],
-            },
-            "routes": [
-                {
-                    "route": route,
-                    "mode": mode,
-                    "requests": len(durations),
-                    "p50": percentile(durations, 50),
-                    "p99": percentile(durations, 99),
-                    "max": max(durations),
-                }
-                for (route, mode), durations in sorted(routes.items())
-            ],
+            "series": _series(seconds, start, end),
+            "totals": self._totals(seconds, failures, kinds),
+            "routes": _routes(routes),
             "ledger": {
                 "charged": sum(self.charges.values()),
                 "paid": self.paid_total,
@@ -316,3 +262,84 @@ class Aggregator:
                 "latest": [f for f in self._latest if f["at"] >= start],
             },
         }
+
+    def _totals(
+        self,
+        seconds: list[_Second],
+        failures: Counter[tuple[str, str, str]],
+        kinds: Counter[str],
+    ) -> dict[str, Any]:
+        """The window's counters: sums, recent rates, latencies, the latest queue depths."""
+        api_ms = [v for s in seconds for v in s.api_ms]
+        queue_ms = [v for s in seconds for v in s.queue_ms]
+        recent = seconds[-RATE_SECONDS:]
+        # Seconds whose payments have all ended (those running now are not counted yet).
+        settled = seconds[: len(seconds) - math.ceil(self.payment_s)][-RATE_SECONDS:]
+        latest_queue = next((s.queue for s in reversed(seconds) if s.queue is not None), None)
+        return {
+            "accepted": sum(s.accepted for s in seconds),
+            "paid": sum(s.paid for s in seconds),
+            "accepted_per_s": sum(s.accepted for s in recent) / RATE_SECONDS,
+            "paid_per_s": sum(s.paid for s in recent) / RATE_SECONDS,
+            "busy": round(sum(s.busy_s for s in settled) / RATE_SECONDS, 3),
+            "slots": self.slots,
+            "api_p50": percentile(api_ms, 50),
+            "api_p99": percentile(api_ms, 99),
+            "queue_p50": percentile(queue_ms, 50),
+            "queue_p99": percentile(queue_ms, 99),
+            "visible": latest_queue[0] if latest_queue else None,
+            "in_flight": latest_queue[1] if latest_queue else None,
+            "dlq": latest_queue[2] if latest_queue else None,
+            "failures": sum(failures.values()),
+            "failures_final": kinds["final"],
+            "failures_retried": kinds["retried"],
+            "failures_client": kinds["client"],
+            "failures_error": kinds["error"],
+        }
+
+
+def _merged(
+    seconds: list[_Second],
+) -> tuple[Counter[tuple[str, str, str]], Counter[str], dict[tuple[str, str], list[float]]]:
+    """The window's failures, failure kinds and route durations, over all its seconds."""
+    failures: Counter[tuple[str, str, str]] = Counter()
+    kinds: Counter[str] = Counter()
+    routes: dict[tuple[str, str], list[float]] = {}
+    for s in seconds:
+        failures.update(s.failures)
+        kinds.update(s.kinds)
+        for key, durations in s.routes.items():
+            routes.setdefault(key, []).extend(durations)
+    return failures, kinds, routes
+
+
+def _series(seconds: list[_Second], start: int, end: int) -> dict[str, list[Any]]:
+    """One value per second of the window, for the charts."""
+    return {
+        "t": list(range(start, end + 1)),
+        "accepted": [s.accepted for s in seconds],
+        "paid": [s.paid for s in seconds],
+        "api_p50": [percentile(s.api_ms, 50) for s in seconds],
+        "api_p99": [percentile(s.api_ms, 99) for s in seconds],
+        "queue_p50": [percentile(s.queue_ms, 50) for s in seconds],
+        "queue_p99": [percentile(s.queue_ms, 99) for s in seconds],
+        "busy": [round(s.busy_s, 3) for s in seconds],
+        "visible": [s.queue[0] if s.queue else None for s in seconds],
+        "in_flight": [s.queue[1] if s.queue else None for s in seconds],
+        "dlq": [s.queue[2] if s.queue else None for s in seconds],
+    }
+
+
+def _routes(routes: dict[tuple[str, str], list[float]]) -> list[dict[str, Any]]:
+    """Each route and mode's request count and latencies, in route order."""
+    return [
+        {
+            "route": route,
+            "mode": mode,
+            "requests": len(durations),
+            "p50": percentile(durations, 50),
+            "p99": percentile(durations, 99),
+            "max": max(durations),
+        }
+        for (route, mode), durations in sorted(routes.items())
+    ]
