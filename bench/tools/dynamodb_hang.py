@@ -215,6 +215,16 @@ class Probes:
     """Seconds from the rule's removal until both were healthy again (None: not within
     RECOVER_SECONDS)."""
 
+    async def take(
+        self, http: aiohttp.ClientSession, api: str, env: dict[str, str], t0: float
+    ) -> bool:
+        """Probe both once and note what they said; True if both are healthy."""
+        api_status, check = await probe(http, api, env)
+        at = time.monotonic() - t0
+        self.api_health.append((at, api_status))
+        self.worker_check.append((at, check))
+        return api_status == 200 and check == 0
+
 
 async def probe(http: aiohttp.ClientSession, api: str, env: dict[str, str]) -> tuple[int, int]:
     """The API's /health status and the worker's health check's exit code, right now."""
@@ -303,10 +313,7 @@ async def _deny(
     sending = asyncio.create_task(send_orders(http, api, sent))
     end = time.monotonic() + DENIED_SECONDS
     while time.monotonic() < end:
-        api_status, check = await probe(http, api, env)
-        at = time.monotonic() - t0
-        probes.api_health.append((at, api_status))
-        probes.worker_check.append((at, check))
+        await probes.take(http, api, env, t0)
         await asyncio.sleep(1)
     await sending
     await set_faults(endpoint, [])
@@ -347,14 +354,7 @@ async def _recover(
     removed: float,
 ) -> None:
     """After the denied fault: probe until both are healthy again, and note how long it took."""
-
-    async def recovered() -> bool:
-        api_status, check = await probe(http, api, env)
-        probes.api_health.append((time.monotonic() - t0, api_status))
-        probes.worker_check.append((time.monotonic() - t0, check))
-        return api_status == 200 and check == 0
-
-    if await until(recovered, RECOVER_SECONDS, every=1):
+    if await until(lambda: probes.take(http, api, env, t0), RECOVER_SECONDS, every=1):
         probes.recovered_after = round(time.monotonic() - removed, 1)
 
 

@@ -58,14 +58,16 @@ def run(
     cancel: threading.Event | None = None,
 ) -> list[Record]:
     """The query's result rows over events with start_ms <= timestamp <= end_ms."""
+    # A generator: nothing is scanned until the first stage asks.
+    records = _scan(plan, streams, start_ms, end_ms, statistics, cancel)
     tail = list(plan.tail)
     rows: list[Record]
     first = tail[0] if tail else None
     if isinstance(first, StatsOp):
         tail.pop(0)
-        rows, matched = first.run(_scan(plan, streams, start_ms, end_ms, statistics, cancel))
+        rows, matched = first.run(records)
     else:
-        rows = list(_scan(plan, streams, start_ms, end_ms, statistics, cancel))
+        rows = list(records)
         matched = len(rows)
         # Without a sort, events come newest first (as the console shows them).
         rows.sort(key=_event_time, reverse=True)

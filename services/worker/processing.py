@@ -205,7 +205,12 @@ class Processor:
             job.claim_token = None
 
         count = job.message.receive_count
-        claimed = Claimed(job.order, job.claim_token, count, count < self._config.max_receive_count)
+        claimed = Claimed(
+            job.order,
+            job.claim_token,
+            attempt=count,
+            retry_left=count < self._config.max_receive_count,
+        )
         payment = await pay_claimed(
             claimed,
             self._payments,
