@@ -61,6 +61,8 @@ async def test_a_redriven_out_of_retries_order_is_paid_once_and_a_decline_stays_
         async with open_worker(worker_settings(aws, topology, burst=True)) as worker:
             await asyncio.wait_for(worker.run(), 60)
     assert charges(logs) == {retryable.order_id: 1}
+    # A decline is final: the redriven one never reaches the processor again (its own record).
+    assert not [e for e in logs if e["event"] == "payment_declined"]
     paid = await store.get(retryable.order_id)
     assert paid is not None and paid.status == Status.PAID
     failed = await store.get(declined.order_id)
