@@ -45,7 +45,7 @@ from devstack.env import REGION, isolate
 from devstack.local_aws import local_aws_server
 from devstack.topology import TopologyNames, create_topology
 from services.adapters.publisher import Publisher
-from services.common.aws import LEAN_OPTIONS, client_config
+from services.common.aws import LEAN_OPTIONS, client_config, open_client
 from services.common.settings import AwsSettings
 
 # About the size of an order message with a few items.
@@ -89,14 +89,11 @@ async def callers(endpoint: str, config: AioConfig) -> AsyncIterator[dict[str, C
     """One client per service with `config`, and a zero-argument call per operation."""
     session = get_session()
     async with AsyncExitStack() as stack:
-        kwargs: dict[str, Any] = {
-            "region_name": REGION,
-            "endpoint_url": endpoint,
-            "config": config,
-        }
+        aws = AwsSettings(region=REGION, endpoint_url=endpoint)
 
         async def client(service: Any) -> Any:
-            return await stack.enter_async_context(session.create_client(service, **kwargs))
+            # As the services open theirs: with validation off, JSON bodies go direct.
+            return await stack.enter_async_context(open_client(session, service, aws, config))
 
         sns, sqs, ddb = await client("sns"), await client("sqs"), await client("dynamodb")
         suffix = uuid.uuid4().hex[:8]

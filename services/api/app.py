@@ -8,7 +8,7 @@ from aiobotocore.session import get_session
 from aiohttp import web
 
 from services.adapters.publisher import Publisher
-from services.common.aws import client_config
+from services.common.aws import client_config, open_client
 from services.common.awserrors import AwsHealth
 from services.domain.latewrites import LateWrites
 from services.domain.orders import NullStore, OrderStore
@@ -30,12 +30,7 @@ AWS_POOL_SIZE = 100
 async def _sns_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     config = client_config(pool_size=AWS_POOL_SIZE, read_timeout=settings.publish_timeout)
-    async with get_session().create_client(
-        "sns",
-        region_name=settings.aws.region,
-        endpoint_url=settings.aws.endpoint_url,
-        config=config,
-    ) as sns:
+    async with open_client(get_session(), "sns", settings.aws, config) as sns:
         await check_topic(sns, settings.topic_arn)
         app[SNS] = sns
         yield
@@ -48,12 +43,7 @@ async def _order_store(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     config = client_config(pool_size=AWS_POOL_SIZE, read_timeout=settings.publish_timeout)
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=settings.aws.region,
-        endpoint_url=settings.aws.endpoint_url,
-        config=config,
-    ) as dynamodb:
+    async with open_client(get_session(), "dynamodb", settings.aws, config) as dynamodb:
         await check_table(dynamodb, settings.orders_table)
         app[ORDERS] = OrderStore(dynamodb, settings.orders_table, health=app[AWS_HEALTH])
         yield

@@ -11,10 +11,18 @@ million for a PublishBatch of 10 and 8.2 to 4.9 million for a 10-item TransactWr
 from __future__ import annotations
 
 import platform
+from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiobotocore.config import AioConfig
+
+from . import wirejson
+
+if TYPE_CHECKING:
+    from aiobotocore.session import AioSession
+
+    from .settings import AwsSettings
 
 # botocore builds its default User-Agent afresh for every request, twice (once for the
 # request dict, once more as the request is created, to add feature ids): 15-20 % of a call's
@@ -39,7 +47,8 @@ Looked at and left alone: `request_checksum_calculation` / `response_checksum_va
 ("when_required") change nothing for SNS, SQS and DynamoDB (no operation we call has a
 checksum trait); client-side monitoring registers no handler (seen on a live client); legacy
 retry mode only swaps the standard mode's quota bookkeeping for a CRC32 of every DynamoDB
-response. What remains is signing, serialising, parsing and the loopback send itself.
+response. What remains is signing, serialising, parsing and the loopback send itself;
+of serialising, `open_client` keeps only what converts anything (wirejson.py).
 """
 
 
@@ -59,3 +68,35 @@ def client_config(
     if lean:
         options |= LEAN_OPTIONS
     return AioConfig(**options)
+
+
+def open_client(
+    session: AioSession,
+    service: Literal["sns", "sqs", "dynamodb"],
+    aws: AwsSettings,
+    config: AioConfig,
+) -> AbstractAsyncContextManager[Any]:
+    """One service's client, closed when the block ends; with the lean config, JSON-protocol
+    requests (DynamoDB, SQS) are serialized directly where the model would only copy."""
+    return _Installed(
+        session.create_client(
+            service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
+        )
+    )
+
+
+class _Installed:
+    """aiobotocore's client context with wirejson installed on entry. A class, not an async
+    generator: a generator left open inside an aiohttp cleanup context that fails at start-up
+    is closed by the garbage collector, which then prints a traceback on stderr."""
+
+    def __init__(self, creating: AbstractAsyncContextManager[Any]) -> None:
+        self._creating = creating
+
+    async def __aenter__(self) -> Any:
+        client = await self._creating.__aenter__()
+        wirejson.install(client)
+        return client
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._creating.__aexit__(*exc_info)

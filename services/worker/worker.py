@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from aiobotocore.session import get_session
 
-from services.common.aws import client_config
+from services.common.aws import client_config, open_client
 from services.common.awserrors import AwsHealth
 from services.common.logging import get_logger
 from services.domain.orders import NullStore, OrderStore
@@ -215,13 +215,11 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
     aws = settings.aws
     async with AsyncExitStack() as stack:
         sqs: SQSClient = await stack.enter_async_context(
-            session.create_client(
+            open_client(
+                session,
                 "sqs",
-                region_name=aws.region,
-                endpoint_url=aws.endpoint_url,
-                config=client_config(
-                    pool_size=settings.pool_size, read_timeout=settings.read_timeout
-                ),
+                aws,
+                client_config(pool_size=settings.pool_size, read_timeout=settings.read_timeout),
             )
         )
         # One judge of permanent AWS errors for the process: SQS and DynamoDB alike.
@@ -229,11 +227,11 @@ async def open_worker(settings: WorkerSettings) -> AsyncIterator[Worker]:
         store: OrderStore = NullStore()
         if settings.orders_table is not None:
             dynamodb = await stack.enter_async_context(
-                session.create_client(
+                open_client(
+                    session,
                     "dynamodb",
-                    region_name=aws.region,
-                    endpoint_url=aws.endpoint_url,
-                    config=client_config(pool_size=settings.state_pool_size, read_timeout=10),
+                    aws,
+                    client_config(pool_size=settings.state_pool_size, read_timeout=10),
                 )
             )
             # No client waits on the worker's writes: a claim or paid-mark may wait a little
