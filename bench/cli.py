@@ -78,25 +78,43 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(SCENARIOS[name].module)
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """The flags every scenario takes, before or after its name. `defaults=False` for the
+    scenario's own copy: argparse lets a subparser's defaults overwrite what was given before
+    the scenario's name (`--out X receive` wrote to the default --out), so there an absent
+    flag sets nothing."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--quick",
         dest="quick",
         action="store_true",
-        default=True,
+        default=default(True),
         help="shorter runs (and, in scaling, a shorter payment); the default",
     )
     mode.add_argument(
-        "--full", dest="quick", action="store_false", help="the reference report's own settings"
+        "--full",
+        dest="quick",
+        action="store_false",
+        default=default(True),
+        help="the reference report's own settings",
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="report and charts go here (%(default)s)"
+        "--out",
+        type=Path,
+        default=default(DEFAULT_OUT),
+        help=f"report and charts go here ({DEFAULT_OUT})",
     )
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, default=default(None), help="also write every figure to this JSON file"
+    )
     parser.add_argument(
         "--target",
         metavar="URL",
+        default=default(None),
         help="run compare, flash-sale and pipeline against this running stack (make run's "
         "API, say) instead of starting one: latency from the client, completion from GET "
         "/orders/{id}, no CPU figures; 127.0.0.1 only unless --remote-ok",
@@ -104,11 +122,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remote-ok",
         action="store_true",
+        default=default(False),
         help="allow a --target that is not 127.0.0.1 (a deployed ALB): you own it",
     )
     parser.add_argument(
         "--stateless",
         action="store_true",
+        default=default(False),
         help="run the services without order state (no ORDERS_TABLE); default: with it, "
         "as `make run` ships them",
     )
@@ -127,7 +147,7 @@ def build_parser(flags_of: Iterable[str] | None = None) -> argparse.ArgumentPars
         sub = subparsers.add_parser(
             name, help=scenario.summary, description=scenario.summary, conflict_handler="resolve"
         )
-        add_common(sub)
+        add_common(sub, defaults=False)
         if name in wanted:
             load(name).add_arguments(sub)
     return parser

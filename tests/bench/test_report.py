@@ -58,6 +58,21 @@ def test_stateless_is_a_common_flag_and_state_is_the_default() -> None:
     assert cli.scenario_args("receive", common).stateless is True
 
 
+@pytest.mark.parametrize("scenario_first", [False, True], ids=["flags first", "scenario first"])
+def test_common_flags_hold_on_either_side_of_the_scenario(scenario_first: bool) -> None:
+    # argparse let the scenario's copy of a flag reset it to its default: `--out X receive`
+    # wrote to bench/results and `--json Y receive` wrote no JSON at all.
+    flags = ["--out", "/tmp/x", "--json", "/tmp/y.json", "--full", "--stateless"]
+    flags += ["--target", "http://127.0.0.1:1", "--remote-ok"]
+    argv = ["receive", *flags] if scenario_first else [*flags, "receive"]
+    args = cli.build_parser().parse_args(argv)
+    assert (args.out, args.json) == (Path("/tmp/x"), Path("/tmp/y.json"))
+    assert args.quick is False and args.stateless is True and args.remote_ok is True
+    assert args.target == "http://127.0.0.1:1"
+    plain = cli.build_parser().parse_args(["receive"])
+    assert (plain.out, plain.json, plain.quick, plain.target) == (cli.DEFAULT_OUT, None, True, None)
+
+
 def _latency(p50: float) -> dict[str, Any]:
     return {"count": 10, "min": p50, "mean": p50, "p50": p50, "p95": p50, "p99": p50, "max": p50}
 
