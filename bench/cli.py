@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .harness.results import Result
+from .harness.speed import python_ms, speed
 from .harness.targets import unmet
 from .report.markdown import targets_table
 
@@ -218,6 +219,8 @@ def machine(outputs: Sequence[Path] = ()) -> dict[str, Any]:
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        # The machine's speed (bench/harness/speed.py): CPU figures scale with it.
+        "python_ms": python_ms(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "commit": _git("rev-parse", "--short", "HEAD"),
@@ -272,7 +275,7 @@ def render(results: Mapping[str, Result], meta: dict[str, Any]) -> str:
         f"`{meta['command']}` ({meta['mode']}), order state {state}; commit "
         f"`{start['commit']}`{dirty}, {start['time_utc']}, {start['cpus']} CPUs, Python "
         f"{start['python']}, {versions}; load average {load_start[0]} at the start and "
-        f"{load_end[0]} at the end, {meta['wall_seconds']} s in all.",
+        f"{load_end[0]} at the end, {meta['wall_seconds']} s in all; {speed(meta)}.",
         "",
     ]
     targets = [t for result in results.values() for t in result.get("targets", [])]

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..harness.speed import speed
 from .reference import REFERENCE, REFERENCE_SPEEDUP
 
 START = "<!-- bench-table: written by `python -m bench readme`, do not edit by hand -->"
@@ -193,7 +194,8 @@ def _made(doc: Results, path: Path) -> str:
     return (
         f"- {_label(doc)}: `{meta['command']}` → `{shown}`, commit `{start.get('commit')}`"
         f"{dirty}; {start.get('cpus')} CPUs, Python {start.get('python')}, {versions}; load "
-        f"average {start['load_average'][0]} at the start, {end['load_average'][0]} at the end"
+        f"average {start['load_average'][0]} at the start, {end['load_average'][0]} at the end; "
+        f"{speed(meta)}"
     )
 
 

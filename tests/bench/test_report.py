@@ -223,6 +223,9 @@ def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
         "receive": {"error": "RuntimeError: boom"},
     }
     text = cli.render(results, meta)
+    assert meta["machine_start"]["python_ms"] > 0
+    speed = meta["machine_start"]["python_ms"], meta["machine_end"]["python_ms"]
+    assert f"took {speed[0]} ms of CPU at the start and {speed[1]} ms at the end" in text
     assert text.index("## Targets") < text.index("## plan")
     assert "![plan: plan](plan.png)" in text
     assert "**Failed:** `RuntimeError: boom`" in text
