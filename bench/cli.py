@@ -238,9 +238,12 @@ def run_scenario(
     """Run one scenario; `earlier` holds the results the suite has so far (plan reuses one)."""
     module = load(name)
     print(f"== {name} ({'quick' if args.quick else 'full'})", file=sys.stderr, flush=True)
+    speed_before = python_ms()
     started = time.monotonic()
     result: Result = module.run(args, earlier)
     result["wall_seconds"] = round(time.monotonic() - started, 1)
+    # A suite runs for many minutes, and the machine's speed moves within that time.
+    result["python_ms"] = {"before": speed_before, "after": python_ms()}
     draw = getattr(module, "charts", None)
     if draw is not None:
         args.out.mkdir(parents=True, exist_ok=True)

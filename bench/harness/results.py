@@ -30,6 +30,8 @@ class Result(TypedDict, total=False):
     charts: list[str]
     """PNG file names, beside the report."""
     wall_seconds: float
+    python_ms: dict[str, float]
+    """The machine's speed just before and just after the scenario (bench/harness/speed.py)."""
     error: str
     """Set by the suite instead of the figures when the scenario raised."""
 
