@@ -205,7 +205,7 @@ def test_plan_report_without_a_check_is_just_the_plan() -> None:
 
 
 def test_the_suite_report_lists_targets_then_sections(tmp_path: Path) -> None:
-    meta = {
+    meta: dict[str, Any] = {
         "command": "python -m bench",
         "mode": "quick",
         "machine_start": cli.machine(),
