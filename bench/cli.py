@@ -219,7 +219,7 @@ def machine(outputs: Sequence[Path] = ()) -> dict[str, Any]:
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        # The machine's speed (bench/harness/speed.py): CPU figures scale with it.
+        # The machine's speed (bench/harness/speed.py): were two runs' machines alike?
         "python_ms": python_ms(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -1,4 +1,4 @@
-"""How fast this machine ran Python when a bench started and ended.
+"""How fast this machine ran Python around a bench run and each of its scenarios.
 
 The same commit's worker CPU per order in `receive` read 0.63 ms in one run here and 1.31 ms
 in another within the hour (same settings, nothing else running): the CPU under a shared

@@ -67,6 +67,9 @@ def _run(name: str, args: argparse.Namespace) -> Any:
     # Through JSON and back: the report renders from what --json saved.
     result: Any = orjson.loads(orjson.dumps(cli.run_scenario(name, args)))
     assert cli.section(name, result).startswith("## ")
+    # The machine's speed around the scenario, beside its figures.
+    assert set(result["python_ms"]) == {"before", "after"}
+    assert all(ms > 0 for ms in result["python_ms"].values())
     for target in result.get("targets", []):
         assert set(target) == TARGET_KEYS
         assert isinstance(target["met"], bool)
