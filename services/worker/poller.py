@@ -4,7 +4,10 @@ Two receive strategies share everything but the loop that feeds the slots:
 - `per-task`: each of the NUM_WORKERS slots is a task: long-poll for one message, pay,
   settle, repeat.
 - `batched`: a few pollers receive up to min(10, free slots) at once, payments run as tasks,
-  and deletes go out in batches of 10, so SQS requests per order fall toward 0.2.
+  and deletes go out in batches of 10, so SQS requests per order fall toward 0.2. With
+  RECEIVE_PREFETCH, up to that many messages more are received and claimed ahead and wait in
+  line for a slot (`Capacity`), so a slot freed at the end of a wave starts its next payment
+  at once instead of after a receive and a claim.
 
 Each poller owns its failure count: a failed ReceiveMessage never spends a message, it backs
 off (jittered, doubling, capped) and polls again. Batched pollers share their pacing: while
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 
 from services.common.logging import get_logger
@@ -69,6 +73,54 @@ class Slots:
         taken = min(count, self.free)
         self.free -= taken
         return taken
+
+
+class Capacity:
+    """A batched worker's two limits: messages held (paying, or claimed and ready next) and
+    payments running. A claimed job starts paying at once if a slot is free, else it waits in
+    line (`ready`) and the next payment to end hands it its slot: no task waits for one."""
+
+    def __init__(self, slots: int, held: int, stopping: asyncio.Event) -> None:
+        self.held = Slots(held)
+        self.ready: deque[Job] = deque()
+        self._free = slots
+        self._stopping = stopping
+        self._start: Callable[[Job], None] = _never
+
+    def starts_with(self, start: Callable[[Job], None]) -> None:
+        """How a job given a slot starts paying (set once the pollers know their tasks)."""
+        self._start = start
+
+    def pay(self, job: Job) -> None:
+        """Start `job` now if a slot is free, else when one is (never once stopping: the
+        shutdown hands it back)."""
+        if self._free and not self.ready and not self._stopping.is_set():
+            self._free -= 1
+            self._start(job)
+        else:
+            self.ready.append(job)
+
+    def release(self) -> None:
+        """A payment ended: its slot goes to the next ready job, its hold to the pollers."""
+        self.held.release()
+        if self.ready and not self._stopping.is_set():
+            self._start(self.ready.popleft())
+        else:
+            self._free += 1
+
+    def take_ready(self) -> list[Job]:
+        """The jobs still waiting for a slot (to hand back at shutdown); each frees its hold."""
+        jobs = list(self.ready)
+        self.ready.clear()
+        self.held.release(len(jobs))
+        return jobs
+
+    def wake(self) -> None:
+        self.held.wake()
+
+
+def _never(job: Job) -> None:
+    raise RuntimeError("Capacity.starts_with was not called")
 
 
 class Pacing:
@@ -191,25 +243,32 @@ async def batched_poller(
     poller: Poller,
     processor: Processor,
     settler: Settler,
-    slots: Slots,
+    capacity: Capacity,
     tasks: set[asyncio.Task[None]],
 ) -> None:
+    def start(job: Job) -> None:
+        task = asyncio.create_task(_pay_in_slot(job, processor, settler, capacity))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    capacity.starts_with(start)
+    held = capacity.held
     while not poller.stopping.is_set():
-        reserved = await slots.acquire_up_to(SQS_BATCH, poller.stopping)
+        reserved = await held.acquire_up_to(SQS_BATCH, poller.stopping)
         if not reserved:
             break
         messages = await poller.receive_some(reserved)
         jobs = await processor.prepare(messages)
-        slots.release(reserved - len(jobs))
+        held.release(reserved - len(jobs))
         for job in jobs:
-            task = asyncio.create_task(_pay_in_slot(job, processor, settler, slots))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            capacity.pay(job)
 
 
-async def _pay_in_slot(job: Job, processor: Processor, settler: Settler, slots: Slots) -> None:
+async def _pay_in_slot(
+    job: Job, processor: Processor, settler: Settler, capacity: Capacity
+) -> None:
     try:
-        outcome = await processor.process(job, slots.release)
+        outcome = await processor.process(job, capacity.release)
     except Exception as exc:
         # A bug, not an outage: never leave the job held for the life of the process.
         # Charged: kept like an unrecorded charge; not charged: handed back.

@@ -46,6 +46,9 @@ class WorkerSettings:
     """WAIT_TIME_SECONDS: the long-poll wait of each ReceiveMessage."""
     pollers: int = 0
     """RECEIVE_POLLERS: concurrent batched receives; 0 means one per 10 slots, at most 4."""
+    prefetch: int = 0
+    """RECEIVE_PREFETCH: messages received and claimed beyond the slots, ready to start the
+    moment a slot frees (batched only; docs/settings.md says when it pays off)."""
     shutdown_grace_seconds: float = 25.0
     """SHUTDOWN_GRACE_SECONDS: time in-flight payments get after SIGTERM (< ECS stopTimeout)."""
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
@@ -72,6 +75,7 @@ class WorkerSettings:
                 environ, "WAIT_TIME_SECONDS", cls.wait_time_seconds, minimum=0, maximum=20
             ),
             pollers=env_int(environ, "RECEIVE_POLLERS", cls.pollers, minimum=0, maximum=100),
+            prefetch=env_int(environ, "RECEIVE_PREFETCH", cls.prefetch, minimum=0, maximum=10_000),
             shutdown_grace_seconds=env_float(
                 environ,
                 "SHUTDOWN_GRACE_SECONDS",
@@ -90,6 +94,13 @@ class WorkerSettings:
         if self.receive_strategy == "per-task":
             return self.slots
         return self.pollers or min(4, math.ceil(self.slots / SQS_BATCH))
+
+    @property
+    def held(self) -> int:
+        """How many messages a batched worker holds at most: its slots and those ready next."""
+        if self.receive_strategy == "per-task":
+            return self.slots
+        return self.slots + self.prefetch
 
     @property
     def lease_seconds(self) -> float:

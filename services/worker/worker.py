@@ -33,7 +33,7 @@ from services.domain.payment import PaymentProcessor
 from .holding import SETTLE_SECONDS, Holding
 from .liveness import LivenessFile, keep_alive
 from .outcomes import Unrecorded
-from .poller import Pacing, Poller, Slots, batched_poller, per_task_slot
+from .poller import Capacity, Pacing, Poller, batched_poller, per_task_slot
 from .processing import Processor
 from .queue import OrderQueue, QueueConfig, QueueNotFound
 from .settings import WorkerSettings
@@ -72,7 +72,7 @@ class Worker:
         # is still being retried and hand it back.
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
-        self._slots = Slots(settings.slots)
+        self._capacity = Capacity(settings.slots, settings.held, self._stopping)
         self._holding = Holding(settings, queue, config, self.stats, store)
         self._settler = Settler(queue, self.stats, self._holding, self._abandon)
         self._processing = Processor(
@@ -92,7 +92,7 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to stop; idempotent and safe to call from a signal handler."""
         self._stopping.set()
-        self._slots.wake()
+        self._capacity.wake()
 
     def _receivers(self, stop_waiter: asyncio.Task[bool]) -> list[Coroutine[None, None, None]]:
         settings, pacing = self.settings, Pacing()
@@ -114,7 +114,7 @@ class Worker:
         if settings.receive_strategy == "per-task":
             return [per_task_slot(poller(), processing, settler) for _ in range(settings.slots)]
         return [
-            batched_poller(poller(), processing, settler, self._slots, self._tasks)
+            batched_poller(poller(), processing, settler, self._capacity, self._tasks)
             for _ in range(settings.receive_concurrency)
         ]
 
@@ -175,6 +175,8 @@ class Worker:
 
     async def _shutdown(self, receivers: Sequence[asyncio.Task[None]]) -> None:
         self.stop()
+        # Messages received ahead of a free slot go back at once, for other workers to take.
+        await self._settler.hand_back(self._capacity.take_ready())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_grace_seconds
         # Receivers return as soon as their long poll is abandoned (per-task slots after the

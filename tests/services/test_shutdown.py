@@ -171,3 +171,55 @@ async def test_sigterm_with_short_grace_hands_payments_back(
     assert set(paid_counts(rest)) == ids
     # Cut off mid-charge: the first worker charged nothing, the second each order once.
     assert charges([*worker.events, *rest.events]) == dict.fromkeys(ids, 1)
+
+
+async def test_prefetched_orders_wait_for_a_slot_and_go_back_at_sigterm(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology, store: OrderStore
+) -> None:
+    env = worker_env(
+        aws,
+        topology,
+        NUM_WORKERS="5",
+        RECEIVE_PREFETCH="5",
+        PAYMENT_SECONDS="5",
+        SHUTDOWN_GRACE_SECONDS="10",
+    )
+    ids = await publish_orders(sns, topology, 20)
+    worker = await ServiceProcess("services.worker", env).start()
+    try:
+        await worker.wait_for(lambda e: e["event"] == "worker_started")
+        # It holds its 5 slots' messages and 5 more, ready next; never more than that.
+        held = []
+        for _ in range(15):
+            held.append((await queue_counts(sqs, topology.queue_url))[1])
+            await asyncio.sleep(0.1)
+        assert max(held) == 10, held
+        worker.signal(signal.SIGTERM)
+        # The 5 waiting go back at once, while the 5 payments (5 s each) are still under way.
+        for _ in range(20):
+            if await queue_counts(sqs, topology.queue_url) == (15, 5):
+                break
+            await asyncio.sleep(0.1)
+        assert await queue_counts(sqs, topology.queue_url) == (15, 5)
+        assert await worker.wait(timeout=20) == 0
+    finally:
+        await worker.stop()
+    stopped = worker.events[-1]
+    # The 5 payments under way finished; the 5 waiting for a slot went back at once, unpaid.
+    assert stopped["max_in_flight"] == 5, str(stopped)
+    assert (stopped["paid"], stopped["handed_back"]) == (5, 5), str(stopped)
+    assert await queue_counts(sqs, topology.queue_url) == (15, 0)
+    # Their claims were given back (orders never received have no record yet).
+    unpaid = [await store.get(order_id) for order_id in ids - set(paid_counts(worker))]
+    statuses = Counter(None if r is None else r.status for r in unpaid)
+    assert statuses == {Status.ACCEPTED: 5, None: 10}, statuses
+
+    rest = await ServiceProcess(
+        "services.worker", env | {"BURST": "1", "PAYMENT_SECONDS": "0.2"}
+    ).start()
+    try:
+        assert await rest.wait(timeout=60) == 0
+    finally:
+        await rest.stop()
+    assert charges([*worker.events, *rest.events]) == dict.fromkeys(ids, 1)
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
