@@ -46,9 +46,9 @@ class WorkerSettings:
     """WAIT_TIME_SECONDS: the long-poll wait of each ReceiveMessage."""
     pollers: int = 0
     """RECEIVE_POLLERS: concurrent batched receives; 0 means one per 10 slots, at most 4."""
-    prefetch: int = 0
+    prefetch: int | None = None
     """RECEIVE_PREFETCH: messages received and claimed beyond the slots, ready to start the
-    moment a slot frees (batched only; docs/settings.md says when it pays off)."""
+    moment a slot frees (batched only); None (unset) means half the slots, 0 none."""
     shutdown_grace_seconds: float = 25.0
     """SHUTDOWN_GRACE_SECONDS: time in-flight payments get after SIGTERM (< ECS stopTimeout)."""
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
@@ -75,7 +75,11 @@ class WorkerSettings:
                 environ, "WAIT_TIME_SECONDS", cls.wait_time_seconds, minimum=0, maximum=20
             ),
             pollers=env_int(environ, "RECEIVE_POLLERS", cls.pollers, minimum=0, maximum=100),
-            prefetch=env_int(environ, "RECEIVE_PREFETCH", cls.prefetch, minimum=0, maximum=10_000),
+            prefetch=(
+                env_int(environ, "RECEIVE_PREFETCH", 0, minimum=0, maximum=10_000)
+                if environ.get("RECEIVE_PREFETCH", "").strip()
+                else None
+            ),
             shutdown_grace_seconds=env_float(
                 environ,
                 "SHUTDOWN_GRACE_SECONDS",
@@ -100,7 +104,9 @@ class WorkerSettings:
         """How many messages a batched worker holds at most: its slots and those ready next."""
         if self.receive_strategy == "per-task":
             return self.slots
-        return self.slots + self.prefetch
+        # Half the slots by default: a wave of payments ends over about a second here, and
+        # half a wave in line covers the receives and claims that refill the rest.
+        return self.slots + (self.slots // 2 if self.prefetch is None else self.prefetch)
 
     @property
     def lease_seconds(self) -> float:

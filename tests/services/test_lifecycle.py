@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ("services.worker", {"ORDER_QUEUE_URL": "q", "NUM_WORKERS": "many"}, "NUM_WORKERS"),
         ("services.worker", {"ORDER_QUEUE_URL": "q", "NUM_WORKERS": "0"}, "NUM_WORKERS"),
         ("services.worker", {"ORDER_QUEUE_URL": "q", "RECEIVE_STRATEGY": "x"}, "RECEIVE_STRATEGY"),
+        ("services.worker", {"ORDER_QUEUE_URL": "q", "RECEIVE_PREFETCH": "-1"}, "RECEIVE_PREFETCH"),
         ("services.worker", {"ORDER_QUEUE_URL": "q", "PAYMENT_SECONDS": "nan"}, "PAYMENT_SECONDS"),
         (
             "services.worker",

@@ -14,6 +14,7 @@ from services.common.settings import AwsSettings
 from services.domain.messages import OrderMessage, OrderRequest, encode_message
 from services.domain.payment import PaymentSettings
 from services.worker.queue import OrderQueue
+from services.worker.settings import WorkerSettings
 from services.worker.worker import open_worker
 
 from ..helpers import order_body, queue_counts, worker_settings
@@ -94,6 +95,17 @@ async def test_batched_needs_far_fewer_requests_than_per_task(
     assert stats.receive_calls <= 40 / 2
     assert stats.delete_calls <= 40 / 2
     assert stats.sqs_requests / stats.paid < 1
+
+
+def test_a_batched_worker_holds_half_its_slots_more_by_default() -> None:
+    def held(**env: str) -> int:
+        return WorkerSettings.from_env({"ORDER_QUEUE_URL": "q", "NUM_WORKERS": "100"} | env).held
+
+    assert held() == 150
+    assert held(RECEIVE_PREFETCH="0") == 100
+    assert held(RECEIVE_PREFETCH="7") == 107
+    # Per-task slots each hold their own message: nothing is received ahead.
+    assert held(RECEIVE_STRATEGY="per-task") == 100
 
 
 async def test_a_trickle_of_orders_shares_receives(
