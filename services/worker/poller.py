@@ -4,10 +4,10 @@ Two receive strategies share everything but the loop that feeds the slots:
 - `per-task`: each of the NUM_WORKERS slots is a task: long-poll for one message, pay,
   settle, repeat.
 - `batched`: a few pollers receive up to min(10, free slots) at once, payments run as tasks,
-  and deletes go out in batches of 10, so SQS requests per order fall toward 0.2. With
-  RECEIVE_PREFETCH, up to that many messages more are received and claimed ahead and wait in
-  line for a slot (`Capacity`), so a slot freed at the end of a wave starts its next payment
-  at once instead of after a receive and a claim.
+  and deletes go out in batches of 10, so SQS requests per order fall toward 0.2. Up to
+  RECEIVE_PREFETCH messages more (half the slots unless set) are received and claimed ahead
+  and wait in line for a slot (`Capacity`), so a slot freed at the end of a wave of payments
+  starts its next one at once instead of after a receive and a claim.
 
 Each poller owns its failure count: a failed ReceiveMessage never spends a message, it backs
 off (jittered, doubling, capped) and polls again. Batched pollers share their pacing: while
