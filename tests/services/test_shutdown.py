@@ -41,6 +41,16 @@ async def all_paid(store: OrderStore, ids: set[str], timeout: float = 90) -> Non
             await asyncio.sleep(0.5)
 
 
+async def pay_the_rest(env: dict[str, str], **extra: str) -> ServiceProcess:
+    """A second worker, in burst mode, paying whatever the first one left in the queue."""
+    rest = await ServiceProcess("services.worker", env | {"BURST": "1"} | extra).start()
+    try:
+        assert await rest.wait(timeout=60) == 0
+    finally:
+        await rest.stop()
+    return rest
+
+
 def paid_counts(*workers: ServiceProcess) -> Counter[str]:
     # The processor's own ledger (payment_charged), never the order_paid lines.
     return Counter(
@@ -117,13 +127,7 @@ async def test_sigterm_under_load_finishes_payments_and_loses_nothing(
     assert in_flight == 0
     assert visible == 60 - stopped["paid"], str(stopped)
 
-    rest = await ServiceProcess(
-        "services.worker", env | {"BURST": "1", "WAIT_TIME_SECONDS": "1"}
-    ).start()
-    try:
-        assert await rest.wait(timeout=60) == 0
-    finally:
-        await rest.stop()
+    rest = await pay_the_rest(env, WAIT_TIME_SECONDS="1")
     counts = paid_counts(worker, rest)
     assert set(counts) == ids and max(counts.values()) == 1
     assert charges([*worker.events, *rest.events]) == dict.fromkeys(ids, 1)
@@ -161,13 +165,7 @@ async def test_sigterm_with_short_grace_hands_payments_back(
         record = await store.get(order_id)
         assert record is not None and record.status == Status.ACCEPTED
 
-    rest = await ServiceProcess(
-        "services.worker", env | {"BURST": "1", "PAYMENT_SECONDS": "0.2"}
-    ).start()
-    try:
-        assert await rest.wait(timeout=60) == 0
-    finally:
-        await rest.stop()
+    rest = await pay_the_rest(env, PAYMENT_SECONDS="0.2")
     assert set(paid_counts(rest)) == ids
     # Cut off mid-charge: the first worker charged nothing, the second each order once.
     assert charges([*worker.events, *rest.events]) == dict.fromkeys(ids, 1)
@@ -214,12 +212,6 @@ async def test_prefetched_orders_wait_for_a_slot_and_go_back_at_sigterm(
     statuses = Counter(None if r is None else r.status for r in unpaid)
     assert statuses == {Status.ACCEPTED: 5, None: 10}, statuses
 
-    rest = await ServiceProcess(
-        "services.worker", env | {"BURST": "1", "PAYMENT_SECONDS": "0.2"}
-    ).start()
-    try:
-        assert await rest.wait(timeout=60) == 0
-    finally:
-        await rest.stop()
+    rest = await pay_the_rest(env, PAYMENT_SECONDS="0.2")
     assert charges([*worker.events, *rest.events]) == dict.fromkeys(ids, 1)
     assert await queue_counts(sqs, topology.queue_url) == (0, 0)
