@@ -80,15 +80,14 @@ class Capacity:
     payments running. A claimed job starts paying at once if a slot is free, else it waits in
     line (`ready`) and the next payment to end hands it its slot: no task waits for one."""
 
-    def __init__(self, slots: int, held: int, stopping: asyncio.Event) -> None:
+    def __init__(
+        self, slots: int, held: int, stopping: asyncio.Event, start: Callable[[Job], None]
+    ) -> None:
         self.held = Slots(held)
         self.ready: deque[Job] = deque()
         self._free = slots
         self._stopping = stopping
-        self._start: Callable[[Job], None] = _never
-
-    def starts_with(self, start: Callable[[Job], None]) -> None:
-        """How a job given a slot starts paying (set once the pollers know their tasks)."""
+        # How a job given a slot starts paying (the worker runs `pay_in_slot` as a task).
         self._start = start
 
     def pay(self, job: Job) -> None:
@@ -117,10 +116,6 @@ class Capacity:
 
     def wake(self) -> None:
         self.held.wake()
-
-
-def _never(job: Job) -> None:
-    raise RuntimeError("Capacity.starts_with was not called")
 
 
 class Pacing:
@@ -244,14 +239,7 @@ async def batched_poller(
     processor: Processor,
     settler: Settler,
     capacity: Capacity,
-    tasks: set[asyncio.Task[None]],
 ) -> None:
-    def start(job: Job) -> None:
-        task = asyncio.create_task(_pay_in_slot(job, processor, settler, capacity))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    capacity.starts_with(start)
     held = capacity.held
     while not poller.stopping.is_set():
         reserved = await held.acquire_up_to(SQS_BATCH, poller.stopping)
@@ -264,9 +252,7 @@ async def batched_poller(
             capacity.pay(job)
 
 
-async def _pay_in_slot(
-    job: Job, processor: Processor, settler: Settler, capacity: Capacity
-) -> None:
+async def pay_in_slot(job: Job, processor: Processor, settler: Settler, capacity: Capacity) -> None:
     try:
         outcome = await processor.process(job, capacity.release)
     except Exception as exc:

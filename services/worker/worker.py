@@ -30,10 +30,10 @@ from services.common.logging import get_logger
 from services.domain.orders import NullStore, OrderStore
 from services.domain.payment import PaymentProcessor
 
-from .holding import SETTLE_SECONDS, Holding
+from .holding import SETTLE_SECONDS, Holding, Job
 from .liveness import LivenessFile, keep_alive
 from .outcomes import Unrecorded
-from .poller import Capacity, Pacing, Poller, batched_poller, per_task_slot
+from .poller import Capacity, Pacing, Poller, batched_poller, pay_in_slot, per_task_slot
 from .processing import Processor
 from .queue import OrderQueue, QueueConfig, QueueNotFound
 from .settings import WorkerSettings
@@ -72,7 +72,9 @@ class Worker:
         # is still being retried and hand it back.
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
-        self._capacity = Capacity(settings.slots, settings.held, self._stopping)
+        self._capacity = Capacity(
+            settings.slots, settings.held, self._stopping, self._start_payment
+        )
         self._holding = Holding(settings, queue, config, self.stats, store)
         self._settler = Settler(queue, self.stats, self._holding, self._abandon)
         self._processing = Processor(
@@ -86,8 +88,16 @@ class Worker:
             self._stopping,
             self._abandon,
         )
-        # Payment tasks started by batched pollers: shutdown waits for them.
+        # Payment tasks of batched jobs given a slot (_start_payment): shutdown waits for them.
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _start_payment(self, job: Job) -> None:
+        """A batched job given a slot: its payment runs as a task shutdown waits for."""
+        task = asyncio.create_task(
+            pay_in_slot(job, self._processing, self._settler, self._capacity)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def stop(self) -> None:
         """Ask the worker to stop; idempotent and safe to call from a signal handler."""
@@ -114,7 +124,7 @@ class Worker:
         if settings.receive_strategy == "per-task":
             return [per_task_slot(poller(), processing, settler) for _ in range(settings.slots)]
         return [
-            batched_poller(poller(), processing, settler, self._capacity, self._tasks)
+            batched_poller(poller(), processing, settler, self._capacity)
             for _ in range(settings.receive_concurrency)
         ]
 
