@@ -85,6 +85,7 @@ class Capacity:
     ) -> None:
         self.held = Slots(held)
         self.ready: deque[Job] = deque()
+        self._line_moved = asyncio.Event()
         self._free = slots
         self._stopping = stopping
         # How a job given a slot starts paying (the worker runs `pay_in_slot` as a task).
@@ -104,6 +105,7 @@ class Capacity:
         self.held.release()
         if self.ready and not self._stopping.is_set():
             self._start(self.ready.popleft())
+            self._line_moved.set()
         else:
             self._free += 1
 
@@ -112,7 +114,14 @@ class Capacity:
         jobs = list(self.ready)
         self.ready.clear()
         self.held.release(len(jobs))
+        self._line_moved.set()
         return jobs
+
+    async def line_cleared(self) -> None:
+        """Wait until no job waits for a slot (each started, or taken back at shutdown)."""
+        while self.ready:
+            self._line_moved.clear()
+            await self._line_moved.wait()
 
     def wake(self) -> None:
         self.held.wake()
@@ -142,7 +151,7 @@ class Poller:
         settler: Settler,
         stopping: asyncio.Event,
         stop_waiter: asyncio.Task[bool],
-        stop: Callable[[], None],
+        queue_emptied: Callable[[], None],
         pacing: Pacing,
     ) -> None:
         self.settings = settings
@@ -152,8 +161,8 @@ class Poller:
         self._holding = holding
         self._settler = settler
         self._stop_waiter = stop_waiter
-        # Worker.stop: burst mode stops the whole worker once the queue is empty.
-        self._stop = stop
+        # Burst mode: the queue is empty, the worker stops (once its line has a slot).
+        self._queue_emptied = queue_emptied
         self._pacing = pacing
         self.failures = 0
 
@@ -187,7 +196,7 @@ class Poller:
         if not messages:
             self.stats.empty_receives += 1
             if self.settings.burst:
-                self._stop()
+                self._queue_emptied()
         return messages
 
     async def receive_with_backoff(self, count: int) -> list[Received]:

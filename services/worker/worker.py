@@ -90,6 +90,8 @@ class Worker:
         )
         # Payment tasks of batched jobs given a slot (_start_payment): shutdown waits for them.
         self._tasks: set[asyncio.Task[None]] = set()
+        # Burst mode's stop, once the queue was found empty (_queue_emptied).
+        self._emptied: asyncio.Task[None] | None = None
 
     def _start_payment(self, job: Job) -> None:
         """A batched job given a slot: its payment runs as a task shutdown waits for."""
@@ -104,6 +106,16 @@ class Worker:
         self._stopping.set()
         self._capacity.wake()
 
+    def _queue_emptied(self) -> None:
+        """Burst mode found the queue empty: stop once the orders received ahead have a slot,
+        so they are paid here rather than handed back as a SIGTERM's would be."""
+        if self._emptied is None:
+            self._emptied = asyncio.create_task(self._stop_after_line())
+
+    async def _stop_after_line(self) -> None:
+        await self._capacity.line_cleared()
+        self.stop()
+
     def _receivers(self, stop_waiter: asyncio.Task[bool]) -> list[Coroutine[None, None, None]]:
         settings, pacing = self.settings, Pacing()
 
@@ -116,7 +128,7 @@ class Worker:
                 self._settler,
                 self._stopping,
                 stop_waiter,
-                self.stop,
+                self._queue_emptied,
                 pacing,
             )
 
@@ -171,9 +183,10 @@ class Worker:
                 log.error("renewal_crashed", error=repr(crashed))
         finally:
             await self._shutdown(receivers)
-            for task in (*renewals, alive):
+            background = [*renewals, alive, *([self._emptied] if self._emptied else [])]
+            for task in background:
                 task.cancel()
-            await asyncio.gather(*renewals, alive, stop_waiter, return_exceptions=True)
+            await asyncio.gather(*background, stop_waiter, return_exceptions=True)
         self.stats.receive_calls = self._queue.receive_calls
         self.stats.delete_calls = self._queue.delete_calls
         if self._store.stateful:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
+from bench.harness.ledger import charges
 from devstack.topology import Topology
 from localaws.client import counts_between, request_counts
 from services.common.settings import AwsSettings
@@ -106,6 +107,20 @@ def test_a_batched_worker_holds_half_its_slots_more_by_default() -> None:
     assert held(RECEIVE_PREFETCH="7") == 107
     # Per-task slots each hold their own message: nothing is received ahead.
     assert held(RECEIVE_STRATEGY="per-task") == 100
+
+
+async def test_a_burst_worker_pays_its_line_before_it_stops(
+    aws: AwsSettings, sns: SNSClient, sqs: SQSClient, topology: Topology
+) -> None:
+    ids = await publish_orders(sns, topology, 3)
+    # 1 slot, room for 3 more in line: the line holds 2 when a receive (no long poll) finds
+    # the queue empty. Those 2 are paid here, not handed back as at a SIGTERM.
+    stats, logs = await run_burst(
+        aws, topology, slots=1, prefetch=3, wait_time_seconds=0, payment=PaymentSettings(0.5)
+    )
+    assert charges(logs) == dict.fromkeys(ids, 1)
+    assert (stats.paid, stats.handed_back) == (3, 0)
+    assert await queue_counts(sqs, topology.queue_url) == (0, 0)
 
 
 async def test_a_trickle_of_orders_shares_receives(
