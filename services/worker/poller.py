@@ -5,9 +5,10 @@ Two receive strategies share everything but the loop that feeds the slots:
   settle, repeat.
 - `batched`: a few pollers receive up to min(10, free slots) at once, payments run as tasks,
   and deletes go out in batches of 10, so SQS requests per order fall toward 0.2. Up to
-  RECEIVE_PREFETCH messages more (half the slots unless set) are received and claimed ahead
-  and wait in line for a slot (`Capacity`), so a slot freed at the end of a wave of payments
-  starts its next one at once instead of after a receive and a claim.
+  RECEIVE_PREFETCH messages more (as many as the slots unless set) are received and claimed
+  ahead, for their wait as well, and wait in line for a slot (`Capacity`), so a slot freed at
+  the end of a wave of payments starts its next one at once instead of after a receive and a
+  claim.
 
 Each poller owns its failure count: a failed ReceiveMessage never spends a message, it backs
 off (jittered, doubling, capped) and polls again. Batched pollers share their pacing: while
@@ -108,6 +109,10 @@ class Capacity:
             self._line_moved.set()
         else:
             self._free += 1
+
+    def lines_up(self, count: int) -> bool:
+        """Whether some of `count` jobs claimed now would wait in line for a slot."""
+        return bool(self.ready) or count > self._free
 
     def take_ready(self) -> list[Job]:
         """The jobs still waiting for a slot (to hand back at shutdown); each frees its hold."""
@@ -255,7 +260,10 @@ async def batched_poller(
         if not reserved:
             break
         messages = await poller.receive_some(reserved)
-        jobs = await processor.prepare(messages)
+        # Orders bound for the line are claimed for their wait as well: a renewal before each
+        # charge would put a DynamoDB write between a freed slot and its next payment.
+        lease = poller.settings.line_lease_seconds if capacity.lines_up(len(messages)) else None
+        jobs = await processor.prepare(messages, lease)
         held.release(reserved - len(jobs))
         for job in jobs:
             capacity.pay(job)

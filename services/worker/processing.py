@@ -102,8 +102,10 @@ class Processor:
         # Tasks inside a charge right now: the ones cut off when the grace period is over.
         self.charging: set[asyncio.Task[object]] = set()
 
-    async def prepare(self, messages: list[Received]) -> list[Job]:
-        """Decode and claim received messages (one claim call for all); return those to pay."""
+    async def prepare(self, messages: list[Received], lease: float | None = None) -> list[Job]:
+        """Decode and claim received messages (one claim call for all); return those to pay.
+
+        `lease`: the claims' lease, if not the usual one (settings.lease_seconds)."""
         jobs: list[Job] = []
         for message in messages:
             job = self._holding.hold(message)
@@ -123,11 +125,10 @@ class Processor:
             jobs.append(job)
         if not jobs:
             return jobs
-        return await self.claim(jobs)
+        return await self.claim(jobs, lease or self.settings.lease_seconds)
 
-    async def claim(self, jobs: list[Job]) -> list[Job]:
+    async def claim(self, jobs: list[Job], lease: float) -> list[Job]:
         store = self._store
-        lease = self.settings.lease_seconds
         wanted = [(job.order, job.message.message_id) for job in jobs if job.order is not None]
         # One token per receive, the same on every retry: a retry after a lost answer
         # recognizes the claim its first try wrote (a new receive is a new claimant attempt).

@@ -48,7 +48,7 @@ class WorkerSettings:
     """RECEIVE_POLLERS: concurrent batched receives; 0 means one per 10 slots, at most 4."""
     prefetch: int | None = None
     """RECEIVE_PREFETCH: messages received and claimed beyond the slots, ready to start the
-    moment a slot frees (batched only); None (unset) means half the slots, 0 none."""
+    moment a slot frees (batched only); None (unset) means as many as the slots, 0 none."""
     shutdown_grace_seconds: float = 25.0
     """SHUTDOWN_GRACE_SECONDS: time in-flight payments get after SIGTERM (< ECS stopTimeout)."""
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
@@ -104,13 +104,21 @@ class WorkerSettings:
         """How many messages a batched worker holds at most: its slots and those ready next."""
         if self.receive_strategy == "per-task":
             return self.slots
-        # Half the slots by default: a wave of payments ends over about a second here, and
-        # half a wave in line covers the receives and claims that refill the rest.
-        return self.slots + (self.slots // 2 if self.prefetch is None else self.prefetch)
+        # A whole wave in line by default: the next wave starts as the last one ends, and the
+        # pollers refill the line over a whole payment instead of racing the wave's end (where
+        # settling the payments that end takes its share of the CPU).
+        return self.slots + (self.slots if self.prefetch is None else self.prefetch)
 
     @property
     def lease_seconds(self) -> float:
         return self.payment.lease_seconds
+
+    @property
+    def line_lease_seconds(self) -> float:
+        """The lease of a claim that waits in line for a slot: a whole lease after the wait,
+        which lasts at most one payment timeout while the line is no longer than the slots (a
+        longer wait renews before the charge, as any short lease does)."""
+        return self.lease_seconds + self.payment.timeout
 
     @property
     def pool_size(self) -> int:

@@ -98,15 +98,30 @@ async def test_batched_needs_far_fewer_requests_than_per_task(
     assert stats.sqs_requests / stats.paid < 1
 
 
-def test_a_batched_worker_holds_half_its_slots_more_by_default() -> None:
+def test_a_batched_worker_holds_twice_its_slots_by_default() -> None:
     def held(**env: str) -> int:
         return WorkerSettings.from_env({"ORDER_QUEUE_URL": "q", "NUM_WORKERS": "100"} | env).held
 
-    assert held() == 150
+    assert held() == 200
     assert held(RECEIVE_PREFETCH="0") == 100
     assert held(RECEIVE_PREFETCH="7") == 107
     # Per-task slots each hold their own message: nothing is received ahead.
     assert held(RECEIVE_STRATEGY="per-task") == 100
+
+
+async def test_orders_waiting_in_line_are_claimed_for_their_wait(
+    aws: AwsSettings, sns: SNSClient, topology: Topology
+) -> None:
+    ids = await publish_orders(sns, topology, 4)
+    # 2 slots and 2 in line; the 2 in line wait a 3 s payment, more than half the lease's
+    # margin (2.5 s): claimed for the usual lease (timeout 4 + margin 5 s), each would need a
+    # renewal before its charge.
+    stats, logs = await run_burst(
+        aws, topology, slots=2, prefetch=2, payment=PaymentSettings(seconds=3.0, timeout=4)
+    )
+    assert charges(logs) == dict.fromkeys(ids, 1)
+    assert stats.max_in_flight == 2
+    assert stats.lease_renewals == 0
 
 
 async def test_a_burst_worker_pays_its_line_before_it_stops(
@@ -236,7 +251,7 @@ async def test_a_crashed_receiver_stops_the_worker_loudly(
 ) -> None:
     await publish_orders(sns, topology, 3)
 
-    async def broken(messages: Any) -> Any:
+    async def broken(messages: Any, lease: Any = None) -> Any:
         raise RuntimeError("a bug in the receive path")
 
     settings = worker_settings(aws, topology)
