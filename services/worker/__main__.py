@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from services.common.heap import freeze_startup_heap
+from services.common.heap import freeze_startup_heap, space_young_collections
 from services.common.logging import configure_logging
 from services.common.settings import SettingsError
 
@@ -22,6 +22,7 @@ async def serve(settings: WorkerSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
         freeze_startup_heap()  # clients open, queue checked: start-up is done
+        space_young_collections()  # payments held by the thousand (services/common/heap.py)
         await worker.run()
 
 
