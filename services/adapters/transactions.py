@@ -31,6 +31,8 @@ TRANSACT_BACKOFF = Backoff(base=0.02, cap=0.5)
 # Writes made while a call is in flight share the next one, this many at most (DynamoDB
 # takes up to 100 per transaction; a smaller batch keeps each call short).
 WRITE_BATCH = 25
+# DynamoDB's own limit on the writes of one TransactWriteItems.
+MAX_TRANSACTION_WRITES = 100
 
 Answer = Item | None
 """A write's answer: None when applied, else the item its condition saw ({} if unsaid)."""
@@ -70,13 +72,16 @@ class TransactionWriter:
         *,
         concurrency: int = 4,
         fill_wait: float = 0.0,
+        max_writes: int = WRITE_BATCH,
         health: AwsHealth | None = None,
     ) -> None:
         self.db = dynamodb
         self.health = health or AwsHealth()
+        if not 1 <= max_writes <= MAX_TRANSACTION_WRITES:
+            raise ValueError(f"max_writes must be between 1 and {MAX_TRANSACTION_WRITES}")
         self._writes: GroupCommit[Write, Answer] = GroupCommit(
             self._send_writes,
-            max_items=WRITE_BATCH,
+            max_items=max_writes,
             key_of=_write_key,
             concurrency=concurrency,
             fill_wait=fill_wait,

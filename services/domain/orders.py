@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.adapters.transactions import NullWriter, TransactionWriter
+from services.adapters.transactions import WRITE_BATCH, NullWriter, TransactionWriter
 from services.common.awserrors import AwsHealth
 
 from . import transitions
@@ -80,6 +80,7 @@ class OrderStore:
         *,
         concurrency: int = 4,
         fill_wait: float = 0.0,
+        max_writes: int = WRITE_BATCH,
         health: AwsHealth | None = None,
     ) -> None:
         self._table = table
@@ -87,14 +88,25 @@ class OrderStore:
         # concurrent requests (API) or payments (worker) share TransactWriteItems calls; a
         # lone write on an idle path is sent at once as a single PutItem/UpdateItem.
         self._writer = TransactionWriter(
-            dynamodb, concurrency=concurrency, fill_wait=fill_wait, health=health
+            dynamodb,
+            concurrency=concurrency,
+            fill_wait=fill_wait,
+            max_writes=max_writes,
+            health=health,
         )
         self.health = self._writer.health
 
-    def batched(self, fill_wait: float) -> OrderStore:
+    def batched(self, fill_wait: float, max_writes: int = WRITE_BATCH) -> OrderStore:
         """A store on the same client and table whose writes wait up to `fill_wait` s to
-        share a call (see GroupCommit): for writes no client is waiting on."""
-        return OrderStore(self._writer.db, self._table, fill_wait=fill_wait, health=self.health)
+        share a call (see GroupCommit), up to `max_writes` a call: for writes no client is
+        waiting on."""
+        return OrderStore(
+            self._writer.db,
+            self._table,
+            fill_wait=fill_wait,
+            max_writes=max_writes,
+            health=self.health,
+        )
 
     @property
     def write_calls(self) -> int:
@@ -285,7 +297,7 @@ class NullStore(OrderStore):
         self._writer = NullWriter()
         self.health = self._writer.health
 
-    def batched(self, fill_wait: float) -> OrderStore:
+    def batched(self, fill_wait: float, max_writes: int = WRITE_BATCH) -> OrderStore:
         return self
 
     async def claim(

@@ -262,8 +262,7 @@ async def batched_poller(
         messages = await poller.receive_some(reserved)
         # Orders bound for the line are claimed for their wait as well: a renewal before each
         # charge would put a DynamoDB write between a freed slot and its next payment.
-        lease = poller.settings.line_lease_seconds if capacity.lines_up(len(messages)) else None
-        jobs = await processor.prepare(messages, lease)
+        jobs = await processor.prepare(messages, for_line=capacity.lines_up(len(messages)))
         held.release(reserved - len(jobs))
         for job in jobs:
             capacity.pay(job)

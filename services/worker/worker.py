@@ -190,7 +190,9 @@ class Worker:
         self.stats.receive_calls = self._queue.receive_calls
         self.stats.delete_calls = self._queue.delete_calls
         if self._store.stateful:
-            self.stats.state_batches = self._store.write_calls
+            self.stats.state_batches = (
+                self._store.write_calls + self._processing.settle_store.write_calls
+            )
         log.info("worker_stopped", **self.stats.as_dict())
         if crashed is not None:
             raise crashed

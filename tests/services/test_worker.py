@@ -246,12 +246,35 @@ async def test_batched_claims_and_paid_marks_share_dynamodb_calls(
         assert record.status == "paid" and record.payments == 1
 
 
+async def test_paid_marks_made_together_share_calls_of_up_to_100(
+    aws: AwsSettings, topology: Topology, store: Any
+) -> None:
+    """No slot waits on a paid-mark: the worker sends them 100 to a TransactWriteItems, the
+    most DynamoDB takes, counted by the local AWS."""
+    assert aws.endpoint_url is not None
+    orders = [
+        OrderMessage.from_request(OrderRequest.model_validate(order_body())) for _ in range(150)
+    ]
+    claims = await store.claim_many([(o, f"message-{i}") for i, o in enumerate(orders)], 60)
+    async with open_worker(worker_settings(aws, topology)) as worker:
+        settling = worker._processing.settle_store
+        before = await request_counts(aws.endpoint_url)
+        marked = await asyncio.gather(
+            *(settling.mark_paid(o.order_id, c.token, 1.0) for o, c in zip(orders, claims))
+        )
+        made = counts_between(before, await request_counts(aws.endpoint_url))
+    assert all(marked)
+    assert made["dynamodb"] == {"TransactWriteItems": 2}
+    for order in orders:
+        assert (await store.get(order.order_id)).status == "paid"
+
+
 async def test_a_crashed_receiver_stops_the_worker_loudly(
     aws: AwsSettings, sns: SNSClient, topology: Topology, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await publish_orders(sns, topology, 3)
 
-    async def broken(messages: Any, lease: Any = None) -> Any:
+    async def broken(messages: Any, for_line: bool = False) -> Any:
         raise RuntimeError("a bug in the receive path")
 
     settings = worker_settings(aws, topology)
