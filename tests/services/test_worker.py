@@ -260,7 +260,10 @@ async def test_paid_marks_made_together_share_calls_of_up_to_100(
         settling = worker._processing.settle_store
         before = await request_counts(aws.endpoint_url)
         marked = await asyncio.gather(
-            *(settling.mark_paid(o.order_id, c.token, 1.0) for o, c in zip(orders, claims))
+            *(
+                settling.mark_paid(o.order_id, c.token, 1.0)
+                for o, c in zip(orders, claims, strict=True)
+            )
         )
         made = counts_between(before, await request_counts(aws.endpoint_url))
     assert all(marked)
