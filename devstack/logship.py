@@ -9,6 +9,9 @@ service. Here the launcher plays the driver: it already reads each child's stdou
 or every `flush_seconds`, 5 s by default as the driver's) from a thread of its own, with one
 aiobotocore client. The services' stdout is unchanged and they do no extra work.
 
+A process's stream is created when it is registered (`sink`), before its first line is due,
+as the driver creates a task's stream when the task starts.
+
 Each event's timestamp is the time the launcher read the line (the driver's too), kept
 non-decreasing per stream because a batch must be in chronological order. A line longer than
 an event may be (256 KiB minus the 26 bytes) is split, as the driver splits it. A batch the
@@ -147,6 +150,9 @@ class LogShipper:
         stream = _Stream(log_group(self.settings.name, service), stream_name(service))
         with self._lock:
             self._streams.append(stream)
+        # Its stream is created now, as the driver creates a task's at its start: the first
+        # batch does not wait on it, nor pay the client's first-call costs.
+        self._nudge()
 
         def put(line: bytes, at: float) -> None:
             message = line.rstrip(b"\r\n").decode(errors="replace")
@@ -195,14 +201,37 @@ class LogShipper:
         async with session.create_client(
             "logs", **client_args(self._aws.endpoint_url, config, self._aws.region)
         ) as logs:
+            loop = asyncio.get_running_loop()
+            due = loop.time() + self.settings.flush_seconds
             while True:
+                await self._create_streams(logs)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.flush_seconds)
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, due - loop.time()))
                 self._wake.clear()
                 stopping = self._stopping
+                if not stopping and loop.time() < due and not self._full():
+                    continue  # woken for a new stream: its lines keep the flush interval
+                due = loop.time() + self.settings.flush_seconds
                 await self._flush(logs)
                 if stopping:
                     return
+
+    def _full(self) -> bool:
+        with self._lock:
+            return any(
+                len(s.events) >= MAX_BATCH_EVENTS or s.size >= MAX_BATCH_BYTES
+                for s in self._streams
+            )
+
+    async def _create_streams(self, logs: Any) -> None:
+        """Every stream registered and not created yet; one that fails is tried again at its
+        flush, which counts its lines dropped if it fails then too."""
+        with self._lock:
+            new = [s for s in self._streams if not s.created]
+        for stream in new:
+            with contextlib.suppress(BotoCoreError, ClientError):
+                await _ensure_stream(logs, stream.group, stream.name)
+                stream.created = True
 
     async def _flush(self, logs: Any) -> None:
         with self._lock:
@@ -243,4 +272,7 @@ async def _ensure_stream(logs: Any, group: str, stream: str) -> None:
     """Create the group (if missing, as Terraform would have) and the process's stream."""
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         await logs.create_log_group(logGroupName=group)
-    await logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    # The name is this process's own (a random task id): it exists only if an earlier try,
+    # whose answer was lost, created it.
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        await logs.create_log_stream(logGroupName=group, logStreamName=stream)

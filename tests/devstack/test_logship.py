@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 
 import orjson
@@ -80,3 +82,25 @@ async def test_a_followed_process_ships_its_lines_and_stop_sends_what_is_left(
             logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
         )
     assert [orjson.loads(e["message"]) for e in got["events"]] == process.events
+
+
+async def test_a_stream_is_created_when_its_process_is_registered(aws: AwsSettings) -> None:
+    # A long flush interval: only registering the process can have created its stream.
+    shipper = LogShipper(aws, ShipSettings(flush_seconds=60, name=f"ship-{uuid.uuid4().hex[:8]}"))
+    shipper.start()
+    try:
+        shipper.sink("worker")
+        group = log_group(shipper.settings.name, "worker")
+        async with aws_client(aws, "logs") as logs, asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+                    found = await logs.describe_log_streams(logGroupName=group)
+                    if found["logStreams"]:
+                        break
+                await asyncio.sleep(0.05)
+        assert [s["logStreamName"].split("/")[:2] for s in found["logStreams"]] == [
+            ["worker", "worker"]
+        ]
+    finally:
+        stats = shipper.stop()
+    assert (stats.sent, stats.dropped, stats.batches) == (0, 0, 0)
