@@ -89,6 +89,11 @@ class _Stream:
     last_ms: int = 0
     created: bool = False
 
+    @property
+    def full(self) -> bool:
+        """A whole PutLogEvents batch is waiting: it is sent now, not at the next interval."""
+        return len(self.events) >= MAX_BATCH_EVENTS or self.size >= MAX_BATCH_BYTES
+
 
 @dataclass
 class ShipStats:
@@ -163,7 +168,7 @@ class LogShipper:
                 for piece in split(message):
                     stream.events.append((stamp, piece))
                     stream.size += len(piece.encode()) + EVENT_OVERHEAD
-                full = len(stream.events) >= MAX_BATCH_EVENTS or stream.size >= MAX_BATCH_BYTES
+                full = stream.full
             if full:
                 self._nudge()
 
@@ -218,10 +223,7 @@ class LogShipper:
 
     def _full(self) -> bool:
         with self._lock:
-            return any(
-                len(s.events) >= MAX_BATCH_EVENTS or s.size >= MAX_BATCH_BYTES
-                for s in self._streams
-            )
+            return any(s.full for s in self._streams)
 
     async def _create_streams(self, logs: Any) -> None:
         """Every stream registered and not created yet; one that fails is tried again at its
