@@ -107,7 +107,7 @@ class LogsResult(Result, total=False):
     settings: Settings
     rounds: list[dict[str, Shipping]]
     """Every round, each run on a fresh local AWS: "off" first in rounds 1, 3, ..., "on"
-    first in rounds 2, 4, ... (ROUND_ORDER)."""
+    first in rounds 2, 4, ... (round_order)."""
     runs: dict[str, Shipping]
     """"off" and "on" of the median round (median_round), which the verdict takes."""
     cpu_overhead_pct: float | None
@@ -303,8 +303,10 @@ def raw_overhead_pct(off: Shipping, on: Shipping) -> float | None:
 def _gauge(run: Shipping) -> float | None:
     """The CPU per order of the processes whose work shipping does not change."""
     values = [run["cpu_ms_per_order"].get(name) for name in SPEED_GAUGE]
-    known = [v for v in values if v is not None]
-    return sum(known) if len(known) == len(values) and sum(known) > 0 else None
+    if any(v is None for v in values):
+        return None
+    total = sum(v or 0.0 for v in values)
+    return total if total > 0 else None
 
 
 def overhead_pct(off: Shipping, on: Shipping) -> float | None:

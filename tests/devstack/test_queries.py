@@ -152,8 +152,9 @@ async def wait_until(check: Callable[[], Any], within: float, what: str) -> None
 async def dashboard_snapshot(dashboard: str, events: Sequence[Event]) -> dict[str, Any]:
     """The dashboard's figures for the run, taken when its window holds all of it: the window
     (the last 300 complete seconds) leaves out the second still running, and, minutes later,
-    the run's first seconds. This module's queries can take that long on two busy cores: a
-    snapshot taken by the test itself once counted 40 of the run's 42 async requests."""
+    the run's first seconds. A snapshot the test took itself, after the module's queries, once
+    counted 40 of the run's 42 async requests in CI (not reproduced: the module takes ~12 s
+    here), which only the window's edges can explain."""
     lines = [e for e in events if e.get("service") in ("api", "worker")]
     stamps = [datetime.fromisoformat(e["timestamp"]).timestamp() for e in lines]
     while time.time() < math.floor(max(stamps)) + 1:

@@ -24,17 +24,15 @@ def _integral(value: Any) -> Any:
     return value
 
 
+def _with_integers(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: _integral(v) if k in INTEGER_FIELDS else v for k, v in fields.items()}
+
+
 @schemathesis.hook
 def map_body(context: Any, body: Any) -> Any:
     if not isinstance(body, dict):
         return body
-    body = {k: _integral(v) if k in INTEGER_FIELDS else v for k, v in body.items()}
-    items = body.get("items")
-    if isinstance(items, list):
-        body["items"] = [
-            {k: _integral(v) if k in INTEGER_FIELDS else v for k, v in item.items()}
-            if isinstance(item, dict)
-            else item
-            for item in items
-        ]
+    body = _with_integers(body)
+    if isinstance(body.get("items"), list):
+        body["items"] = [_with_integers(i) if isinstance(i, dict) else i for i in body["items"]]
     return body
